@@ -1,0 +1,79 @@
+# stock-prediction-lstm: every target sets up what it needs (venv, packages, Jupyter kernel).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.stamp-setup
+KERNEL := stock-lstm
+
+TICKER ?= AAPL
+SOURCE ?=
+
+# Make variables that become notebook parameters when set, e.g. `make train EPOCHS=20`.
+PARAM_VARS := EPOCHS PATIENCE SEQUENCE_LENGTH HIDDEN_SIZE NUM_LAYERS DROPOUT LEARNING_RATE \
+	BATCH_SIZE SEED DAYS HISTORY_DAYS START END FORCE
+lower = $(shell echo '$(1)' | tr 'A-Z' 'a-z')
+PARAMS = $(foreach v,$(PARAM_VARS),$(if $($(v)),-p $(call lower,$(v)) $($(v)),))
+SOURCE_FLAG = $(if $(SOURCE),--source $(SOURCE),)
+RUN = $(BIN)/stock-lstm run --ticker $(TICKER) $(SOURCE_FLAG) $(PARAMS)
+
+NBVAL = $(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax --nbval-kernel-name $(KERNEL) \
+	--nbval-sanitize-with notebooks/nbval_sanitize.cfg notebooks/
+
+.DEFAULT_GOAL := help
+.PHONY: help setup sync eda train predict pipeline reports lab api test test-unit test-notebooks \
+	lint format clean
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-12s %s\n", $$1, $$2}'
+
+setup: $(STAMP) ## Create .venv, install the package (+dev) and the Jupyter kernel
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (stock-lstm)" >/dev/null
+	@touch $(STAMP)
+	@echo "setup done: .venv ready, kernel '$(KERNEL)' registered"
+
+sync: $(STAMP) ## Notebook 01: fill/refresh TICKER's price cache (SOURCE=csv:DIR offline, FORCE=true)
+	$(RUN) sync
+
+eda: $(STAMP) ## Notebook 02: explore TICKER's prices, returns, volatility and the split
+	$(RUN) eda
+
+train: $(STAMP) ## Notebook 03: train, compare with persistence, register (EPOCHS=, SEED=, ...)
+	$(RUN) train
+
+predict: $(STAMP) ## Notebook 04: forecast DAYS trading days with TICKER's active model
+	$(RUN) predict
+
+pipeline: $(STAMP) ## All four notebooks for TICKER in one run
+	$(RUN) all
+
+reports: $(STAMP) ## Rebuild reports/index.html
+	$(BIN)/stock-lstm reports
+
+lab: $(STAMP) ## Open JupyterLab with the stock-lstm kernel (installs jupyterlab on first use)
+	@$(BIN)/python -c "import jupyterlab" 2>/dev/null || $(BIN)/python -m pip install --quiet jupyterlab
+	$(BIN)/jupyter lab notebooks/
+
+test: test-unit test-notebooks ## Run every test: pytest, then the notebooks under nbval
+
+test-unit: $(STAMP) ## pytest tests/
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+test-notebooks: $(STAMP) ## Execute the notebooks with nbval on generated prices (temp folders)
+	$(NBVAL)
+
+lint: $(STAMP) ## ruff check + ruff format --check
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+
+format: $(STAMP) ## Apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests
+
+clean: ## Remove the venv and caches (keeps data/, models/, reports/)
+	rm -rf $(VENV) .pytest_cache .ruff_cache

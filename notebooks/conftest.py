@@ -1,0 +1,30 @@
+"""nbval runs the notebooks against generated prices and throw-away folders.
+
+Kernels inherit this process's environment, so setting ``STOCK_LSTM_*`` here points every
+notebook at a temporary database, models and reports folder: CI never writes into the
+checkout, and never needs the network.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from stock_lstm.data.synthetic import write_fixture_folder
+
+    root = Path(tempfile.mkdtemp(prefix="stock-lstm-nbval-"))
+    prices = write_fixture_folder(root / "prices", ("AAPL", "MSFT", "TEST"))
+    os.environ.update(
+        {
+            "STOCK_LSTM_DATABASE_URL": f"sqlite:///{root / 'stock_lstm.db'}",
+            "STOCK_LSTM_SOURCE": f"csv:{prices}",
+            "STOCK_LSTM_MODELS_DIR": str(root / "models"),
+            "STOCK_LSTM_REPORTS_DIR": str(root / "reports"),
+            "STOCK_LSTM_TORCH_THREADS": "2",
+        }
+    )

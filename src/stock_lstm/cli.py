@@ -1,0 +1,422 @@
+"""``stock-lstm``: the command line. Thin: parse, call ``workflows``, print.
+
+Every expected failure is a ``StockLSTMError``: printed as one line on stderr, exit code 2.
+torch and friends are imported only by the commands that need them, so ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from stock_lstm import __version__
+from stock_lstm.errors import StockLSTMError
+
+EXIT_USER_ERROR = 2
+
+TRAIN_PARAM_HELP: dict[str, tuple[type, str]] = {
+    "epochs": (int, "maximum training epochs (1..1000, default 100)"),
+    "patience": (int, "epochs without validation improvement before stopping; 0 disables (10)"),
+    "sequence_length": (int, "trading days the network sees per sample (2..1000, default 60)"),
+    "hidden_size": (int, "LSTM units per layer (1..1024, default 64)"),
+    "num_layers": (int, "stacked LSTM layers (1..8, default 2)"),
+    "dropout": (float, "dropout between LSTM layers (0..0.9, default 0.2)"),
+    "learning_rate": (float, "Adam learning rate (1e-6..1, default 0.001)"),
+    "batch_size": (int, "samples per gradient step (1..8192, default 32)"),
+    "seed": (int, "random seed; same seed, same data -> same model (default 42)"),
+}
+
+
+def _iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2020-01-31") from exc
+
+
+def _common_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    common.add_argument(
+        "--database-url", help="SQLAlchemy URL (env STOCK_LSTM_DATABASE_URL; SQLite by default)"
+    )
+    common.add_argument("--models-dir", help="artifact folder (env STOCK_LSTM_MODELS_DIR)")
+    common.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    return common
+
+
+def _source_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--source",
+        help="price source: 'yahoo' (default, env STOCK_LSTM_SOURCE) or 'csv:DIR', a folder "
+        "of <TICKER>.csv files (e.g. csv:../shared/data/prices)",
+    )
+
+
+def _range_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--start", type=_iso_date, help="first date to use (YYYY-MM-DD)")
+    parser.add_argument("--end", type=_iso_date, help="last date to use (YYYY-MM-DD)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole CLI; each sub-command's --help explains what it does and prints."""
+    common = _common_options()
+    parser = argparse.ArgumentParser(
+        prog="stock-lstm",
+        description="Forecast daily stock prices with an LSTM, always beside the persistence "
+        "forecast (tomorrow = today). Prices are cached in a database and refreshed when older "
+        "than STOCK_LSTM_CACHE_EXPIRY_HOURS (24).",
+        epilog="Offline? Use --source csv:DIR. Errors exit with code 2 and say what to do.",
+    )
+    parser.add_argument("--version", action="version", version=f"stock-lstm {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sync = commands.add_parser(
+        "sync",
+        parents=[common],
+        help="download or refresh a ticker's prices into the cache",
+        description="Fill the price cache for TICKER. Cached rows younger than the expiry are "
+        "reused; otherwise only the missing days are fetched where the source allows it.",
+    )
+    sync.add_argument("ticker", help="Yahoo Finance symbol, e.g. AAPL or PETR4.SA")
+    sync.add_argument("--force", action="store_true", help="re-download even if the cache is fresh")
+    _source_option(sync)
+    _range_options(sync)
+    sync.set_defaults(handler=_cmd_sync)
+
+    train = commands.add_parser(
+        "train",
+        parents=[common],
+        help="train, register and activate a model for a ticker",
+        description="Train an LSTM on TICKER's closes (chronological 70/15/15 split, scaler "
+        "fitted on the training slice only, early stopping on validation loss), report "
+        "test-set MAE/RMSE/MAPE beside persistence, save the artifacts and make the model "
+        "the ticker's active one.",
+    )
+    train.add_argument("ticker", help="Yahoo Finance symbol, e.g. AAPL")
+    for name, (kind, text) in TRAIN_PARAM_HELP.items():
+        train.add_argument(f"--{name.replace('_', '-')}", type=kind, dest=name, help=text)
+    train.add_argument("--force-sync", action="store_true", help="re-download prices first")
+    train.add_argument("--job-id", help="record progress in this TrainingJob row")
+    train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _source_option(train)
+    _range_options(train)
+    train.set_defaults(handler=_cmd_train)
+
+    predict = commands.add_parser(
+        "predict",
+        parents=[common],
+        help="forecast the next trading days with the active model",
+        description="Forecast DAYS trading days (exchange calendar) after the last cached close "
+        "with TICKER's active model, feeding each prediction back as input.",
+    )
+    predict.add_argument("ticker", help="a ticker with an active model (see `stock-lstm models`)")
+    predict.add_argument("--days", type=int, default=5, help="trading days ahead, 1..30 (5)")
+    _source_option(predict)
+    predict.set_defaults(handler=_cmd_predict)
+
+    models = commands.add_parser(
+        "models",
+        parents=[common],
+        help="list registered model versions",
+        description="List model versions (newest first) with their test metrics beside "
+        "persistence; * marks each ticker's active model.",
+    )
+    models.add_argument("ticker", nargs="?", help="only this ticker")
+    models.set_defaults(handler=_cmd_models)
+
+    activate = commands.add_parser(
+        "activate",
+        parents=[common],
+        help="make a registered version its ticker's active model",
+        description="Activate VERSION_ID; the ticker's previously active model becomes inactive "
+        "in the same transaction.",
+    )
+    activate.add_argument("version_id", help="a version from `stock-lstm models`")
+    activate.set_defaults(handler=_cmd_activate)
+
+    run = commands.add_parser(
+        "run",
+        parents=[common],
+        help="run notebook stages with papermill and render HTML reports",
+        description="Execute the notebooks of STAGE(s) (sync eda train predict, or all) for a "
+        "ticker with papermill into reports/<TICKER>/<run_id>/, render each to HTML and "
+        "rebuild reports/index.html. The train stage registers and activates its model in "
+        "its last cell, so a failed run registers nothing.",
+        epilog="example: stock-lstm run train --ticker AAPL --source csv:../shared/data/prices "
+        "-p epochs 20",
+    )
+    run.add_argument("stages", nargs="+", metavar="STAGE", help="sync, eda, train, predict, all")
+    run.add_argument("--ticker", required=True, help="Yahoo Finance symbol, e.g. AAPL")
+    run.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="notebook parameter (repeatable), e.g. -p epochs 20 -p days 10",
+    )
+    run.add_argument("--run-id", help="name of the run folder (default: UTC time + random)")
+    run.add_argument("--log-output", action="store_true", help="echo notebook output to the log")
+    run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _source_option(run)
+    run.set_defaults(handler=_cmd_run)
+
+    reports = commands.add_parser(
+        "reports",
+        parents=[common],
+        help="rebuild reports/index.html from the runs on disk",
+        description="Rebuild the index of run reports (STOCK_LSTM_REPORTS_DIR, default reports/).",
+    )
+    reports.set_defaults(handler=_cmd_reports)
+    return parser
+
+
+def _settings_from(args: argparse.Namespace) -> Any:
+    from stock_lstm.config import Settings, get_settings
+
+    overrides: dict[str, Any] = {}
+    if getattr(args, "database_url", None):
+        overrides["database_url"] = args.database_url
+    if getattr(args, "models_dir", None):
+        overrides["models_dir"] = args.models_dir
+    if getattr(args, "source", None):
+        overrides["source"] = args.source
+    if not overrides:
+        return get_settings()
+    try:
+        return Settings(**{**get_settings().model_dump(), **overrides})
+    except ValueError as exc:
+        from stock_lstm.errors import InvalidParameterError
+
+        raise InvalidParameterError(str(exc).splitlines()[-1].strip()) from exc
+
+
+def _context(args: argparse.Namespace) -> Any:
+    from stock_lstm.workflows import AppContext
+
+    return AppContext.create(_settings_from(args))
+
+
+def _emit(args: argparse.Namespace, payload: dict[str, Any], human: Callable[[], str]) -> None:
+    if args.json:
+        print(json.dumps(payload, default=str))
+    else:
+        print(human())
+
+
+def _cmd_sync(args: argparse.Namespace) -> int:
+    from stock_lstm.workflows import sync_ticker
+
+    result = sync_ticker(
+        _context(args), args.ticker, force=args.force, start=args.start, end=args.end
+    )
+    if result.warning:
+        print(f"warning: {result.warning}", file=sys.stderr)
+
+    def human() -> str:
+        how = "from cache" if result.from_cache else "downloaded"
+        if result.incremental:
+            how = "incremental download"
+        dropped = ""
+        if result.dropped_rows:
+            reasons = ", ".join(f"{n} {why}" for why, n in result.drop_reasons.items())
+            dropped = f"; dropped {result.dropped_rows} rows ({reasons})"
+        return (
+            f"{result.ticker}: {result.rows} rows {result.first_date}..{result.last_date} "
+            f"({how}, {result.downloaded_rows} written{dropped})"
+        )
+
+    _emit(args, result.to_dict(), human)
+    return 0
+
+
+def _train_params(args: argparse.Namespace) -> Any:
+    from stock_lstm.models.training import TrainParams
+
+    given = {
+        name: getattr(args, name) for name in TRAIN_PARAM_HELP if getattr(args, name) is not None
+    }
+    return TrainParams.from_dict(given)
+
+
+def format_metrics_table(metrics: dict[str, Any]) -> str:
+    """Model beside persistence, one row per metric, with the ratio model / persistence."""
+    persistence = metrics["persistence"]
+    lines = [f"{'metric':<8}{'model':>12}{'persistence':>14}{'ratio':>8}"]
+    for name in ("mae", "rmse", "mape"):
+        model_value, base_value = metrics[name], persistence[name]
+        ratio = model_value / base_value if base_value else float("nan")
+        unit = " %" if name == "mape" else ""
+        lines.append(f"{name:<8}{model_value:>12.4f}{base_value:>14.4f}{ratio:>8.3f}{unit}")
+    return "\n".join(lines)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from stock_lstm.workflows import register_outcome, train_ticker
+
+    params = _train_params(args)
+    ctx = _context(args)
+    outcome = train_ticker(
+        ctx,
+        args.ticker,
+        params,
+        start=args.start,
+        end=args.end,
+        force_sync=args.force_sync,
+        job_id=args.job_id,
+        show_progress=not (args.no_progress or args.json),
+    )
+    register_outcome(ctx, outcome, job_id=args.job_id)
+    payload = outcome.to_dict()
+
+    def human() -> str:
+        data = payload["data"]
+        return "\n".join(
+            [
+                f"{payload['ticker']}: model {payload['version_id']} "
+                f"({'active' if payload['active'] else 'inactive'})",
+                f"data: {data['rows']} rows {data['first_date']}..{data['last_date']}; "
+                f"{payload['epochs_run']} epochs (best {payload['best_epoch']}) "
+                f"in {payload['train_seconds']:.1f} s",
+                f"test set ({payload['metrics']['n']} days), model beside persistence "
+                "(tomorrow = today):",
+                format_metrics_table(payload["metrics"]),
+                f"artifacts: {payload['model_path']}, {payload['scaler_path']}",
+            ]
+        )
+
+    _emit(args, payload, human)
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from stock_lstm.workflows import predict_ticker
+
+    forecast = predict_ticker(_context(args), args.ticker, args.days)
+    for warning in forecast.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+
+    def human() -> str:
+        lines = [
+            f"{forecast.ticker} ({forecast.version_id}): last close {forecast.last_close:.4f} "
+            f"on {forecast.last_date}"
+        ]
+        lines += [f"  {point.date}  {point.close:12.4f}" for point in forecast.predictions]
+        return "\n".join(lines)
+
+    _emit(args, forecast.to_dict(), human)
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from stock_lstm.models.registry import list_models
+
+    records = list_models(_context(args).db, args.ticker)
+    payload = {
+        "models": [
+            {
+                "version_id": r.version_id,
+                "ticker": r.ticker,
+                "created_at": r.created_at.isoformat(),
+                "is_active": r.is_active,
+                "metrics": r.metrics,
+                "report_path": r.report_path,
+            }
+            for r in records
+        ]
+    }
+
+    def human() -> str:
+        if not records:
+            return "no models yet: train one with `make train TICKER=AAPL`"
+        lines = [f"  {'version':<28}{'created (UTC)':<22}{'test MAE':>10}{'persist.':>10}"]
+        for r in records:
+            mae = r.metrics.get("mae", float("nan"))
+            base = r.metrics.get("persistence", {}).get("mae", float("nan"))
+            mark = "*" if r.is_active else " "
+            created = r.created_at.strftime("%Y-%m-%d %H:%M:%S")
+            lines.append(f"{mark} {r.version_id:<28}{created:<22}{mae:>10.4f}{base:>10.4f}")
+        return "\n".join(lines)
+
+    _emit(args, payload, human)
+    return 0
+
+
+def _cmd_activate(args: argparse.Namespace) -> int:
+    from stock_lstm.models.registry import activate_version
+
+    record = activate_version(_context(args).db, args.version_id)
+    _emit(
+        args,
+        {"version_id": record.version_id, "ticker": record.ticker, "is_active": True},
+        lambda: f"{record.ticker}: {record.version_id} is now the active model",
+    )
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from stock_lstm.pipeline.runner import coerce_parameter, run_pipeline
+
+    parameters = {name: coerce_parameter(value) for name, value in args.parameter}
+    result = run_pipeline(
+        args.stages,
+        args.ticker,
+        _settings_from(args),
+        parameters,
+        run_id=args.run_id,
+        progress=not (args.no_progress or args.json),
+        log_output=args.log_output,
+    )
+    manifest = result.manifest()
+
+    def human() -> str:
+        lines = [f"{result.ticker}: run {result.run_id} ({result.status})"]
+        for stage in result.stages:
+            lines.append(f"  {stage.stage:<8} {stage.status:<7} {result.run_dir / str(stage.html)}")
+        if result.version_id and result.metrics:
+            lines.append(f"model {result.version_id}, test set beside persistence:")
+            lines.append(format_metrics_table(result.metrics))
+        index = Path(_settings_from(args).reports_dir) / "index.html"
+        lines.append(f"index: {index}")
+        return "\n".join(lines)
+
+    _emit(args, manifest, human)
+    return 0
+
+
+def _cmd_reports(args: argparse.Namespace) -> int:
+    from stock_lstm.pipeline.reports import build_index
+
+    index = build_index(Path(_settings_from(args).reports_dir))
+    _emit(args, {"index": str(index)}, lambda: f"rebuilt {index}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``stock-lstm`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.handler(args))
+    except StockLSTMError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

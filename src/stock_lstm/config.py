@@ -1,0 +1,53 @@
+"""All configuration in one place, read from ``STOCK_LSTM_*`` environment variables.
+
+CLI flags override these per call; nothing deeper in the package reads the environment.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///data/stock_lstm.db"
+
+
+class Settings(BaseSettings):
+    """Runtime settings. Every field maps to ``STOCK_LSTM_<FIELD>`` (e.g. ``STOCK_LSTM_SOURCE``)."""
+
+    model_config = SettingsConfigDict(env_prefix="STOCK_LSTM_", extra="ignore")
+
+    database_url: str = Field(
+        DEFAULT_DATABASE_URL, description="Any SQLAlchemy URL; SQLite is the embedded default."
+    )
+    source: str = Field("yahoo", description="Price source: 'yahoo' or 'csv:DIR'.")
+    cache_expiry_hours: float = Field(
+        24.0, gt=0, description="Cached rows of a ticker are fresh for this many hours."
+    )
+    models_dir: Path = Field(Path("models"), description="Where model artifacts are written.")
+    reports_dir: Path = Field(Path("reports"), description="Where run reports are written.")
+    history_years: int = Field(
+        10, ge=1, le=100, description="Years of history a Yahoo download covers by default."
+    )
+    torch_threads: int | None = Field(
+        None, ge=1, description="Threads torch uses; default: the number of CPU cores."
+    )
+    model_cache_size: int = Field(32, ge=1, description="Loaded models kept in memory.")
+    sqlite_busy_timeout_seconds: float = Field(30.0, gt=0)
+    api_token: str | None = Field(None, description="Bearer token for state-changing API calls.")
+    pushgateway_url: str | None = Field(None, description="Prometheus Pushgateway for batch runs.")
+
+    @field_validator("source")
+    @classmethod
+    def _check_source(cls, value: str) -> str:
+        if value != "yahoo" and not value.startswith("csv:"):
+            raise ValueError("source must be 'yahoo' or 'csv:DIR' (a folder of <TICKER>.csv)")
+        return value
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings read once from the environment (tests build their own ``Settings``)."""
+    return Settings()

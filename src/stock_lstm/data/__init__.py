@@ -1,0 +1,1 @@
+"""Prices in: sources (yfinance, CSV), the SQLite/SQL cache rule, and preprocessing."""

@@ -1,0 +1,431 @@
+"""The price cache rule: when to trust stored rows, when to download, and how to write them.
+
+Rules (per ticker, in one place):
+
+* Rows are *fresh* while ``now - updated_at < expiry_hours`` (oldest ``updated_at`` of the
+  ticker's rows). A fresh cache is used as is, unless the caller asks for history starting more
+  than ``EARLIER_HISTORY_TOLERANCE_DAYS`` before the first cached day.
+* Otherwise (expired, missing, ``force``) the source is asked. A source that can fetch a date
+  range only fetches the tail from ``last_date - INCREMENTAL_OVERLAP_DAYS``; if the overlapping
+  closes moved by more than ``READJUSTMENT_TOLERANCE`` (a split or dividend re-adjusted the
+  whole history) the tail is discarded and everything is downloaded again.
+* Writes happen in one transaction and stamp ``updated_at`` on all the ticker's rows.
+* If the source fails and rows exist, they are returned as stale with a loud warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from stock_lstm.clock import Clock, utc_now
+from stock_lstm.data.frames import INDEX_NAME, PRICE_COLUMNS, NormalizedPrices, empty_price_frame
+from stock_lstm.data.sources import PriceSource, check_date_range
+from stock_lstm.db import Database, PriceCache
+from stock_lstm.errors import DataSourceError, InvalidParameterError
+from stock_lstm.tickers import validate_ticker
+
+logger = logging.getLogger(__name__)
+
+#: A requested start this many calendar days before the first cached day forces a download
+#: (smaller gaps are weekends and holidays, not missing history).
+EARLIER_HISTORY_TOLERANCE_DAYS = 7
+#: Calendar days of already-cached history an incremental fetch re-downloads to compare.
+INCREMENTAL_OVERLAP_DAYS = 7
+#: Relative close difference on overlapping days that means the history was re-adjusted.
+READJUSTMENT_TOLERANCE = 0.005
+#: Dates per ``IN (...)`` clause when replacing rows (keeps every backend's limit happy).
+_DELETE_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class CacheStatus:
+    """What the cache holds for one ticker and whether it is still fresh."""
+
+    ticker: str
+    rows: int
+    first_date: date | None
+    last_date: date | None
+    updated_at: datetime | None
+    fresh: bool
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    """What one sync did: where the rows came from, what was dropped, and any caveat.
+
+    ``rows``/``first_date``/``last_date`` describe the cache after the sync, within the
+    requested ``start``/``end`` if given.
+    """
+
+    ticker: str
+    rows: int
+    first_date: date | None
+    last_date: date | None
+    from_cache: bool
+    dropped_rows: int
+    drop_reasons: dict[str, int]
+    downloaded_rows: int
+    incremental: bool
+    stale: bool
+    warning: str | None
+    updated_at: datetime | None
+    source: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict (dates and datetimes as ISO strings)."""
+        data = asdict(self)
+        for key, value in data.items():
+            if isinstance(value, date):  # datetime is a date too
+                data[key] = value.isoformat()
+        data["drop_reasons"] = dict(self.drop_reasons)
+        return data
+
+
+@dataclass(frozen=True)
+class _Summary:
+    rows: int
+    first_date: date | None
+    last_date: date | None
+    updated_at: datetime | None
+
+
+@dataclass(frozen=True)
+class _Download:
+    prices: NormalizedPrices
+    incremental: bool
+
+
+def _now(clock: Clock) -> datetime:
+    """The clock's time as aware UTC (a naive clock is taken to be UTC)."""
+    now = clock()
+    return now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
+
+
+def _expiry(expiry_hours: float) -> timedelta:
+    try:
+        if not math.isfinite(expiry_hours) or expiry_hours < 0:
+            raise ValueError
+        return timedelta(hours=expiry_hours)
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidParameterError(
+            f"expiry_hours must be a finite number of hours >= 0, got {expiry_hours!r}: "
+            "pass e.g. 24"
+        ) from None
+
+
+def is_fresh(updated_at: datetime | None, now: datetime, expiry: timedelta) -> bool:
+    """True while rows stamped ``updated_at`` are younger than ``expiry`` at ``now``."""
+    return updated_at is not None and now - updated_at < expiry
+
+
+def needs_earlier_history(first_cached: date | None, start: date | None) -> bool:
+    """True when ``start`` lies clearly (more than a long weekend) before the cached history."""
+    if first_cached is None or start is None:
+        return False
+    return (first_cached - start).days > EARLIER_HISTORY_TOLERANCE_DAYS
+
+
+def closes_agree(cached: pd.Series, downloaded: pd.Series) -> bool:
+    """True when closes on the days both series share differ by at most the tolerance.
+
+    No shared day means nothing can be checked, so the answer is False (download it all).
+    """
+    shared = cached.index.intersection(downloaded.index)
+    if shared.empty:
+        return False
+    old = cached.loc[shared].to_numpy(dtype="float64")
+    new = downloaded.loc[shared].to_numpy(dtype="float64")
+    relative = np.abs(new - old) / np.abs(old)
+    return bool(np.all(relative <= READJUSTMENT_TOLERANCE))
+
+
+def _ticker_conditions(
+    ticker: str, start: date | None = None, end: date | None = None
+) -> list[Any]:
+    conditions = [PriceCache.ticker == ticker]
+    if start is not None:
+        conditions.append(PriceCache.date >= start)
+    if end is not None:
+        conditions.append(PriceCache.date <= end)
+    return conditions
+
+
+def _summary(
+    session: Session, ticker: str, start: date | None = None, end: date | None = None
+) -> _Summary:
+    statement = select(
+        func.count(PriceCache.id),
+        func.min(PriceCache.date),
+        func.max(PriceCache.date),
+        func.min(PriceCache.updated_at),
+    ).where(*_ticker_conditions(ticker, start, end))
+    rows, first, last, updated = session.execute(statement).one()
+    return _Summary(int(rows or 0), first, last, updated)
+
+
+def cache_status(
+    db: Database, ticker: str, *, expiry_hours: float, clock: Clock = utc_now
+) -> CacheStatus:
+    """Rows, date span, oldest ``updated_at`` and freshness of one ticker's cached prices."""
+    symbol = validate_ticker(ticker)
+    expiry = _expiry(expiry_hours)
+    with db.session() as session:
+        summary = _summary(session, symbol)
+    return CacheStatus(
+        ticker=symbol,
+        rows=summary.rows,
+        first_date=summary.first_date,
+        last_date=summary.last_date,
+        updated_at=summary.updated_at,
+        fresh=summary.rows > 0 and is_fresh(summary.updated_at, _now(clock), expiry),
+    )
+
+
+def load_cached_prices(
+    db: Database, ticker: str, *, start: date | None = None, end: date | None = None
+) -> pd.DataFrame:
+    """Cached prices in the ``NormalizedPrices.frame`` layout, clipped to ``[start, end]``.
+
+    An empty frame with the same columns when nothing is cached.
+    """
+    symbol = validate_ticker(ticker)
+    check_date_range(start, end)
+    columns = [getattr(PriceCache, name) for name in PRICE_COLUMNS]
+    statement = (
+        select(PriceCache.date, *columns)
+        .where(*_ticker_conditions(symbol, start, end))
+        .order_by(PriceCache.date)
+    )
+    with db.session() as session:
+        records = session.execute(statement).all()
+    if not records:
+        return empty_price_frame()
+    index = pd.DatetimeIndex(pd.to_datetime([r[0] for r in records]), name=INDEX_NAME)
+    values = np.array([[np.nan if v is None else v for v in r[1:]] for r in records], "float64")
+    return pd.DataFrame(values, index=index.as_unit("ns"), columns=list(PRICE_COLUMNS))
+
+
+def _price_rows(ticker: str, frame: pd.DataFrame, now: datetime) -> list[dict[str, Any]]:
+    """Plain-Python dicts for an executemany insert (NaN adjusted close -> NULL)."""
+    rows: list[dict[str, Any]] = []
+    for stamp, *values in frame.loc[:, list(PRICE_COLUMNS)].itertuples(index=True, name=None):
+        row: dict[str, Any] = {"ticker": ticker, "date": stamp.date(), "updated_at": now}
+        for name, value in zip(PRICE_COLUMNS, values, strict=True):
+            number = float(value)
+            row[name] = None if math.isnan(number) else number
+        rows.append(row)
+    return rows
+
+
+def _chunks(items: Sequence[date], size: int) -> Iterable[Sequence[date]]:
+    for offset in range(0, len(items), size):
+        yield items[offset : offset + size]
+
+
+def _write(db: Database, ticker: str, download: _Download, now: datetime) -> int:
+    """Replace the downloaded days (or all days, for a full download) in one transaction."""
+    rows = _price_rows(ticker, download.prices.frame, now)
+    dates = [row["date"] for row in rows]
+    with db.transaction() as session:
+        if download.incremental:
+            for chunk in _chunks(dates, _DELETE_CHUNK):
+                same_days = PriceCache.date.in_(chunk)
+                session.execute(delete(PriceCache).where(PriceCache.ticker == ticker, same_days))
+        else:
+            session.execute(delete(PriceCache).where(PriceCache.ticker == ticker))
+        session.execute(insert(PriceCache), rows)
+        session.execute(
+            update(PriceCache).where(PriceCache.ticker == ticker).values(updated_at=now)
+        )
+    return len(rows)
+
+
+def _write_with_retry(db: Database, ticker: str, download: _Download, now: datetime) -> int:
+    """Write; if a concurrent sync inserted the same days first, replace them once more."""
+    try:
+        return _write(db, ticker, download, now)
+    except IntegrityError:
+        logger.info("concurrent write of %s prices detected; retrying once", ticker)
+        return _write(db, ticker, download, now)
+
+
+def _download(
+    db: Database,
+    source: PriceSource,
+    ticker: str,
+    cached: _Summary,
+    *,
+    full: bool,
+    start: date | None,
+    end: date | None,
+) -> _Download:
+    """Fetch only the tail when the source and cache allow it, else the whole range."""
+    if not full and source.supports_incremental and cached.last_date is not None:
+        tail_start = cached.last_date - timedelta(days=INCREMENTAL_OVERLAP_DAYS)
+        tail_end = end if end is not None and end >= tail_start else None
+        tail = source.fetch(ticker, tail_start, tail_end)
+        known = load_cached_prices(db, ticker, start=tail_start)
+        if closes_agree(known["close"], tail.frame["close"]):
+            return _Download(tail, incremental=True)
+        logger.info(
+            "%s closes since %s differ from the cache by more than %.1f%% (re-adjusted "
+            "history or no overlap): downloading the full range",
+            ticker,
+            tail_start,
+            READJUSTMENT_TOLERANCE * 100,
+        )
+    return _Download(source.fetch(ticker, start, end), incremental=False)
+
+
+def _stale_result(
+    ticker: str,
+    source: PriceSource,
+    cached: _Summary,
+    in_range: _Summary,
+    error: DataSourceError,
+) -> SyncResult:
+    stamp = cached.updated_at.strftime("%Y-%m-%d %H:%M UTC") if cached.updated_at else "unknown"
+    warning = (
+        f"could not refresh {ticker} from {source.name} ({error}); using {cached.rows} cached "
+        f"rows up to {cached.last_date} (downloaded {stamp}): the data may be out of date"
+    )
+    logger.warning("STALE PRICES: %s", warning)
+    return SyncResult(
+        ticker=ticker,
+        rows=in_range.rows,
+        first_date=in_range.first_date,
+        last_date=in_range.last_date,
+        from_cache=True,
+        dropped_rows=0,
+        drop_reasons={},
+        downloaded_rows=0,
+        incremental=False,
+        stale=True,
+        warning=warning,
+        updated_at=cached.updated_at,
+        source=source.name,
+    )
+
+
+def sync_prices(
+    db: Database,
+    source: PriceSource,
+    ticker: str,
+    *,
+    expiry_hours: float,
+    clock: Clock = utc_now,
+    force: bool = False,
+    start: date | None = None,
+    end: date | None = None,
+) -> SyncResult:
+    """Make the cache hold current prices for ``ticker`` (see the module docstring's rules).
+
+    ``start``/``end`` (inclusive) bound a full download and the reported row counts; a fresh
+    cache is reused whatever the range unless ``start`` predates it by more than a week.
+    Raises ``DataSourceError`` only when the source fails and nothing is cached.
+    """
+    symbol = validate_ticker(ticker)
+    check_date_range(start, end)
+    expiry = _expiry(expiry_hours)
+    now = _now(clock)
+    with db.session() as session:
+        cached = _summary(session, symbol)
+        in_range = _summary(session, symbol, start, end)
+    earlier = needs_earlier_history(cached.first_date, start)
+    fresh = cached.rows > 0 and is_fresh(cached.updated_at, now, expiry)
+
+    if fresh and not force and not earlier:
+        return SyncResult(
+            ticker=symbol,
+            rows=in_range.rows,
+            first_date=in_range.first_date,
+            last_date=in_range.last_date,
+            from_cache=True,
+            dropped_rows=0,
+            drop_reasons={},
+            downloaded_rows=0,
+            incremental=False,
+            stale=False,
+            warning=None,
+            updated_at=cached.updated_at,
+            source=source.name,
+        )
+
+    try:
+        download = _download(
+            db, source, symbol, cached, full=force or earlier, start=start, end=end
+        )
+    except DataSourceError as error:
+        if cached.rows == 0:
+            raise
+        return _stale_result(symbol, source, cached, in_range, error)
+
+    written = _write_with_retry(db, symbol, download, now)
+    with db.session() as session:
+        after = _summary(session, symbol, start, end)
+    logger.info(
+        "cached %d %s rows from %s (%s)",
+        written,
+        symbol,
+        source.name,
+        "incremental" if download.incremental else "full",
+    )
+    return SyncResult(
+        ticker=symbol,
+        rows=after.rows,
+        first_date=after.first_date,
+        last_date=after.last_date,
+        from_cache=False,
+        dropped_rows=download.prices.dropped_rows,
+        drop_reasons=dict(download.prices.drop_reasons),
+        downloaded_rows=written,
+        incremental=download.incremental,
+        stale=False,
+        warning=None,
+        updated_at=now,
+        source=source.name,
+    )
+
+
+def get_prices(
+    db: Database,
+    source: PriceSource,
+    ticker: str,
+    *,
+    expiry_hours: float,
+    clock: Clock = utc_now,
+    force: bool = False,
+    start: date | None = None,
+    end: date | None = None,
+) -> tuple[pd.DataFrame, SyncResult]:
+    """Sync, then load the cached prices within ``[start, end]`` (the usual entry point)."""
+    result = sync_prices(
+        db,
+        source,
+        ticker,
+        expiry_hours=expiry_hours,
+        clock=clock,
+        force=force,
+        start=start,
+        end=end,
+    )
+    return load_cached_prices(db, result.ticker, start=start, end=end), result
+
+
+def delete_cached_prices(db: Database, ticker: str) -> int:
+    """Remove every cached row of ``ticker``; returns how many rows were deleted."""
+    symbol = validate_ticker(ticker)
+    with db.transaction() as session:
+        deleted = session.execute(delete(PriceCache).where(PriceCache.ticker == symbol))
+    return int(deleted.rowcount or 0)

@@ -1,0 +1,62 @@
+"""One exception family for everything a user can get wrong or a source can fail at.
+
+Every message says what is wrong *and* what to do next; the CLI prints it as one line and
+exits 2, the API turns it into a 4xx with the message as ``detail``.
+"""
+
+from __future__ import annotations
+
+
+class StockLSTMError(Exception):
+    """Base class: an expected failure with a message meant for the user."""
+
+    #: HTTP status the API maps this error to.
+    http_status: int = 400
+
+
+class InvalidTickerError(StockLSTMError):
+    """A ticker symbol that is empty, too long or has characters a symbol never has."""
+
+    http_status = 422
+
+
+class InvalidParameterError(StockLSTMError):
+    """A hyperparameter or option outside its allowed range."""
+
+    http_status = 422
+
+
+class DataSourceError(StockLSTMError):
+    """The price source returned nothing usable (unknown ticker, unreachable, bad file)."""
+
+    http_status = 404
+
+
+class NotEnoughDataError(StockLSTMError):
+    """Too little price history for the requested sequence length and split."""
+
+    http_status = 422
+
+
+class ModelNotFoundError(StockLSTMError):
+    """No (active) model for a ticker, or an unknown version id."""
+
+    http_status = 404
+
+
+class ArtifactError(StockLSTMError):
+    """A model or scaler file is missing, truncated, replaced or unreadable."""
+
+    http_status = 409
+
+
+class JobNotFoundError(StockLSTMError):
+    """An unknown training job id."""
+
+    http_status = 404
+
+
+class ConflictError(StockLSTMError):
+    """The action clashes with work already under way (e.g. a ticker already training)."""
+
+    http_status = 409

@@ -1,0 +1,1 @@
+"""The network, its training loop, artifacts, the model registry and forecasting."""

@@ -1,0 +1,177 @@
+"""The model registry: which versions exist per ticker and which one serves.
+
+Activation is one transaction that first deactivates the ticker's current model and then
+activates the new one; a partial unique index makes a second active row impossible even
+under concurrent writers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from stock_lstm.clock import Clock, utc_now
+from stock_lstm.db import Database, ModelRegistry
+from stock_lstm.errors import ModelNotFoundError
+from stock_lstm.models.artifacts import SavedArtifacts
+from stock_lstm.tickers import validate_ticker
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """A registry row as a plain value (safe to use after its session closed)."""
+
+    version_id: str
+    ticker: str
+    created_at: datetime
+    model_path: str
+    scaler_path: str
+    model_sha256: str
+    scaler_sha256: str
+    params: dict[str, Any]
+    metrics: dict[str, Any]
+    first_date: date
+    last_date: date
+    rows: int
+    data_sha256: str
+    code_version: str
+    report_path: str | None
+    is_active: bool
+
+    @classmethod
+    def from_row(cls, row: ModelRegistry) -> ModelRecord:
+        return cls(**{name: getattr(row, name) for name in cls.__dataclass_fields__})
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict (dates as ISO strings)."""
+        values = asdict(self)
+        for key in ("created_at", "first_date", "last_date"):
+            values[key] = values[key].isoformat()
+        return values
+
+
+@dataclass(frozen=True)
+class TrainingDataSummary:
+    """What a model was trained on, recorded for reproducibility."""
+
+    first_date: date
+    last_date: date
+    rows: int
+    data_sha256: str
+
+
+def _deactivate_ticker(session: Session, ticker: str) -> None:
+    session.execute(
+        update(ModelRegistry)
+        .where(ModelRegistry.ticker == ticker, ModelRegistry.is_active.is_(True))
+        .values(is_active=False)
+    )
+    session.flush()
+
+
+def register_model(
+    db: Database,
+    *,
+    ticker: str,
+    artifacts: SavedArtifacts,
+    params: dict[str, Any],
+    metrics: dict[str, Any],
+    data: TrainingDataSummary,
+    code_version: str,
+    activate: bool = True,
+    report_path: str | None = None,
+    clock: Clock = utc_now,
+) -> ModelRecord:
+    """Insert a version; when ``activate``, it replaces the ticker's active model atomically."""
+    ticker = validate_ticker(ticker)
+    row = ModelRegistry(
+        version_id=artifacts.version_id,
+        ticker=ticker,
+        created_at=clock(),
+        model_path=str(artifacts.model_path),
+        scaler_path=str(artifacts.scaler_path),
+        model_sha256=artifacts.model_sha256,
+        scaler_sha256=artifacts.scaler_sha256,
+        params=params,
+        metrics=metrics,
+        first_date=data.first_date,
+        last_date=data.last_date,
+        rows=data.rows,
+        data_sha256=data.data_sha256,
+        code_version=code_version,
+        report_path=report_path,
+        is_active=False,
+    )
+    with db.transaction() as session:
+        if activate:
+            _deactivate_ticker(session, ticker)
+        row.is_active = activate
+        session.add(row)
+        session.flush()
+        return ModelRecord.from_row(row)
+
+
+def activate_version(db: Database, version_id: str) -> ModelRecord:
+    """Make ``version_id`` its ticker's active model (the previous one becomes inactive)."""
+    with db.transaction() as session:
+        row = session.get(ModelRegistry, version_id)
+        if row is None:
+            raise ModelNotFoundError(
+                f"no model version {version_id!r}: list versions with `stock-lstm models`"
+            )
+        _deactivate_ticker(session, row.ticker)
+        row.is_active = True
+        session.flush()
+        return ModelRecord.from_row(row)
+
+
+def get_model(db: Database, version_id: str) -> ModelRecord:
+    """One version by id, or ``ModelNotFoundError``."""
+    with db.session() as session:
+        row = session.get(ModelRegistry, version_id)
+        if row is None:
+            raise ModelNotFoundError(
+                f"no model version {version_id!r}: list versions with `stock-lstm models`"
+            )
+        return ModelRecord.from_row(row)
+
+
+def get_active_model(db: Database, ticker: str) -> ModelRecord:
+    """The ticker's active version, or ``ModelNotFoundError`` telling how to train one."""
+    ticker = validate_ticker(ticker)
+    with db.session() as session:
+        row = session.scalars(
+            select(ModelRegistry).where(
+                ModelRegistry.ticker == ticker, ModelRegistry.is_active.is_(True)
+            )
+        ).one_or_none()
+        if row is None:
+            raise ModelNotFoundError(
+                f"no active model for {ticker}: train one with `make train TICKER={ticker}` "
+                f"or `stock-lstm train {ticker}`"
+            )
+        return ModelRecord.from_row(row)
+
+
+def list_models(db: Database, ticker: str | None = None) -> list[ModelRecord]:
+    """All versions (of one ticker if given), newest first."""
+    query = select(ModelRegistry).order_by(
+        ModelRegistry.created_at.desc(), ModelRegistry.version_id.desc()
+    )
+    if ticker is not None:
+        query = query.where(ModelRegistry.ticker == validate_ticker(ticker))
+    with db.session() as session:
+        return [ModelRecord.from_row(row) for row in session.scalars(query)]
+
+
+def set_report_path(db: Database, version_id: str, report_path: str) -> None:
+    """Link a version to its rendered training report."""
+    with db.transaction() as session:
+        row = session.get(ModelRegistry, version_id)
+        if row is None:
+            raise ModelNotFoundError(f"no model version {version_id!r}")
+        row.report_path = report_path

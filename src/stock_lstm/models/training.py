@@ -1,0 +1,369 @@
+"""The training loop: Adam on MSE, early stopping on validation loss, best weights restored.
+
+Kept lean on purpose because it runs on CPU: tensors are built once, each epoch draws one
+seeded permutation and slices batches by index (no DataLoader, no per-sample Dataset), and the
+loss is read back to Python once per epoch. The same seed and thread count give identical
+losses on the same machine.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from stock_lstm.data.preprocessing import PreparedData
+from stock_lstm.errors import InvalidParameterError
+from stock_lstm.evaluation.baselines import persistence_forecast
+from stock_lstm.evaluation.metrics import score
+from stock_lstm.models.lstm import LSTMForecaster
+
+#: Inclusive ranges of every training parameter; the CLI and the API validate against these.
+PARAM_RANGES: dict[str, tuple[float, float]] = {
+    "epochs": (1, 1000),
+    "patience": (0, 1000),
+    "sequence_length": (2, 1000),
+    "hidden_size": (1, 1024),
+    "num_layers": (1, 8),
+    "dropout": (0.0, 0.9),
+    "learning_rate": (1e-6, 1.0),
+    "batch_size": (1, 8192),
+    "seed": (0, 2**32 - 1),
+}
+
+#: An epoch improves on the best validation loss only by more than this (guards float noise).
+IMPROVEMENT_TOLERANCE = 1e-12
+#: Rows per forward pass when evaluating without gradients (validation loss, predictions).
+EVAL_CHUNK_SIZE = 2048
+
+
+def _show(bound: float) -> str:
+    """A range bound as a user types it: ``4294967295`` rather than ``4.29497e+09``."""
+    return str(bound) if isinstance(bound, int) else f"{bound:g}"
+
+
+def _is_float_field(name: str) -> bool:
+    return isinstance(PARAM_RANGES[name][0], float)
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """Hyperparameters of one training run (defaults follow the original design).
+
+    ``patience`` counts epochs without a better validation loss before stopping; 0 disables
+    early stopping. ``sequence_length`` is in trading days.
+    """
+
+    epochs: int = 100
+    patience: int = 10
+    sequence_length: int = 60
+    hidden_size: int = 64
+    num_layers: int = 2
+    dropout: float = 0.2
+    learning_rate: float = 0.001
+    batch_size: int = 32
+    seed: int = 42
+
+    def validate(self) -> TrainParams:
+        """Return ``self`` if every value has the right type and lies in ``PARAM_RANGES``.
+
+        Raises :class:`InvalidParameterError` naming the parameter, the bad value and the range.
+        """
+        for field in fields(self):
+            value = getattr(self, field.name)
+            low, high = PARAM_RANGES[field.name]
+            is_float_field = _is_float_field(field.name)
+            kind = "a number" if is_float_field else "a whole number"
+            allowed = (int, float) if is_float_field else (int,)
+            if isinstance(value, bool) or not isinstance(value, allowed):
+                raise InvalidParameterError(
+                    f"{field.name} must be {kind} between {_show(low)} and {_show(high)}, "
+                    f"got {value!r}"
+                )
+            if not low <= value <= high:  # also rejects NaN
+                raise InvalidParameterError(
+                    f"{field.name} must be between {_show(low)} and {_show(high)}, got {value!r}"
+                )
+        return self
+
+    def to_dict(self) -> dict[str, int | float]:
+        """Plain ``{name: value}`` for JSON, the registry and reports (floats as ``float``)."""
+        return {
+            name: float(value) if _is_float_field(name) else value
+            for name, value in asdict(self).items()
+        }
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainParams:
+        """Build from a partial mapping (missing keys keep their defaults), then validate.
+
+        Integers given for float parameters (``learning_rate=1``) are accepted as floats.
+        """
+        known = tuple(field.name for field in fields(cls))
+        unknown = sorted(str(name) for name in values if name not in known)
+        if unknown:
+            raise InvalidParameterError(
+                f"unknown training parameter(s) {', '.join(unknown)}: known are {', '.join(known)}"
+            )
+        converted: dict[str, Any] = {}
+        for name, value in values.items():
+            if _is_float_field(name) and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            converted[name] = value
+        return cls(**converted).validate()
+
+
+@dataclass(frozen=True)
+class EpochReport:
+    """What a progress callback learns after each epoch (losses are MSE on scaled values)."""
+
+    epoch: int
+    total_epochs: int
+    train_loss: float
+    val_loss: float
+    best_epoch: int
+    best_val_loss: float
+    elapsed_seconds: float
+
+
+ProgressCallback = Callable[[EpochReport], None]
+
+
+@dataclass
+class TrainResult:
+    """A trained network (best validation weights, eval mode) and how training went."""
+
+    model: LSTMForecaster
+    history: list[dict[str, float]]
+    best_epoch: int
+    epochs_run: int
+    stopped_early: bool
+    train_seconds: float
+
+
+def set_torch_threads(threads: int | None) -> int:
+    """Set torch's intra-op threads (``None``: one per CPU core) and return the number set."""
+    count = (os.cpu_count() or 1) if threads is None else threads
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise InvalidParameterError(f"threads must be a positive whole number, got {threads!r}")
+    torch.set_num_threads(count)
+    return count
+
+
+def _as_tensor(values: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))
+
+
+def _mean_squared_error(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> float:
+    """MSE of ``model`` over all of ``X``/``y`` in large chunks, without building a graph."""
+    total = torch.zeros((), dtype=torch.float64)
+    with torch.inference_mode():
+        for start in range(0, X.shape[0], EVAL_CHUNK_SIZE):
+            diff = model(X[start : start + EVAL_CHUNK_SIZE]) - y[start : start + EVAL_CHUNK_SIZE]
+            total += diff.double().square().sum()
+    return total.item() / y.numel()
+
+
+def _check_data(data: PreparedData) -> None:
+    for name in ("train", "val"):
+        X, y = getattr(data, f"X_{name}"), getattr(data, f"y_{name}")
+        if X.ndim != 3 or y.ndim != 2 or X.shape[0] != y.shape[0] or X.shape[0] == 0:
+            raise ValueError(
+                f"X_{name} must be (n, seq_len, n_features) and y_{name} (n, horizon) with "
+                f"n > 0, got {X.shape} and {y.shape}"
+            )
+
+
+def train_model(
+    data: PreparedData,
+    params: TrainParams,
+    *,
+    callbacks: Sequence[ProgressCallback] = (),
+    threads: int | None = None,
+    show_progress: bool = False,
+) -> TrainResult:
+    """Train an :class:`LSTMForecaster` on ``data`` and return it with its history.
+
+    Each epoch shuffles the training windows (seeded by ``params.seed``), takes Adam steps on
+    the MSE of scaled targets, then scores the whole validation set. Training stops after
+    ``params.patience`` epochs without improvement (0: never early) or when the training loss
+    stops being finite; the weights of the best validation epoch are restored. Every callback
+    is called with an :class:`EpochReport` after each epoch. The global torch RNG is left as it
+    was, so training does not disturb the caller's random state.
+    """
+    params.validate()
+    _check_data(data)
+    set_torch_threads(threads)
+    X_train, y_train = _as_tensor(data.X_train), _as_tensor(data.y_train)
+    X_val, y_val = _as_tensor(data.X_val), _as_tensor(data.y_val)
+    n_train = X_train.shape[0]
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(params.seed)
+        generator = torch.Generator().manual_seed(params.seed)
+        model = LSTMForecaster(
+            n_features=X_train.shape[2],
+            hidden_size=params.hidden_size,
+            num_layers=params.num_layers,
+            dropout=params.dropout,
+            horizon=y_train.shape[1],
+        )
+        optimizer = torch.optim.Adam(model.parameters(), lr=params.learning_rate)
+        loss_fn = nn.MSELoss()
+
+        history: list[dict[str, float]] = []
+        best_val_loss = math.inf
+        best_epoch = 0
+        best_state: dict[str, torch.Tensor] | None = None
+        epochs_without_improvement = 0
+        stopped_early = False
+        started = time.perf_counter()
+        progress = tqdm(
+            range(1, params.epochs + 1),
+            desc="training",
+            unit="epoch",
+            file=sys.stderr,
+            disable=not show_progress,
+        )
+        epoch = 0
+        for epoch in progress:
+            model.train()
+            permutation = torch.randperm(n_train, generator=generator)
+            loss_sum = torch.zeros(())
+            for start in range(0, n_train, params.batch_size):
+                batch = permutation[start : start + params.batch_size]
+                optimizer.zero_grad(set_to_none=True)
+                loss = loss_fn(model(X_train[batch]), y_train[batch])
+                loss.backward()
+                optimizer.step()
+                loss_sum += loss.detach() * batch.shape[0]
+            train_loss = loss_sum.item() / n_train
+
+            model.eval()
+            val_loss = _mean_squared_error(model, X_val, y_val)
+            if val_loss < best_val_loss - IMPROVEMENT_TOLERANCE:
+                best_val_loss, best_epoch = val_loss, epoch
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                epochs_without_improvement = 0
+            else:
+                epochs_without_improvement += 1
+
+            history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
+            progress.set_postfix(train=f"{train_loss:.3g}", val=f"{val_loss:.3g}", refresh=False)
+            report = EpochReport(
+                epoch=epoch,
+                total_epochs=params.epochs,
+                train_loss=train_loss,
+                val_loss=val_loss,
+                best_epoch=best_epoch,
+                best_val_loss=best_val_loss,
+                elapsed_seconds=time.perf_counter() - started,
+            )
+            for callback in callbacks:
+                callback(report)
+
+            if epoch < params.epochs and (
+                not math.isfinite(train_loss)
+                or (params.patience > 0 and epochs_without_improvement >= params.patience)
+            ):
+                stopped_early = True
+                break
+        progress.close()
+
+    if best_state is None:
+        raise InvalidParameterError(
+            f"training diverged: the validation loss was never finite "
+            f"(learning_rate {params.learning_rate:g}): use a smaller --learning-rate"
+        )
+    model.load_state_dict(best_state)
+    model.eval()
+    return TrainResult(
+        model=model,
+        history=history,
+        best_epoch=best_epoch,
+        epochs_run=epoch,
+        stopped_early=stopped_early,
+        train_seconds=time.perf_counter() - started,
+    )
+
+
+def predict_scaled(model: LSTMForecaster, X: np.ndarray, batch_size: int = 2048) -> np.ndarray:
+    """Scaled predictions (n, horizon) float32 for windows ``X`` (n, seq_len, n_features).
+
+    Runs in eval mode under ``torch.inference_mode``; the model's train/eval mode is restored.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    inputs = _as_tensor(X)
+    if inputs.ndim != 3:
+        raise ValueError(f"X must be (n, seq_len, n_features), got {tuple(inputs.shape)}")
+    if inputs.shape[0] == 0:
+        return np.empty((0, model.horizon), dtype=np.float32)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            outputs = [
+                model(inputs[start : start + batch_size])
+                for start in range(0, inputs.shape[0], batch_size)
+            ]
+            return torch.cat(outputs).numpy().astype(np.float32, copy=False)
+    finally:
+        model.train(was_training)
+
+
+@dataclass(frozen=True)
+class TestEvaluation:
+    """The model against persistence on the test slice, all in price units, date by date.
+
+    ``metrics`` is ``{"mae", "rmse", "mape", "persistence": {"mae", "rmse", "mape"}, "n"}``
+    with MAE/RMSE in price units and MAPE in percent.
+    """
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    dates: pd.DatetimeIndex
+    actual: np.ndarray
+    predicted: np.ndarray
+    persistence: np.ndarray
+    metrics: dict[str, Any]
+
+
+def evaluate_test_set(model: LSTMForecaster, data: PreparedData) -> TestEvaluation:
+    """Score next-day predictions on the test slice against the persistence baseline.
+
+    Both are scored on exactly the same target dates; persistence predicts each test day with
+    the previous trading day's price (the last row of the sample's input window).
+    """
+    if data.X_test.shape[0] == 0:
+        raise ValueError("the test slice is empty: nothing to evaluate")
+    scaled = predict_scaled(model, data.X_test)[:, 0]
+    predicted = data.scaler.inverse_transform_column(scaled, data.target_index)
+    prices = data.prices.to_numpy(dtype=np.float64)
+    positions = data.prices.index.get_indexer(data.test_dates)
+    if (positions < 1).any():
+        raise ValueError("every test date must be in data.prices with a trading day before it")
+    actual = prices[positions]
+    persistence = persistence_forecast(prices[positions - 1])
+    metrics: dict[str, Any] = {
+        **score(actual, predicted),
+        "persistence": score(actual, persistence),
+        "n": int(actual.shape[0]),
+    }
+    return TestEvaluation(
+        dates=data.test_dates,
+        actual=actual,
+        predicted=predicted,
+        persistence=persistence,
+        metrics=metrics,
+    )

@@ -1,0 +1,1 @@
+"""Notebook pipeline: papermill runs the parameterized notebooks per ticker into HTML reports."""

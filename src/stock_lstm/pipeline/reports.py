@@ -1,0 +1,129 @@
+"""Rendering executed notebooks to HTML and the ``reports/index.html`` list of runs."""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+RUN_MANIFEST = "run.json"
+
+
+def render_html(notebook_path: Path) -> Path:
+    """Render an executed notebook to a self-contained HTML file beside it.
+
+    Plots are embedded (base64 PNG); prompts are hidden for a clean reading view; error
+    outputs stay visible so a failed run shows the failing cell.
+    """
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    notebook = nbformat.read(notebook_path, as_version=4)
+    exporter = HTMLExporter(template_name="lab")
+    exporter.exclude_input_prompt = True
+    exporter.exclude_output_prompt = True
+    body, _resources = exporter.from_notebook_node(
+        notebook, resources={"metadata": {"name": notebook_path.stem}}
+    )
+    html_path = notebook_path.with_suffix(".html")
+    tmp = html_path.with_suffix(".html.tmp")
+    tmp.write_text(body, encoding="utf-8")
+    os.replace(tmp, html_path)
+    return html_path
+
+
+def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> Path:
+    path = run_dir / RUN_MANIFEST
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def read_manifests(reports_dir: Path) -> list[dict[str, Any]]:
+    """Every run's manifest under ``reports_dir``, newest first (unreadable ones skipped)."""
+    manifests = []
+    for path in reports_dir.glob(f"*/*/{RUN_MANIFEST}"):
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        manifest["_dir"] = path.parent
+        manifests.append(manifest)
+    return sorted(manifests, key=lambda m: str(m.get("started_at", "")), reverse=True)
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, int | float) else "–"
+
+
+def _metrics_cells(metrics: dict[str, Any] | None) -> str:
+    if not metrics or "mae" not in metrics:
+        return "<td>–</td><td>–</td><td>–</td>"
+    base = metrics.get("persistence", {}).get("mae")
+    ratio = metrics["mae"] / base if base else None
+    verdict = ""
+    if ratio is not None:
+        verdict = " better" if ratio < 1 else " worse"
+    return (
+        f"<td>{_fmt(metrics['mae'])}</td><td>{_fmt(base)}</td>"
+        f"<td class='{verdict.strip()}'>{_fmt(ratio, 3)}{verdict}</td>"
+    )
+
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>stock-lstm runs</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #222; }}
+table {{ border-collapse: collapse; width: 100%; }}
+th, td {{ border-bottom: 1px solid #ddd; padding: .4rem .6rem; text-align: left; }}
+th {{ background: #f4f4f4; }} td.better {{ color: #1a7f37; }} td.worse {{ color: #b35900; }}
+.failed {{ color: #c62828; font-weight: bold; }} .ok {{ color: #1a7f37; }}
+</style></head><body>
+<h1>stock-lstm runs</h1>
+<p>One row per pipeline run, newest first. Test-set MAE of the model beside the persistence
+forecast (tomorrow = today) on the same dates; a ratio below 1 means the model beat it.</p>
+<table><thead><tr><th>ticker</th><th>run (UTC)</th><th>status</th><th>stages</th>
+<th>model MAE</th><th>persistence MAE</th><th>ratio</th><th>model version</th></tr></thead>
+<tbody>
+{rows}
+</tbody></table></body></html>
+"""
+
+
+def build_index(reports_dir: Path) -> Path:
+    """Rewrite ``reports_dir/index.html`` from the run manifests."""
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for manifest in read_manifests(reports_dir):
+        run_dir: Path = manifest["_dir"]
+        links = []
+        for stage in manifest.get("stages", []):
+            html_name = stage.get("html")
+            label = html.escape(stage["stage"])
+            if stage.get("status") == "failed":
+                label += " ✗"
+            if html_name:
+                href = html.escape(os.path.relpath(run_dir / html_name, reports_dir))
+                links.append(f"<a href='{href}'>{label}</a>")
+            else:
+                links.append(label)
+        status = html.escape(str(manifest.get("status", "?")))
+        rows.append(
+            "<tr>"
+            f"<td>{html.escape(str(manifest.get('ticker', '?')))}</td>"
+            f"<td>{html.escape(str(manifest.get('started_at', ''))[:19])}</td>"
+            f"<td class='{status}'>{status}</td>"
+            f"<td>{' · '.join(links)}</td>"
+            f"{_metrics_cells(manifest.get('metrics'))}"
+            f"<td>{html.escape(str(manifest.get('version_id') or '–'))}</td>"
+            "</tr>"
+        )
+    index = reports_dir / "index.html"
+    body = _PAGE.format(rows="\n".join(rows) or "<tr><td colspan='8'>no runs yet</td></tr>")
+    tmp = index.with_suffix(".html.tmp")
+    tmp.write_text(body, encoding="utf-8")
+    os.replace(tmp, index)
+    return index

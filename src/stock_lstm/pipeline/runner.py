@@ -1,0 +1,271 @@
+"""Run notebook stages for a ticker with papermill and keep every executed copy as a report.
+
+A run writes ``reports/<TICKER>/<run_id>/<NN_stage>.ipynb`` and ``.html`` per stage plus a
+``run.json`` manifest, then rebuilds ``reports/index.html``. A failing stage is still saved
+and rendered (the failing cell is visible), later stages are skipped, and the error's first
+line is raised as ``PipelineError``. The train notebook registers its model only in its last
+cell, so a failed run never registers or activates anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
+
+from stock_lstm.clock import Clock, utc_now
+from stock_lstm.config import Settings
+from stock_lstm.errors import InvalidParameterError, StockLSTMError
+from stock_lstm.pipeline.reports import build_index, render_html, write_manifest
+from stock_lstm.pipeline.stages import KERNEL_NAME, STAGES, default_notebooks_dir, resolve_stages
+from stock_lstm.tickers import ticker_file_stem, validate_ticker
+
+log = logging.getLogger(__name__)
+
+#: Parameters the runner fills in itself; users cannot override them with ``-p``.
+RUNNER_PARAMETERS = ("ticker", "report_path")
+
+
+class PipelineError(StockLSTMError):
+    """A stage's notebook failed; the message carries the error's first line and the report."""
+
+
+@dataclass
+class StageResult:
+    stage: str
+    status: str
+    notebook: str
+    html: str | None = None
+    error: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    ticker: str
+    run_dir: Path
+    started_at: str
+    status: str = "running"
+    stages: list[StageResult] = field(default_factory=list)
+    version_id: str | None = None
+    metrics: dict[str, Any] | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+    def manifest(self) -> dict[str, Any]:
+        values = asdict(self)
+        values["run_dir"] = str(self.run_dir)
+        return values
+
+
+def coerce_parameter(text: str) -> Any:
+    """``-p NAME VALUE`` text to a Python value: bool, None, int, float, else the string."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
+
+
+def new_run_id(clock: Clock = utc_now) -> str:
+    return f"{clock().strftime('%Y%m%d_%H%M%S')}_{uuid.uuid4().hex[:6]}"
+
+
+def declared_parameters(notebook: Path) -> dict[str, Any]:
+    """The names (and defaults) a notebook's ``parameters`` cell declares."""
+    import papermill
+
+    return papermill.inspect_notebook(str(notebook))
+
+
+def check_kernel(name: str = KERNEL_NAME) -> None:
+    """Fail early, with the fix, when the Jupyter kernel is not installed."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        KernelSpecManager().get_kernel_spec(name)
+    except NoSuchKernel as exc:
+        raise StockLSTMError(
+            f"Jupyter kernel {name!r} is not installed: run `make setup` (it registers it)"
+        ) from exc
+
+
+def split_parameters(
+    stages: list[str], parameters: Mapping[str, Any], notebooks_dir: Path
+) -> dict[str, dict[str, Any]]:
+    """Give each stage the parameters its notebook declares; a name no stage declares is an
+    error (papermill itself would only warn and silently ignore it)."""
+    for name in parameters:
+        if name in RUNNER_PARAMETERS:
+            raise InvalidParameterError(f"parameter {name!r} is set by the runner: drop it")
+    per_stage: dict[str, dict[str, Any]] = {}
+    used: set[str] = set()
+    declared_any: set[str] = set()
+    for stage in stages:
+        notebook = notebooks_dir / f"{STAGES[stage]}.ipynb"
+        if not notebook.is_file():
+            raise StockLSTMError(f"notebook {notebook} is missing: restore it from git")
+        declared = declared_parameters(notebook)
+        declared_any.update(declared)
+        per_stage[stage] = {k: v for k, v in parameters.items() if k in declared}
+        used.update(per_stage[stage])
+    unknown = sorted(set(parameters) - used)
+    if unknown:
+        raise InvalidParameterError(
+            f"parameter {unknown[0]!r} is not declared by the notebooks of stage(s) "
+            f"{', '.join(stages)}; they declare: {', '.join(sorted(declared_any))}"
+        )
+    return per_stage
+
+
+def _absolute_database_url(url: str) -> str:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        return parsed.set(database=str(Path(parsed.database).resolve())).render_as_string(
+            hide_password=False
+        )
+    return url
+
+
+def kernel_environment(settings: Settings) -> dict[str, str]:
+    """The ``STOCK_LSTM_*`` variables a notebook kernel needs to see this run's settings."""
+    env = {
+        "STOCK_LSTM_DATABASE_URL": _absolute_database_url(settings.database_url),
+        "STOCK_LSTM_SOURCE": settings.source,
+        "STOCK_LSTM_MODELS_DIR": str(Path(settings.models_dir).resolve()),
+        "STOCK_LSTM_REPORTS_DIR": str(Path(settings.reports_dir).resolve()),
+        "STOCK_LSTM_CACHE_EXPIRY_HOURS": str(settings.cache_expiry_hours),
+        "STOCK_LSTM_HISTORY_YEARS": str(settings.history_years),
+    }
+    if settings.torch_threads:
+        env["STOCK_LSTM_TORCH_THREADS"] = str(settings.torch_threads)
+    return env
+
+
+@contextlib.contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _first_line(exc: BaseException) -> str:
+    ename = getattr(exc, "ename", None) or type(exc).__name__
+    evalue = str(getattr(exc, "evalue", None) or exc).strip().splitlines()
+    return f"{ename}: {evalue[0] if evalue else ''}".strip()
+
+
+def _registered_version(settings: Settings, report_path: str) -> tuple[str | None, dict | None]:
+    from stock_lstm.db import Database, ModelRegistry
+
+    db = Database(settings.database_url)
+    try:
+        with db.session() as session:
+            row = session.scalars(
+                select(ModelRegistry).where(ModelRegistry.report_path == report_path)
+            ).first()
+            return (row.version_id, dict(row.metrics)) if row else (None, None)
+    finally:
+        db.dispose()
+
+
+def run_pipeline(
+    stages: list[str],
+    ticker: str,
+    settings: Settings,
+    parameters: Mapping[str, Any] | None = None,
+    *,
+    notebooks_dir: Path | None = None,
+    run_id: str | None = None,
+    progress: bool = True,
+    log_output: bool = False,
+    clock: Clock = utc_now,
+) -> RunResult:
+    """Execute ``stages`` for ``ticker`` and render their reports; see the module docstring."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    ticker = validate_ticker(ticker)
+    stages = resolve_stages(stages)
+    notebooks_dir = notebooks_dir or default_notebooks_dir()
+    per_stage = split_parameters(stages, dict(parameters or {}), notebooks_dir)
+    check_kernel()
+
+    reports_dir = Path(settings.reports_dir).resolve()
+    run_id = run_id or new_run_id(clock)
+    run_dir = reports_dir / ticker_file_stem(ticker) / run_id
+    run_dir.mkdir(parents=True, exist_ok=False)
+    result = RunResult(
+        run_id, ticker, run_dir, clock().isoformat(), parameters=dict(parameters or {})
+    )
+    write_manifest(run_dir, result.manifest())
+
+    failure: str | None = None
+    with _environment(kernel_environment(settings)):
+        for stage in stages:
+            stem = STAGES[stage]
+            output = run_dir / f"{stem}.ipynb"
+            html_path = output.with_suffix(".html")
+            stage_parameters = {"ticker": ticker, **per_stage[stage]}
+            if stage == "train":
+                stage_parameters["report_path"] = str(html_path)
+            log.info("running %s for %s -> %s", stem, ticker, output)
+            began = time.perf_counter()
+            stage_result = StageResult(stage, "ok", output.name)
+            try:
+                papermill.execute_notebook(
+                    str(notebooks_dir / f"{stem}.ipynb"),
+                    str(output),
+                    parameters=stage_parameters,
+                    kernel_name=KERNEL_NAME,
+                    progress_bar=progress,
+                    log_output=log_output,
+                    cwd=os.getcwd(),
+                )
+            except PapermillExecutionError as exc:
+                stage_result.status, stage_result.error = "failed", _first_line(exc)
+            except Exception as exc:  # kernel died, could not start, ...
+                stage_result.status, stage_result.error = "failed", _first_line(exc)
+            stage_result.seconds = round(time.perf_counter() - began, 2)
+            if output.exists():
+                try:
+                    stage_result.html = render_html(output).name
+                except Exception as exc:
+                    log.warning("could not render %s: %s", output, exc)
+            result.stages.append(stage_result)
+            if stage == "train" and stage_result.status == "ok":
+                result.version_id, result.metrics = _registered_version(settings, str(html_path))
+            write_manifest(run_dir, result.manifest())
+            if stage_result.status == "failed":
+                failure = f"stage {stage} failed: {stage_result.error}"
+                break
+
+    result.status = "failed" if failure else "ok"
+    write_manifest(run_dir, result.manifest())
+    build_index(reports_dir)
+    if failure:
+        report = run_dir / (result.stages[-1].html or result.stages[-1].notebook)
+        raise PipelineError(f"{failure} (report: {report})")
+    return result

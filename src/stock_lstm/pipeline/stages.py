@@ -1,0 +1,40 @@
+"""The pipeline's stages and the notebooks behind them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from stock_lstm.errors import InvalidParameterError
+
+#: Stage name -> notebook stem, in pipeline order.
+STAGES: dict[str, str] = {
+    "sync": "01_sync",
+    "eda": "02_eda",
+    "train": "03_train",
+    "predict": "04_predict",
+}
+ALL = "all"
+KERNEL_NAME = "stock-lstm"
+
+
+def default_notebooks_dir() -> Path:
+    """``notebooks/`` of the checkout this package is installed from (editable install)."""
+    return Path(__file__).resolve().parents[3] / "notebooks"
+
+
+def resolve_stages(names: list[str]) -> list[str]:
+    """Expand ``all``, reject unknown names, drop duplicates, keep pipeline order."""
+    if not names:
+        raise InvalidParameterError(f"name at least one stage: {', '.join(STAGES)} or {ALL}")
+    wanted: set[str] = set()
+    for name in names:
+        key = name.strip().lower()
+        if key == ALL:
+            wanted.update(STAGES)
+        elif key in STAGES:
+            wanted.add(key)
+        else:
+            raise InvalidParameterError(
+                f"unknown stage {name!r}: choose from {', '.join(STAGES)} or {ALL}"
+            )
+    return [stage for stage in STAGES if stage in wanted]

@@ -1,0 +1,355 @@
+"""One function per user action (sync, train, register, predict), shared by CLI, notebooks and API.
+
+Each function validates its input before touching the cache, the registry or the disk, so
+bad input changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import subprocess
+from dataclasses import dataclass, field
+from datetime import date
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from stock_lstm import __version__
+from stock_lstm.clock import Clock, utc_now
+from stock_lstm.config import Settings, get_settings
+from stock_lstm.data.cache import SyncResult, get_prices, sync_prices
+from stock_lstm.data.sources import PriceSource, source_from_spec
+from stock_lstm.db import Database
+from stock_lstm.errors import InvalidParameterError
+from stock_lstm.models import jobs
+from stock_lstm.models.forecasting import Forecast, ModelCache, make_forecast, validate_days
+from stock_lstm.models.registry import (
+    ModelRecord,
+    TrainingDataSummary,
+    get_active_model,
+    register_model,
+)
+from stock_lstm.tickers import validate_ticker
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from stock_lstm.data.preprocessing import PreparedData
+    from stock_lstm.models.artifacts import SavedArtifacts
+    from stock_lstm.models.training import TestEvaluation, TrainParams, TrainResult
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AppContext:
+    """The side effects every action needs, built once per process (or per test)."""
+
+    settings: Settings
+    db: Database
+    source: PriceSource
+    clock: Clock = utc_now
+    model_cache: ModelCache = field(default_factory=ModelCache)
+
+    @classmethod
+    def create(
+        cls,
+        settings: Settings | None = None,
+        *,
+        source: str | None = None,
+        clock: Clock = utc_now,
+    ) -> AppContext:
+        """Context from settings (environment by default); ``source`` overrides the setting."""
+        settings = settings or get_settings()
+        source_spec = source or settings.source
+        return cls(
+            settings=settings,
+            db=Database(
+                settings.database_url, busy_timeout_seconds=settings.sqlite_busy_timeout_seconds
+            ),
+            source=source_from_spec(source_spec, history_years=settings.history_years, clock=clock),
+            clock=clock,
+            model_cache=ModelCache(settings.model_cache_size),
+        )
+
+    def with_source(self, spec: str | None) -> AppContext:
+        """The same context reading prices from another source (``None`` keeps this one)."""
+        if spec is None:
+            return self
+        source = source_from_spec(spec, history_years=self.settings.history_years, clock=self.clock)
+        return AppContext(self.settings, self.db, source, self.clock, self.model_cache)
+
+
+def check_date_range(start: date | None, end: date | None) -> None:
+    if start and end and start > end:
+        raise InvalidParameterError(f"--start {start} is after --end {end}: swap them")
+
+
+def sync_ticker(
+    ctx: AppContext,
+    ticker: str,
+    *,
+    force: bool = False,
+    start: date | None = None,
+    end: date | None = None,
+) -> SyncResult:
+    """Bring a ticker's cached prices up to date under the cache rule."""
+    check_date_range(start, end)
+    return sync_prices(
+        ctx.db,
+        ctx.source,
+        validate_ticker(ticker),
+        expiry_hours=ctx.settings.cache_expiry_hours,
+        clock=ctx.clock,
+        force=force,
+        start=start,
+        end=end,
+    )
+
+
+def load_prices(
+    ctx: AppContext,
+    ticker: str,
+    *,
+    force: bool = False,
+    start: date | None = None,
+    end: date | None = None,
+) -> tuple[pd.DataFrame, SyncResult]:
+    """Prices of a ticker through the cache rule, clipped to ``start``/``end``."""
+    check_date_range(start, end)
+    return get_prices(
+        ctx.db,
+        ctx.source,
+        validate_ticker(ticker),
+        expiry_hours=ctx.settings.cache_expiry_hours,
+        clock=ctx.clock,
+        force=force,
+        start=start,
+        end=end,
+    )
+
+
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    """Package version plus the git commit when run from a checkout."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return __version__
+    return f"{__version__}+g{commit}" if commit else __version__
+
+
+def fingerprint_prices(prices: pd.DataFrame) -> str:
+    """sha256 of the exact rows a model was trained on (dates and prices as CSV text)."""
+    text = prices.to_csv(float_format="%.10g", date_format="%Y-%m-%d")
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass
+class TrainOutcome:
+    """A trained model (in memory until registered) and everything a report shows about it."""
+
+    ticker: str
+    params: TrainParams
+    sync: SyncResult
+    prices: pd.DataFrame
+    data: PreparedData
+    result: TrainResult
+    evaluation: TestEvaluation
+    artifacts: SavedArtifacts | None = None
+    record: ModelRecord | None = None
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return {
+            **self.evaluation.metrics,
+            "best_epoch": self.result.best_epoch,
+            "best_val_loss": min(h["val_loss"] for h in self.result.history),
+            "epochs_run": self.result.epochs_run,
+            "stopped_early": self.result.stopped_early,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """The CLI's ``train --json`` object."""
+        metrics = self.evaluation.metrics
+        return {
+            "version_id": self.artifacts.version_id if self.artifacts else None,
+            "ticker": self.ticker,
+            "active": bool(self.record and self.record.is_active),
+            "registered": self.record is not None,
+            "model_path": str(self.artifacts.model_path) if self.artifacts else None,
+            "scaler_path": str(self.artifacts.scaler_path) if self.artifacts else None,
+            "epochs_run": self.result.epochs_run,
+            "best_epoch": self.result.best_epoch,
+            "stopped_early": self.result.stopped_early,
+            "train_seconds": round(self.result.train_seconds, 3),
+            "params": self.params.to_dict(),
+            "data": {
+                "rows": len(self.prices),
+                "first_date": self.prices.index[0].date().isoformat(),
+                "last_date": self.prices.index[-1].date().isoformat(),
+                "from_cache": self.sync.from_cache,
+            },
+            "metrics": {
+                "mae": metrics["mae"],
+                "rmse": metrics["rmse"],
+                "mape": metrics["mape"],
+                "n": metrics.get("n"),
+                "persistence": dict(metrics["persistence"]),
+            },
+        }
+
+
+def _job_progress_writer(ctx: AppContext, job_id: str) -> Any:
+    def write(report: Any) -> None:
+        jobs.record_epoch(
+            ctx.db,
+            job_id,
+            epoch=report.epoch,
+            total_epochs=report.total_epochs,
+            train_loss=report.train_loss,
+            val_loss=report.val_loss,
+        )
+
+    return write
+
+
+def train_ticker(
+    ctx: AppContext,
+    ticker: str,
+    params: TrainParams,
+    *,
+    start: date | None = None,
+    end: date | None = None,
+    force_sync: bool = False,
+    job_id: str | None = None,
+    show_progress: bool = False,
+    callbacks: tuple[Any, ...] = (),
+) -> TrainOutcome:
+    """Sync, preprocess, train, evaluate against persistence and save artifacts.
+
+    Nothing is written to the models folder or the registry here: ``register_outcome`` does
+    that as the last step, so a run that fails halfway (say, a notebook cell after training)
+    leaves no files and no registry row behind. With ``job_id`` the ``TrainingJob`` row follows
+    along and is marked failed if anything here raises.
+    """
+    from stock_lstm.data.preprocessing import prepare_data
+    from stock_lstm.models.training import evaluate_test_set, train_model
+
+    ticker = validate_ticker(ticker)
+    params = params.validate()
+    check_date_range(start, end)
+    if job_id:
+        jobs.ensure_job(ctx.db, job_id, ticker, params.to_dict())
+        jobs.mark_running(ctx.db, job_id, clock=ctx.clock)
+    try:
+        prices, sync = load_prices(ctx, ticker, force=force_sync, start=start, end=end)
+        data = prepare_data(prices, sequence_length=params.sequence_length)
+        all_callbacks = [*callbacks]
+        if job_id:
+            all_callbacks.append(_job_progress_writer(ctx, job_id))
+        result = train_model(
+            data,
+            params,
+            callbacks=all_callbacks,
+            threads=ctx.settings.torch_threads,
+            show_progress=show_progress,
+        )
+        evaluation = evaluate_test_set(result.model, data)
+    except Exception as exc:
+        if job_id:
+            jobs.mark_failed(ctx.db, job_id, str(exc) or type(exc).__name__, clock=ctx.clock)
+        raise
+    return TrainOutcome(ticker, params, sync, prices, data, result, evaluation)
+
+
+def register_outcome(
+    ctx: AppContext,
+    outcome: TrainOutcome,
+    *,
+    activate: bool = True,
+    report_path: str | None = None,
+    job_id: str | None = None,
+) -> ModelRecord:
+    """Save the artifacts and register the model (by default as the ticker's active one).
+
+    Files are written atomically first; if registration then fails they are deleted, so the
+    registry never points at a missing file and no orphan files are left.
+    """
+    from stock_lstm.models.artifacts import new_version_id, save_artifacts
+
+    prices = outcome.prices
+    try:
+        models_dir = Path(ctx.settings.models_dir)
+        artifacts = save_artifacts(
+            directory=models_dir,
+            version_id=new_version_id(outcome.ticker, models_dir, ctx.clock()),
+            model_config=outcome.result.model.config(),
+            state_dict=outcome.result.model.state_dict(),
+            scaler=outcome.data.scaler,
+            metadata={
+                "ticker": outcome.ticker,
+                "feature_columns": list(outcome.data.feature_columns),
+                "target_column": outcome.data.target_column,
+                "target_index": outcome.data.target_index,
+                "sequence_length": outcome.data.sequence_length,
+            },
+        )
+        outcome.artifacts = artifacts
+    except Exception as exc:
+        if job_id:
+            jobs.mark_failed(ctx.db, job_id, str(exc) or type(exc).__name__, clock=ctx.clock)
+        raise
+    try:
+        record = register_model(
+            ctx.db,
+            ticker=outcome.ticker,
+            artifacts=artifacts,
+            params={
+                **outcome.params.to_dict(),
+                "feature_columns": list(outcome.data.feature_columns),
+                "source": ctx.source.name,
+            },
+            metrics=outcome.metrics,
+            data=TrainingDataSummary(
+                first_date=prices.index[0].date(),
+                last_date=prices.index[-1].date(),
+                rows=len(prices),
+                data_sha256=fingerprint_prices(prices),
+            ),
+            code_version=code_version(),
+            activate=activate,
+            report_path=report_path,
+            clock=ctx.clock,
+        )
+    except BaseException as exc:
+        artifacts.model_path.unlink(missing_ok=True)
+        artifacts.scaler_path.unlink(missing_ok=True)
+        outcome.artifacts = None
+        if job_id:
+            jobs.mark_failed(ctx.db, job_id, str(exc) or type(exc).__name__, clock=ctx.clock)
+        raise
+    if job_id:
+        jobs.mark_completed(ctx.db, job_id, record.version_id, clock=ctx.clock)
+    outcome.record = record
+    return record
+
+
+def predict_ticker(ctx: AppContext, ticker: str, days: int) -> Forecast:
+    """Forecast ``days`` trading days with the ticker's active model on fresh prices."""
+    days = validate_days(days)
+    record = get_active_model(ctx.db, validate_ticker(ticker))
+    loaded = ctx.model_cache.get(record)
+    prices, sync = load_prices(ctx, record.ticker)
+    forecast = make_forecast(loaded, prices, days)
+    if sync.warning:
+        forecast.warnings.append(sync.warning)
+    return forecast

@@ -1,0 +1,146 @@
+"""The CLI end to end on generated CSV prices: train -> predict -> models -> activate,
+and every bad input exits 2 with one line and leaves cache, registry and disk unchanged."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from stock_lstm.cli import main
+from stock_lstm.config import Settings
+from stock_lstm.db import Database, ModelRegistry, PriceCache, TrainingJob
+
+SMALL = ["--epochs", "3", "--sequence-length", "10", "--hidden-size", "8", "--batch-size", "64"]
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict:
+    code = main([*argv, "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return json.loads(captured.out)
+
+
+def state(settings: Settings) -> tuple[int, int, int, list[str]]:
+    db = Database(settings.database_url)
+    with db.session() as session:
+        prices = session.scalar(select(func.count()).select_from(PriceCache))
+        models = session.scalar(select(func.count()).select_from(ModelRegistry))
+        jobs = session.scalar(select(func.count()).select_from(TrainingJob))
+    db.dispose()
+    files = (
+        sorted(p.name for p in Path(settings.models_dir).glob("*"))
+        if Path(settings.models_dir).exists()
+        else []
+    )
+    return prices, models, jobs, files
+
+
+def test_train_predict_models_activate_round_trip(
+    cli_env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    synced = run_json(capsys, "sync", "AAPL")
+    assert synced["rows"] == 600 and synced["from_cache"] is False
+    assert {"ticker", "rows", "first_date", "last_date", "from_cache", "dropped_rows"} <= set(
+        synced
+    )
+    assert run_json(capsys, "sync", "AAPL")["from_cache"] is True
+
+    first = run_json(capsys, "train", "AAPL", *SMALL)
+    assert first["active"] is True and first["epochs_run"] == 3
+    assert Path(first["model_path"]).is_file() and Path(first["scaler_path"]).is_file()
+    assert set(first["metrics"]["persistence"]) == {"mae", "rmse", "mape"}
+    assert first["metrics"]["mae"] > 0 and first["train_seconds"] > 0
+
+    forecast = run_json(capsys, "predict", "AAPL", "--days", "5")
+    assert forecast["version_id"] == first["version_id"]
+    assert len(forecast["predictions"]) == 5
+    dates = [p["date"] for p in forecast["predictions"]]
+    assert dates == sorted(dates) and dates[0] > forecast["last_date"]
+    assert all(p["close"] > 0 for p in forecast["predictions"])
+
+    second = run_json(capsys, "train", "AAPL", *SMALL, "--seed", "7")
+    listed = run_json(capsys, "models", "AAPL")["models"]
+    assert [m["is_active"] for m in listed] == [True, False]
+    assert listed[0]["version_id"] == second["version_id"]
+
+    run_json(capsys, "activate", first["version_id"])
+    listed = {m["version_id"]: m["is_active"] for m in run_json(capsys, "models")["models"]}
+    assert listed == {first["version_id"]: True, second["version_id"]: False}
+
+
+def test_human_output_shows_model_beside_persistence(
+    cli_env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["train", "TEST", *SMALL, "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "persistence" in out and "mae" in out and "active" in out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["sync", ""],
+        ["sync", "../x"],
+        ["sync", "A B"],
+        ["sync", "A;B"],
+        ["sync", "ABCDEFGHIJKLMNOPQRSTUVWXYZ"],
+        ["sync", "NOSUCH"],
+        ["train", "NOSUCH", *SMALL],
+        ["train", "AAPL", "--epochs", "0"],
+        ["train", "AAPL", "--learning-rate", "5"],
+        ["train", "AAPL", "--dropout", "0.95"],
+        ["train", "AAPL", "--num-layers", "0"],
+        ["train", "AAPL", "--sequence-length", "590"],
+        ["train", "AAPL", "--start", "2020-01-01", "--end", "2019-01-01"],
+        ["predict", "AAPL", "--days", "0"],
+        ["predict", "AAPL", "--days", "31"],
+        ["predict", "MSFT", "--days", "5"],
+        ["activate", "AAPL_19990101_000000"],
+        ["sync", "AAPL", "--source", "ftp:somewhere"],
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_changes_nothing(
+    cli_env: Settings, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    before = state(cli_env)
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.startswith("error: ") and "\n" not in err
+    assert state(cli_env) == before
+
+
+def test_corrupt_active_artifact_is_refused_with_the_version(
+    cli_env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trained = run_json(capsys, "train", "AAPL", *SMALL)
+    Path(trained["model_path"]).write_bytes(b"\x00" * 10)
+    assert main(["predict", "AAPL"]) == 2
+    assert trained["version_id"] in capsys.readouterr().err
+
+
+def test_unreachable_source_with_nothing_cached(
+    cli_env: Settings, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert main(["sync", "AAPL", "--source", f"csv:{tmp_path / 'nowhere'}"]) == 2
+    assert "nowhere" in capsys.readouterr().err
+
+
+def test_job_id_records_progress(cli_env: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    from stock_lstm.models.jobs import get_job
+
+    trained = run_json(capsys, "train", "AAPL", *SMALL, "--job-id", "job-1")
+    job = get_job(Database(cli_env.database_url), "job-1")
+    assert job.status == "completed" and job.version_id == trained["version_id"]
+    assert [loss["epoch"] for loss in job.losses] == [1, 2, 3] and job.progress == 100.0
+
+
+def test_help_explains_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    for flag in ("--epochs", "--patience", "--sequence-length", "--source", "--json"):
+        assert flag in text
