@@ -286,7 +286,9 @@ def test_yahoo_empty_frame_from_real_download_explains_what_to_do(
 
 
 def test_yahoo_unreachable_reason_is_quoted_and_shortened(monkeypatch: pytest.MonkeyPatch) -> None:
-    long_reason = "Failed to perform, curl: (6) Could not resolve host: query2.finance.yahoo.com " * 5
+    long_reason = (
+        "Failed to perform, curl: (6) Could not resolve host: query2.finance.yahoo.com " * 5
+    )
     install_ticker(monkeypatch, make_raising_ticker(ConnectionError(long_reason)))
     source = YahooSource(clock=FakeClock(), download=real_download())
 
@@ -405,7 +407,7 @@ def test_csv_missing_folder_names_path(tmp_path: Path) -> None:
 )
 def test_csv_unparseable_file_raises_data_source_error(tmp_path: Path, content: bytes) -> None:
     (tmp_path / "BAD.csv").write_bytes(content)
-    with pytest.raises(DataSourceError, match="BAD.csv"):
+    with pytest.raises(DataSourceError, match=r"BAD\.csv"):
         CsvSource(tmp_path).fetch("BAD")
 
 
@@ -452,3 +454,23 @@ def test_source_from_spec_builds_each_source(tmp_path: Path) -> None:
 def test_source_from_spec_rejects_unknown_forms(spec: str) -> None:
     with pytest.raises(InvalidParameterError, match=r"'yahoo' or 'csv:DIR'"):
         source_from_spec(spec)
+
+
+def test_yahoo_rejects_a_future_start_without_end() -> None:
+    download = RecordingDownload(RuntimeError("must not be called"))
+    with pytest.raises(InvalidParameterError, match="in the future"):
+        YahooSource(clock=FakeClock(), download=download).fetch("AAPL", date(2030, 1, 1))
+    assert download.calls == []
+
+
+def test_csv_reads_download_layout_grouped_by_ticker(tmp_path: Path) -> None:
+    raw = synthetic_prices("MSFT", rows=10)
+    write_yfinance_csv(raw, "MSFT", tmp_path / "MSFT.csv")
+    swapped = pd.read_csv(tmp_path / "MSFT.csv", header=[0, 1], index_col=0)
+    swapped.columns = swapped.columns.swaplevel(0, 1)
+    swapped.to_csv(tmp_path / "MSFT.csv")
+    assert (tmp_path / "MSFT.csv").read_text().startswith("Ticker,")
+
+    frame = CsvSource(tmp_path).fetch("MSFT").frame
+
+    np.testing.assert_allclose(frame["close"].to_numpy(), raw["Close"].to_numpy(), rtol=1e-9)

@@ -115,8 +115,14 @@ def load_prices(
     force: bool = False,
     start: date | None = None,
     end: date | None = None,
+    min_rows: int = 0,
+    purpose: str = "this",
 ) -> tuple[pd.DataFrame, SyncResult]:
-    """Prices of a ticker through the cache rule, clipped to ``start``/``end``."""
+    """Prices of a ticker through the cache rule, clipped to ``start``/``end``.
+
+    With ``min_rows``, too short a history raises ``NotEnoughDataError`` before anything
+    is cached.
+    """
     check_date_range(start, end)
     return get_prices(
         ctx.db,
@@ -127,6 +133,8 @@ def load_prices(
         force=force,
         start=start,
         end=end,
+        min_rows=min_rows,
+        purpose=purpose,
     )
 
 
@@ -241,7 +249,7 @@ def train_ticker(
     leaves no files and no registry row behind. With ``job_id`` the ``TrainingJob`` row follows
     along and is marked failed if anything here raises.
     """
-    from stock_lstm.data.preprocessing import prepare_data
+    from stock_lstm.data.preprocessing import SplitFractions, minimum_rows, prepare_data
     from stock_lstm.models.training import evaluate_test_set, train_model
 
     ticker = validate_ticker(ticker)
@@ -251,8 +259,18 @@ def train_ticker(
         jobs.ensure_job(ctx.db, job_id, ticker, params.to_dict())
         jobs.mark_running(ctx.db, job_id, clock=ctx.clock)
     try:
-        prices, sync = load_prices(ctx, ticker, force=force_sync, start=start, end=end)
-        data = prepare_data(prices, sequence_length=params.sequence_length)
+        fractions = SplitFractions()
+        prices, sync = load_prices(
+            ctx,
+            ticker,
+            force=force_sync,
+            start=start,
+            end=end,
+            min_rows=minimum_rows(params.sequence_length, fractions),
+            purpose=f"training with sequence_length {params.sequence_length} and a "
+            f"{fractions.label()} split",
+        )
+        data = prepare_data(prices, sequence_length=params.sequence_length, fractions=fractions)
         all_callbacks = [*callbacks]
         if job_id:
             all_callbacks.append(_job_progress_writer(ctx, job_id))

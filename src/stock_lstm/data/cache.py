@@ -32,7 +32,7 @@ from stock_lstm.clock import Clock, utc_now
 from stock_lstm.data.frames import INDEX_NAME, PRICE_COLUMNS, NormalizedPrices, empty_price_frame
 from stock_lstm.data.sources import PriceSource, check_date_range
 from stock_lstm.db import Database, PriceCache
-from stock_lstm.errors import DataSourceError, InvalidParameterError
+from stock_lstm.errors import DataSourceError, InvalidParameterError, NotEnoughDataError
 from stock_lstm.tickers import validate_ticker
 
 logger = logging.getLogger(__name__)
@@ -233,8 +233,18 @@ def _chunks(items: Sequence[date], size: int) -> Iterable[Sequence[date]]:
         yield items[offset : offset + size]
 
 
-def _write(db: Database, ticker: str, download: _Download, now: datetime) -> int:
-    """Replace the downloaded days (or all days, for a full download) in one transaction."""
+def _write(
+    db: Database,
+    ticker: str,
+    download: _Download,
+    now: datetime,
+    requirement: _RowRequirement | None = None,
+) -> int:
+    """Replace the downloaded days (or all days, for a full download) in one transaction.
+
+    With a ``requirement``, the transaction is rolled back (nothing cached) when the result
+    would hold too few rows for the caller's purpose: bad input changes nothing.
+    """
     rows = _price_rows(ticker, download.prices.frame, now)
     dates = [row["date"] for row in rows]
     with db.transaction() as session:
@@ -248,16 +258,43 @@ def _write(db: Database, ticker: str, download: _Download, now: datetime) -> int
         session.execute(
             update(PriceCache).where(PriceCache.ticker == ticker).values(updated_at=now)
         )
+        if requirement is not None:
+            requirement.check(ticker, _summary(session, ticker, requirement.start, requirement.end))
     return len(rows)
 
 
-def _write_with_retry(db: Database, ticker: str, download: _Download, now: datetime) -> int:
+def _write_with_retry(
+    db: Database,
+    ticker: str,
+    download: _Download,
+    now: datetime,
+    requirement: _RowRequirement | None = None,
+) -> int:
     """Write; if a concurrent sync inserted the same days first, replace them once more."""
     try:
-        return _write(db, ticker, download, now)
+        return _write(db, ticker, download, now, requirement)
     except IntegrityError:
         logger.info("concurrent write of %s prices detected; retrying once", ticker)
-        return _write(db, ticker, download, now)
+        return _write(db, ticker, download, now, requirement)
+
+
+@dataclass(frozen=True)
+class _RowRequirement:
+    """At least ``min_rows`` cached rows within ``[start, end]``, or ``NotEnoughDataError``."""
+
+    min_rows: int
+    start: date | None
+    end: date | None
+    hint: str
+
+    def check(self, ticker: str, summary: _Summary) -> None:
+        if summary.rows >= self.min_rows:
+            return
+        span = f" ({summary.first_date}..{summary.last_date})" if summary.rows else ""
+        raise NotEnoughDataError(
+            f"{ticker} has only {summary.rows} price rows{span}; {self.hint} needs at least "
+            f"{self.min_rows}: use an earlier --start, or check the symbol"
+        )
 
 
 def _download(
@@ -328,8 +365,13 @@ def sync_prices(
     force: bool = False,
     start: date | None = None,
     end: date | None = None,
+    min_rows: int = 0,
+    purpose: str = "this",
 ) -> SyncResult:
     """Make the cache hold current prices for ``ticker`` (see the module docstring's rules).
+
+    ``min_rows``: fewer rows than this within ``[start, end]`` raises ``NotEnoughDataError``
+    and caches nothing (``purpose`` names what needs them in the message).
 
     ``start``/``end`` (inclusive) bound a full download and the reported row counts; a fresh
     cache is reused whatever the range unless ``start`` predates it by more than a week.
@@ -344,8 +386,11 @@ def sync_prices(
         in_range = _summary(session, symbol, start, end)
     earlier = needs_earlier_history(cached.first_date, start)
     fresh = cached.rows > 0 and is_fresh(cached.updated_at, now, expiry)
+    requirement = _RowRequirement(min_rows, start, end, purpose) if min_rows > 0 else None
 
     if fresh and not force and not earlier:
+        if requirement is not None:
+            requirement.check(symbol, in_range)
         return SyncResult(
             ticker=symbol,
             rows=in_range.rows,
@@ -369,9 +414,11 @@ def sync_prices(
     except DataSourceError as error:
         if cached.rows == 0:
             raise
+        if requirement is not None:
+            requirement.check(symbol, in_range)
         return _stale_result(symbol, source, cached, in_range, error)
 
-    written = _write_with_retry(db, symbol, download, now)
+    written = _write_with_retry(db, symbol, download, now, requirement)
     with db.session() as session:
         after = _summary(session, symbol, start, end)
     logger.info(
@@ -408,6 +455,8 @@ def get_prices(
     force: bool = False,
     start: date | None = None,
     end: date | None = None,
+    min_rows: int = 0,
+    purpose: str = "this",
 ) -> tuple[pd.DataFrame, SyncResult]:
     """Sync, then load the cached prices within ``[start, end]`` (the usual entry point)."""
     result = sync_prices(
@@ -419,6 +468,8 @@ def get_prices(
         force=force,
         start=start,
         end=end,
+        min_rows=min_rows,
+        purpose=purpose,
     )
     return load_cached_prices(db, result.ticker, start=start, end=end), result
 

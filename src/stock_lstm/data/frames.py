@@ -219,7 +219,7 @@ def normalize_ohlcv(raw: pd.DataFrame, ticker: str) -> NormalizedPrices:
             values = columns.get(name, np.full(total, np.nan))
         data[name] = values[keep]
 
-    index = pd.DatetimeIndex(dates[keep], name=INDEX_NAME)
+    index = pd.DatetimeIndex(dates[keep], name=INDEX_NAME, freq=None)
     frame = pd.DataFrame(data, index=index, columns=list(PRICE_COLUMNS))
     frame = frame.sort_index(kind="stable")
     duplicated = frame.index.duplicated(keep="last")

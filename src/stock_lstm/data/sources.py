@@ -154,8 +154,14 @@ class YahooSource:
         """Download ``[start, end]`` (inclusive; defaults: ``history_years`` ago .. today)."""
         symbol = validate_ticker(ticker)
         check_date_range(start, end)
-        first = start or self.default_start()
-        last = end or self._clock().date()
+        today = self._clock().date()
+        if end is None and start is not None and start > today:
+            raise InvalidParameterError(
+                f"start {start.isoformat()} is in the future (today is {today.isoformat()}): "
+                "pass a start date up to today"
+            )
+        first = start or years_before(today, self.history_years)
+        last = end or today
         check_date_range(first, last)
         raw, reason = self._download_capturing_errors(symbol, first, last)
         if raw is None or not isinstance(raw, pd.DataFrame) or raw.empty:
@@ -210,7 +216,7 @@ def _is_yfinance_layout(path: Path) -> bool:
     """True for the three-header-row file ``yf.download(...).to_csv()`` writes."""
     with path.open(encoding="utf-8-sig", newline="") as handle:
         first_cells = [handle.readline().split(",", 1)[0].strip().strip('"').lower() for _ in "ab"]
-    return first_cells == ["price", "ticker"]
+    return sorted(first_cells) == ["price", "ticker"]  # group_by="ticker" swaps the two rows
 
 
 def _read_price_csv(path: Path) -> pd.DataFrame:

@@ -1,0 +1,293 @@
+"""Exploratory statistics of a daily price series, as small pure functions the EDA notebook calls.
+
+Everything here takes pandas objects indexed by trading day and returns plain values or frames,
+so the notebook only narrates and plots. Returns are daily log-returns (dimensionless);
+volatility is their standard deviation, annualised with ``sqrt(TRADING_DAYS_PER_YEAR)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import date
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from stock_lstm.data.preprocessing import SplitFractions, minimum_rows, split_bounds
+from stock_lstm.errors import InvalidParameterError, NotEnoughDataError
+
+#: Trading sessions in a year, the usual factor to annualise daily volatility.
+TRADING_DAYS_PER_YEAR = 252
+#: Two-sided 95 % quantile of the standard normal, for the white-noise band of an ACF.
+NORMAL_95 = 1.959963984540054
+#: Consecutive rows further apart than this many calendar days are reported as a long gap
+#: (a weekend plus a holiday is at most 4 days; more means missing data or a trading halt).
+LONG_GAP_CALENDAR_DAYS = 5
+
+GAP_MISSING_SESSION = "missing session"
+GAP_NOT_A_SESSION = "not a session"
+GAP_LONG = "long gap"
+GAP_COLUMNS = ("kind", "first", "last", "count", "calendar_days")
+
+#: ISO 10383 exchange (as ``stock_lstm.models.calendar`` maps tickers) -> quote currency.
+EXCHANGE_CURRENCY: dict[str, str] = {
+    "XNYS": "USD",
+    "BVMF": "BRL",
+    "XLON": "GBp",  # London listings are quoted in pence on Yahoo
+    "XTSE": "CAD",
+    "XETR": "EUR",
+    "XFRA": "EUR",
+    "XPAR": "EUR",
+    "XAMS": "EUR",
+    "XMIL": "EUR",
+    "XMAD": "EUR",
+    "XSWX": "CHF",
+    "XTKS": "JPY",
+    "XHKG": "HKD",
+    "XASX": "AUD",
+    "XBOM": "INR",
+    "XKRX": "KRW",
+    "XSHG": "CNY",
+    "XMEX": "MXN",
+}
+
+
+def quote_currency(ticker: str) -> str:
+    """The unit a ticker's prices are in, for axis labels: ``"USD"``, ``"BRL"`` (``PETR4.SA``).
+
+    Derived from the exchange the ticker's Yahoo suffix maps to; indices (``^GSPC``) are in
+    ``"points"`` and currency pairs (``EURUSD=X``) are an exchange ``"rate"``.
+    """
+    from stock_lstm.models.calendar import exchange_for_ticker
+    from stock_lstm.tickers import validate_ticker
+
+    symbol = validate_ticker(ticker)
+    if symbol.startswith("^"):
+        return "points"
+    if symbol.endswith("=X"):
+        return "rate"
+    return EXCHANGE_CURRENCY.get(exchange_for_ticker(symbol), "price units")
+
+
+def log_returns(close: pd.Series) -> pd.Series:
+    """Daily log-returns ``log(close_t / close_{t-1})``, one fewer row than ``close``.
+
+    ``close`` must be positive prices indexed by trading day (ascending). The result is named
+    ``log_return`` and indexed by the later day of each pair.
+    """
+    values = pd.Series(close, dtype="float64")
+    if values.isna().any() or (values <= 0).any():
+        raise InvalidParameterError(
+            "log_returns needs positive closes without gaps (NaN or <= 0 found): "
+            "re-sync the ticker's prices"
+        )
+    returns = np.log(values).diff().iloc[1:]
+    returns.name = "log_return"
+    return returns
+
+
+def rolling_volatility(
+    returns: pd.Series, window: int = 21, *, annualize: bool = True
+) -> pd.Series:
+    """Standard deviation of ``returns`` over the last ``window`` trading days (21 ~ a month).
+
+    With ``annualize`` the daily figure is scaled by ``sqrt(252)``, so 0.25 reads as 25 % a
+    year. The first ``window - 1`` values are NaN (not enough history yet).
+    """
+    if isinstance(window, bool) or not isinstance(window, int) or window < 2:
+        raise InvalidParameterError(f"window must be a whole number of days >= 2, got {window!r}")
+    volatility = pd.Series(returns, dtype="float64").rolling(window).std()
+    if annualize:
+        volatility = volatility * math.sqrt(TRADING_DAYS_PER_YEAR)
+    volatility.name = "annualized_volatility" if annualize else "volatility"
+    return volatility
+
+
+def autocorrelation(returns: pd.Series, max_lag: int = 20) -> pd.DataFrame:
+    """Sample autocorrelation at lags ``1..max_lag`` with the 95 % white-noise band.
+
+    Returns columns ``lag, acf, lower, upper`` where ``lower``/``upper`` are
+    ``-/+ 1.96 / sqrt(n)``: for independent returns about 19 lags in 20 fall inside the band.
+    A bar clearly outside it is structure a model could exploit (or, for squared returns,
+    volatility clustering). NaNs are dropped first.
+    """
+    values = pd.Series(returns, dtype="float64").dropna().to_numpy()
+    n = values.shape[0]
+    if isinstance(max_lag, bool) or not isinstance(max_lag, int) or max_lag < 1:
+        raise InvalidParameterError(f"max_lag must be a whole number >= 1, got {max_lag!r}")
+    if n <= max_lag + 1:
+        raise NotEnoughDataError(
+            f"{n} returns are too few for {max_lag} lags: use a smaller max_lag or more history"
+        )
+    centered = values - values.mean()
+    denominator = float(np.dot(centered, centered))
+    lags = np.arange(1, max_lag + 1)
+    if denominator == 0.0:
+        acf = np.zeros(max_lag)
+    else:
+        acf = np.array([np.dot(centered[:-lag], centered[lag:]) / denominator for lag in lags])
+    band = NORMAL_95 / math.sqrt(n)
+    return pd.DataFrame(
+        {"lag": lags, "acf": acf, "lower": np.full(max_lag, -band), "upper": np.full(max_lag, band)}
+    )
+
+
+def return_summary(returns: pd.Series) -> dict[str, float | int]:
+    """Mean, standard deviation, skewness and excess kurtosis of daily log-returns.
+
+    A normal distribution has skew 0 and excess kurtosis 0; daily stock returns usually show
+    excess kurtosis well above 0 (fat tails: big moves are more common than a normal implies).
+    Skew and kurtosis are the bias-corrected sample estimates pandas uses.
+    """
+    values = pd.Series(returns, dtype="float64").dropna()
+    if len(values) < 4:
+        raise NotEnoughDataError(
+            f"{len(values)} returns are too few to describe (need at least 4): sync more history"
+        )
+    return {
+        "mean": float(values.mean()),
+        "std": float(values.std()),
+        "skew": float(values.skew()),
+        "excess_kurtosis": float(values.kurt()),
+        "n": len(values),
+    }
+
+
+def _as_day_index(index: Sequence[Any] | pd.Index) -> pd.DatetimeIndex:
+    days = pd.DatetimeIndex(index)
+    if days.tz is not None:
+        days = days.tz_localize(None)
+    return days.normalize().unique().sort_values()
+
+
+def _runs(positions: np.ndarray) -> list[tuple[int, int]]:
+    """Consecutive integer runs in sorted ``positions`` as ``(first, last)`` pairs."""
+    if positions.size == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(positions) != 1)
+    starts = np.concatenate(([0], breaks + 1))
+    ends = np.concatenate((breaks, [positions.size - 1]))
+    return [(int(positions[s]), int(positions[e])) for s, e in zip(starts, ends, strict=True)]
+
+
+def calendar_gaps(index: Sequence[Any] | pd.Index, ticker: str) -> pd.DataFrame:
+    """Where a price series disagrees with its exchange's calendar, one row per finding.
+
+    Columns ``kind, first, last, count, calendar_days`` (dates as ``datetime.date``):
+
+    * ``missing session``: a run of ``count`` consecutive exchange sessions with no price row,
+      from ``first`` to ``last``.
+    * ``not a session``: a price row on a day the exchange was closed (``count`` 1), typical of
+      synthetic or forward-filled data.
+    * ``long gap``: consecutive rows ``first`` -> ``last`` more than ``LONG_GAP_CALENDAR_DAYS``
+      calendar days apart (``calendar_days`` apart), whatever the calendar says.
+
+    Only the span the exchange calendar covers is compared with it (``exchange_calendars``
+    publishes about 20 years back); long gaps are checked over the whole series.
+    """
+    from stock_lstm.models.calendar import _calendar, exchange_for_ticker
+    from stock_lstm.tickers import validate_ticker
+
+    days = _as_day_index(index)
+    rows: list[dict[str, Any]] = []
+    if len(days):
+        calendar = _calendar(exchange_for_ticker(validate_ticker(ticker)))
+        first = max(days[0], pd.Timestamp(calendar.first_session))
+        last = min(days[-1], pd.Timestamp(calendar.last_session))
+        if first <= last:
+            sessions = pd.DatetimeIndex(calendar.sessions_in_range(first, last))
+            sessions = _as_day_index(sessions)
+            missing = np.flatnonzero(~sessions.isin(days))
+            for start, end in _runs(missing):
+                rows.append(
+                    {
+                        "kind": GAP_MISSING_SESSION,
+                        "first": sessions[start].date(),
+                        "last": sessions[end].date(),
+                        "count": end - start + 1,
+                        "calendar_days": (sessions[end] - sessions[start]).days + 1,
+                    }
+                )
+            in_span = days[(days >= first) & (days <= last)]
+            for day in in_span[~in_span.isin(sessions)]:
+                rows.append(
+                    {
+                        "kind": GAP_NOT_A_SESSION,
+                        "first": day.date(),
+                        "last": day.date(),
+                        "count": 1,
+                        "calendar_days": 1,
+                    }
+                )
+        steps = np.diff(days.to_numpy()).astype("timedelta64[D]").astype(int)
+        for position in np.flatnonzero(steps > LONG_GAP_CALENDAR_DAYS):
+            rows.append(
+                {
+                    "kind": GAP_LONG,
+                    "first": days[position].date(),
+                    "last": days[position + 1].date(),
+                    "count": 1,
+                    "calendar_days": int(steps[position]),
+                }
+            )
+    frame = pd.DataFrame(rows, columns=list(GAP_COLUMNS))
+    frame = frame.astype({"count": "int64", "calendar_days": "int64"})
+    return frame.sort_values(["first", "kind"], kind="stable", ignore_index=True)
+
+
+def split_dates(
+    index: Sequence[Any] | pd.Index,
+    sequence_length: int,
+    fractions: SplitFractions | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Where training, validation and test fall in a series, exactly as ``prepare_data`` cuts it.
+
+    Returns ``{"train": ..., "val": ..., "test": ...}``, each a dict of
+
+    * ``first_date``/``last_date``: the slice's rows (``datetime.date``),
+    * ``rows``: rows in the slice,
+    * ``first_target``: the first day the slice scores a prediction on; for ``train`` that is
+      ``sequence_length`` rows in, because the first window needs that much history,
+    * ``targets``: predictions scored in the slice (training samples for ``train``).
+
+    Validation and test windows look back into the previous slice for their inputs (that
+    history was known on the day), but every target belongs to exactly one slice.
+    ``fractions`` defaults to ``SplitFractions()`` (70/15/15), the split training uses.
+    """
+    fractions = fractions or SplitFractions()
+    days = pd.DatetimeIndex(index)
+    if isinstance(sequence_length, bool) or not isinstance(sequence_length, int):
+        raise InvalidParameterError(f"sequence_length must be an integer, got {sequence_length!r}")
+    if sequence_length < 1:
+        raise InvalidParameterError(f"sequence_length must be >= 1, got {sequence_length}")
+    n_rows = len(days)
+    needed = minimum_rows(sequence_length, fractions)
+    if n_rows < needed:
+        raise NotEnoughDataError(
+            f"the price series has {n_rows} rows; sequence_length {sequence_length} with a "
+            f"{fractions.label()} split needs at least {needed} rows: "
+            "use an earlier start or a smaller sequence_length"
+        )
+    train_end, val_end = split_bounds(n_rows, fractions)
+    slices = {
+        "train": (0, train_end, sequence_length),
+        "val": (train_end, val_end, train_end),
+        "test": (val_end, n_rows, val_end),
+    }
+
+    def describe(start: int, stop: int, first_target: int) -> dict[str, Any]:
+        return {
+            "first_date": _to_date(days[start]),
+            "last_date": _to_date(days[stop - 1]),
+            "rows": stop - start,
+            "first_target": _to_date(days[first_target]),
+            "targets": stop - first_target,
+        }
+
+    return {name: describe(*bounds) for name, bounds in slices.items()}
+
+
+def _to_date(stamp: pd.Timestamp) -> date:
+    return pd.Timestamp(stamp).date()

@@ -1,0 +1,111 @@
+"""The first cell of every notebook: the same working folder, settings and figures as ``make``.
+
+A notebook opened in JupyterLab starts in ``notebooks/``, while papermill and ``make`` run
+from the project root; ``setup_notebook`` moves to the root so the relative default paths
+(``data/``, ``models/``, ``reports/``) point at the same files either way.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tomllib
+from datetime import date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from stock_lstm.errors import InvalidParameterError
+
+if TYPE_CHECKING:
+    from stock_lstm.workflows import AppContext
+
+#: ``[project] name`` in the pyproject.toml that marks the project root.
+PROJECT_NAME = "stock-lstm"
+#: Resolution of inline figures (matplotlib's default of 100 looks soft in HTML reports).
+FIGURE_DPI = 110
+NOTEBOOK_RC: dict[str, object] = {
+    "figure.dpi": FIGURE_DPI,
+    "figure.figsize": (10.0, 4.5),
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.titlesize": "medium",
+    "axes.titleweight": "semibold",
+    "legend.frameon": False,
+    "font.size": 9.5,
+}
+
+
+def find_project_root(start: Path | None = None) -> Path | None:
+    """The closest folder at or above ``start`` (default: cwd) holding this project's
+    pyproject.toml, or ``None`` when ``start`` is not inside a checkout."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / "pyproject.toml"
+        if not candidate.is_file():
+            continue
+        try:
+            name = tomllib.loads(candidate.read_text(encoding="utf-8"))["project"]["name"]
+        except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError):
+            continue
+        if name == PROJECT_NAME:
+            return folder
+    return None
+
+
+def configure_matplotlib() -> None:
+    """A clean house style and PNG rendering of returned ``Figure`` objects in notebooks.
+
+    ``stock_lstm.plots`` builds figures without pyplot, so the notebook displays them as the
+    value of a cell; this registers that PNG display when running inside IPython.
+    """
+    import matplotlib
+
+    matplotlib.rcParams.update(NOTEBOOK_RC)
+    try:
+        from IPython import get_ipython
+        from IPython.core.pylabtools import select_figure_formats
+    except ImportError:  # plain Python: nothing to display into
+        return
+    shell = get_ipython()
+    if shell is not None:
+        select_figure_formats(shell, {"png"})
+
+
+def setup_notebook(source: str | None = None) -> AppContext:
+    """Prepare a notebook kernel and return the context every ``workflows`` call takes.
+
+    Moves to the project root when the kernel runs inside a checkout (JupyterLab starts in
+    ``notebooks/``), styles figures, keeps library logging to warnings and builds the context
+    from the ``STOCK_LSTM_*`` settings; ``source`` (e.g. ``"csv:../shared/data/prices"``)
+    overrides the price source, ``None`` keeps ``STOCK_LSTM_SOURCE``.
+    """
+    from stock_lstm.workflows import AppContext
+
+    root = find_project_root()
+    if root is not None and root != Path.cwd().resolve():
+        os.chdir(root)
+    configure_matplotlib()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("stock_lstm").setLevel(logging.WARNING)
+    return AppContext.create(source=source or None)
+
+
+def parse_date(text: str | date | None, *, name: str = "date") -> date | None:
+    """A notebook's date parameter (``"2020-01-31"``, ``None`` or ``""``) as a ``date``.
+
+    ``name`` is the parameter's name, used in the error message.
+    """
+    if text is None or (isinstance(text, str) and not text.strip()):
+        return None
+    if isinstance(text, datetime):
+        return text.date()
+    if isinstance(text, date):
+        return text
+    try:
+        return date.fromisoformat(str(text).strip())
+    except ValueError:
+        raise InvalidParameterError(
+            f"{name} {text!r} is not a date: pass an ISO date such as '2020-01-31', or None"
+        ) from None

@@ -1,0 +1,319 @@
+"""The figures of the notebook reports: each function takes data and returns a Figure.
+
+Figures are built with ``matplotlib.figure.Figure`` rather than ``pyplot``, so nothing is
+shown or kept alive behind the caller's back: a notebook displays the returned figure (the
+last expression of a cell), a script saves it with ``fig.savefig``. Nothing here computes
+statistics; that lives in ``stock_lstm.evaluation``. Only notebooks import this module (the
+CLI and the API never pay for matplotlib).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import matplotlib.dates as mdates
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+    from stock_lstm.models.forecasting import Forecast
+
+#: Colours used consistently across figures (matplotlib's tab10 palette).
+COLORS = {
+    "price": "tab:blue",
+    "model": "tab:orange",
+    "persistence": "tab:gray",
+    "train": "tab:blue",
+    "val": "tab:orange",
+    "test": "tab:green",
+    "band": "tab:red",
+}
+WIDE = (10.0, 4.5)
+TALL = (10.0, 6.5)
+#: Forecast points are labelled with their value when there are at most this many.
+MAX_ANNOTATED_POINTS = 10
+
+
+def _price_label(currency: str | None) -> str:
+    return f"Close ({currency})" if currency else "Close (price units)"
+
+
+def _new_figure(figsize: tuple[float, float] = WIDE) -> Figure:
+    return Figure(figsize=figsize, layout="constrained")
+
+
+def _date_axis(ax: Axes) -> None:
+    locator = mdates.AutoDateLocator()
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+
+
+def price_and_volume(prices: pd.DataFrame, *, ticker: str, currency: str | None = None) -> Figure:
+    """Daily close (top) and traded volume in millions of shares (bottom), sharing dates.
+
+    ``prices``: the normalized price frame (``close`` and ``volume`` columns, date index).
+    """
+    fig = _new_figure(TALL)
+    price_ax, volume_ax = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
+    price_ax.plot(prices.index, prices["close"], color=COLORS["price"], lw=1.0, label="close")
+    price_ax.set_ylabel(_price_label(currency))
+    price_ax.set_title(
+        f"{ticker}: daily close and volume, {prices.index[0]:%Y-%m-%d} to "
+        f"{prices.index[-1]:%Y-%m-%d} ({len(prices)} trading days)"
+    )
+    price_ax.legend(loc="upper left")
+    volume_ax.fill_between(
+        prices.index, prices["volume"] / 1e6, step="mid", color=COLORS["price"], alpha=0.5
+    )
+    volume_ax.set_ylabel("Volume (M shares)")
+    volume_ax.set_xlabel("Date")
+    volume_ax.set_ylim(bottom=0)
+    _date_axis(volume_ax)
+    return fig
+
+
+def returns_vs_normal(returns: pd.Series, *, ticker: str, bins: int = 60) -> Figure:
+    """Histogram (density) of daily log-returns with the normal pdf of the same mean and std.
+
+    Where the bars rise above the curve in the centre and in the tails, returns are fat-tailed.
+    """
+    from scipy.stats import norm
+
+    values = pd.Series(returns, dtype="float64").dropna()
+    mean, std = float(values.mean()), float(values.std())
+    fig = _new_figure()
+    ax = fig.subplots()
+    ax.hist(values, bins=bins, density=True, color=COLORS["price"], alpha=0.6, label="observed")
+    grid = np.linspace(float(values.min()), float(values.max()), 400)
+    ax.plot(
+        grid,
+        norm.pdf(grid, loc=mean, scale=std),
+        color=COLORS["band"],
+        lw=1.5,
+        label=f"normal fit (mean {mean:.2%}, std {std:.2%})",
+    )
+    ax.set_xlabel("Daily log-return")
+    ax.set_ylabel("Density")
+    ax.set_title(f"{ticker}: distribution of daily log-returns (n = {len(values)})")
+    ax.legend(loc="upper left")
+    return fig
+
+
+def rolling_volatility(volatility: pd.Series, *, ticker: str, window: int) -> Figure:
+    """Annualised rolling volatility in percent, with its median over the whole period."""
+    values = pd.Series(volatility, dtype="float64") * 100
+    fig = _new_figure()
+    ax = fig.subplots()
+    ax.plot(values.index, values, color=COLORS["price"], lw=1.0, label=f"{window}-day volatility")
+    median = float(values.median())
+    ax.axhline(median, color=COLORS["persistence"], ls="--", lw=1.0, label=f"median {median:.1f}%")
+    ax.set_ylabel("Annualised volatility (%)")
+    ax.set_xlabel("Date")
+    ax.set_ylim(bottom=0)
+    ax.set_title(f"{ticker}: {window}-day rolling volatility of log-returns (annualised)")
+    ax.legend(loc="upper left")
+    _date_axis(ax)
+    return fig
+
+
+def autocorrelation(
+    acf: pd.DataFrame | Mapping[str, pd.DataFrame], *, ticker: str | None = None
+) -> Figure:
+    """Stem plot of autocorrelations with the 95 % white-noise band, one panel per series.
+
+    ``acf``: a frame with ``lag, acf, lower, upper`` (``evaluation.eda.autocorrelation``), or
+    ``{panel title: frame}`` to show several side by side (e.g. returns and squared returns).
+    """
+    panels = {"log-returns": acf} if isinstance(acf, pd.DataFrame) else dict(acf)
+    fig = _new_figure((5.0 * len(panels), 4.0))
+    axes = np.atleast_1d(fig.subplots(1, len(panels), sharey=True))
+    for ax, (title, frame) in zip(axes, panels.items(), strict=True):
+        lags = frame["lag"].to_numpy()
+        ax.fill_between(
+            lags,
+            frame["lower"],
+            frame["upper"],
+            color=COLORS["band"],
+            alpha=0.12,
+            step="mid",
+            label="95% band for white noise",
+        )
+        ax.stem(lags, frame["acf"], basefmt="k-", label="autocorrelation")
+        ax.set_xlabel("Lag (trading days)")
+        ax.set_title(f"{ticker}: {title}" if ticker else title)
+        ax.set_xlim(0.3, lags.max() + 0.7)
+    axes[0].set_ylabel("Autocorrelation")
+    axes[0].legend(loc="upper right")
+    return fig
+
+
+def split_overview(
+    close: pd.Series,
+    split: Mapping[str, Mapping[str, Any]],
+    *,
+    ticker: str,
+    currency: str | None = None,
+) -> Figure:
+    """The close price with the train/validation/test slices shaded.
+
+    ``split``: ``evaluation.eda.split_dates`` output. A dotted line marks the first training
+    target: the rows before it only ever serve as the first input window.
+    """
+    fig = _new_figure()
+    ax = fig.subplots()
+    ax.plot(close.index, close, color="black", lw=0.9, label="close")
+    names = {"train": "train", "val": "validation", "test": "test"}
+    for key, label in names.items():
+        part = split[key]
+        ax.axvspan(
+            pd.Timestamp(part["first_date"]),
+            pd.Timestamp(part["last_date"]),
+            color=COLORS[key],
+            alpha=0.15,
+            label=f"{label}: {part['first_date']} to {part['last_date']} ({part['rows']} rows)",
+        )
+    ax.axvline(
+        pd.Timestamp(split["train"]["first_target"]),
+        color=COLORS["train"],
+        ls=":",
+        lw=1.2,
+        label="first training target",
+    )
+    ax.set_ylabel(_price_label(currency))
+    ax.set_xlabel("Date")
+    ax.set_title(f"{ticker}: chronological train / validation / test split")
+    ax.legend(loc="upper left", fontsize="small")
+    _date_axis(ax)
+    return fig
+
+
+def loss_curves(
+    history: Sequence[Mapping[str, float]], *, best_epoch: int, ticker: str | None = None
+) -> Figure:
+    """Training and validation loss (MSE on scaled closes, log scale) per epoch.
+
+    A dashed line marks ``best_epoch``, whose weights the model keeps; epochs after it are the
+    early-stopping patience that found no improvement.
+    """
+    frame = pd.DataFrame(list(history))
+    fig = _new_figure()
+    ax = fig.subplots()
+    ax.plot(frame["epoch"], frame["train_loss"], color=COLORS["train"], label="training loss")
+    ax.plot(frame["epoch"], frame["val_loss"], color=COLORS["val"], label="validation loss")
+    ax.axvline(best_epoch, color="black", ls="--", lw=1.0, label=f"best epoch ({best_epoch})")
+    ax.set_yscale("log")
+    ax.set_xlabel("Epoch")
+    ax.set_ylabel("MSE on min-max scaled close (log scale)")
+    prefix = f"{ticker}: " if ticker else ""
+    ax.set_title(f"{prefix}loss per epoch ({len(frame)} epochs run)")
+    ax.legend(loc="upper right")
+    return fig
+
+
+def test_forecast(
+    dates: Sequence[Any] | pd.Index,
+    actual: np.ndarray,
+    predicted: np.ndarray,
+    persistence: np.ndarray,
+    *,
+    ticker: str,
+    currency: str | None = None,
+) -> Figure:
+    """Next-day forecasts over the test dates (top) and their absolute errors (bottom).
+
+    All arrays are in price units, one value per test date; ``persistence`` is yesterday's
+    close, the baseline the model has to beat.
+    """
+    index = pd.DatetimeIndex(dates)
+    actual = np.asarray(actual, dtype=np.float64)
+    predicted = np.asarray(predicted, dtype=np.float64)
+    persistence = np.asarray(persistence, dtype=np.float64)
+    fig = _new_figure(TALL)
+    price_ax, error_ax = fig.subplots(2, 1, sharex=True, height_ratios=(2, 1))
+    price_ax.plot(index, actual, color="black", lw=1.3, label="actual close")
+    price_ax.plot(index, predicted, color=COLORS["model"], lw=1.1, label="LSTM (next day)")
+    price_ax.plot(
+        index,
+        persistence,
+        color=COLORS["persistence"],
+        lw=1.0,
+        ls="--",
+        label="persistence (yesterday's close)",
+    )
+    price_ax.set_ylabel(_price_label(currency))
+    price_ax.set_title(f"{ticker}: test-set next-day forecasts ({len(index)} trading days)")
+    price_ax.legend(loc="upper left")
+    unit = currency or "price units"
+    model_error = np.abs(predicted - actual)
+    baseline_error = np.abs(persistence - actual)
+    error_ax.plot(
+        index,
+        model_error,
+        color=COLORS["model"],
+        lw=1.0,
+        label=f"LSTM (mean {model_error.mean():.2f})",
+    )
+    error_ax.plot(
+        index,
+        baseline_error,
+        color=COLORS["persistence"],
+        lw=1.0,
+        ls="--",
+        label=f"persistence (mean {baseline_error.mean():.2f})",
+    )
+    error_ax.set_ylabel(f"|error| ({unit})")
+    error_ax.set_xlabel("Date")
+    error_ax.set_ylim(bottom=0)
+    error_ax.legend(loc="upper left", fontsize="small")
+    _date_axis(error_ax)
+    return fig
+
+
+def forecast_on_history(
+    history: pd.Series, forecast: Forecast, *, currency: str | None = None
+) -> Figure:
+    """Recent closes and the forecast's dated points, joined at the last known close.
+
+    ``history``: closes indexed by date (e.g. the last 120 trading days); ``forecast``: a
+    ``Forecast`` from ``workflows.predict_ticker``. The forecast is recursive, so its
+    uncertainty grows with each day even though no band is drawn.
+    """
+    fig = _new_figure()
+    ax = fig.subplots()
+    ax.plot(history.index, history, color=COLORS["price"], lw=1.1, label="history (close)")
+    dates = [pd.Timestamp(point.date) for point in forecast.predictions]
+    closes = [point.close for point in forecast.predictions]
+    ax.plot(
+        [pd.Timestamp(forecast.last_date), *dates],
+        [forecast.last_close, *closes],
+        color=COLORS["model"],
+        ls="--",
+        marker="o",
+        ms=4,
+        label=f"forecast, {len(dates)} trading days ({forecast.version_id})",
+    )
+    if len(dates) <= MAX_ANNOTATED_POINTS:
+        for day, close in zip(dates, closes, strict=True):
+            ax.annotate(
+                f"{day:%m-%d}\n{close:.2f}",
+                (day, close),
+                textcoords="offset points",
+                xytext=(0, 8),
+                ha="center",
+                fontsize="x-small",
+            )
+    ax.axvline(pd.Timestamp(forecast.last_date), color="black", lw=0.8, ls=":")
+    ax.set_ylabel(_price_label(currency))
+    ax.set_xlabel("Date")
+    ax.set_title(f"{forecast.ticker}: forecast after {forecast.last_date:%Y-%m-%d}")
+    ax.legend(loc="upper left")
+    ax.margins(y=0.12)
+    _date_axis(ax)
+    return fig
+
+
+test_forecast.__test__ = False  # type: ignore[attr-defined]  # not a pytest test, despite the name
