@@ -144,3 +144,17 @@ def test_help_explains_every_command(capsys: pytest.CaptureFixture[str]) -> None
     text = capsys.readouterr().out
     for flag in ("--epochs", "--patience", "--sequence-length", "--source", "--json"):
         assert flag in text
+
+
+def test_yahoo_failure_is_one_clean_line_and_caches_nothing(
+    cli_env: Settings, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from yfinance_fakes import install_ticker, make_raising_ticker
+
+    install_ticker(monkeypatch, make_raising_ticker(ConnectionError("Could not resolve host")))
+    before = state(cli_env)
+    assert main(["sync", "AAPL", "--source", "yahoo"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: no prices came back for AAPL") and "\n" not in err
+    assert "Could not resolve host" in err
+    assert state(cli_env) == before

@@ -408,6 +408,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        # yfinance logs every failed request itself; our error line already quotes the cause.
+        logging.getLogger("yfinance").propagate = False
     try:
         return int(args.handler(args))
     except StockLSTMError as exc:

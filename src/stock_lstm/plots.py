@@ -279,8 +279,9 @@ def forecast_on_history(
     """Recent closes and the forecast's dated points, joined at the last known close.
 
     ``history``: closes indexed by date (e.g. the last 120 trading days); ``forecast``: a
-    ``Forecast`` from ``workflows.predict_ticker``. The forecast is recursive, so its
-    uncertainty grows with each day even though no band is drawn.
+    ``Forecast`` from ``workflows.predict_ticker``. A dotted line at the last close is the
+    persistence forecast. The forecast is recursive, so its uncertainty grows with each day
+    even though no band is drawn.
     """
     fig = _new_figure()
     ax = fig.subplots()
@@ -306,6 +307,15 @@ def forecast_on_history(
                 ha="center",
                 fontsize="x-small",
             )
+    ax.hlines(
+        forecast.last_close,
+        pd.Timestamp(forecast.last_date),
+        dates[-1],
+        color=COLORS["persistence"],
+        ls=":",
+        lw=1.2,
+        label=f"persistence (last close {forecast.last_close:.2f})",
+    )
     ax.axvline(pd.Timestamp(forecast.last_date), color="black", lw=0.8, ls=":")
     ax.set_ylabel(_price_label(currency))
     ax.set_xlabel("Date")

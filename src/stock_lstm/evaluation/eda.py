@@ -1,14 +1,16 @@
-"""Exploratory statistics of a daily price series, as small pure functions the EDA notebook calls.
+"""Exploratory statistics of a daily price series, as small pure functions the notebooks call.
 
 Everything here takes pandas objects indexed by trading day and returns plain values or frames,
-so the notebook only narrates and plots. Returns are daily log-returns (dimensionless);
-volatility is their standard deviation, annualised with ``sqrt(TRADING_DAYS_PER_YEAR)``.
+so the notebooks only narrate and plot: returns, volatility, autocorrelation, calendar gaps,
+where the split falls, and the model-versus-persistence table of the training report.
+Returns are daily log-returns (dimensionless); volatility is their standard deviation,
+annualised with ``sqrt(TRADING_DAYS_PER_YEAR)``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date
 from typing import Any
 
@@ -291,3 +293,60 @@ def split_dates(
 
 def _to_date(stamp: pd.Timestamp) -> date:
     return pd.Timestamp(stamp).date()
+
+
+#: Error metrics of ``TestEvaluation.metrics`` shown in reports, with their units.
+BASELINE_METRICS: dict[str, str] = {"mae": "price", "rmse": "price", "mape": "%"}
+
+
+def baseline_comparison(metrics: Mapping[str, Any]) -> pd.DataFrame:
+    """The model's test errors beside persistence's, one row per metric.
+
+    ``metrics`` is ``TestEvaluation.metrics`` (or a registry record's ``metrics``): ``mae``,
+    ``rmse``, ``mape`` and ``persistence: {mae, rmse, mape}``. Columns: ``unit``, ``model``,
+    ``persistence`` and ``ratio`` (model / persistence: below 1 the model is better).
+    """
+    missing = [name for name in BASELINE_METRICS if name not in metrics]
+    baseline = metrics.get("persistence")
+    if missing or not isinstance(baseline, Mapping):
+        raise InvalidParameterError(
+            "metrics need mae, rmse, mape and persistence.{mae, rmse, mape}; "
+            f"got keys {sorted(metrics)}: pass TestEvaluation.metrics or a record's metrics"
+        )
+    rows = {
+        name.upper(): {
+            "unit": unit,
+            "model": float(metrics[name]),
+            "persistence": float(baseline[name]),
+        }
+        for name, unit in BASELINE_METRICS.items()
+    }
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table["ratio"] = table["model"] / table["persistence"]
+    table.index.name = "metric"
+    return table
+
+
+def baseline_verdict(table: pd.DataFrame) -> str:
+    """One plain sentence: does the model beat persistence on the test slice?
+
+    ``table`` is :func:`baseline_comparison` output. The model "beats" persistence only when
+    both MAE and RMSE are lower (ratio below 1); one lower and one not is a draw.
+    """
+    mae_ratio, rmse_ratio = float(table.loc["MAE", "ratio"]), float(table.loc["RMSE", "ratio"])
+    detail = f"MAE ratio {mae_ratio:.3f}, RMSE ratio {rmse_ratio:.3f}"
+    if mae_ratio < 1 and rmse_ratio < 1:
+        gain = 1 - mae_ratio
+        return (
+            f"The model beats persistence on the test slice ({detail}): its mean absolute "
+            f"error is {gain:.1%} lower than predicting yesterday's close."
+        )
+    if mae_ratio >= 1 and rmse_ratio >= 1:
+        return (
+            f"The model does NOT beat persistence on the test slice ({detail}): predicting "
+            "yesterday's close is at least as accurate, so its forecasts add nothing yet."
+        )
+    return (
+        f"The model and persistence are tied on the test slice ({detail}): one error measure "
+        "favours each, so the model is not clearly better than predicting yesterday's close."
+    )

@@ -1,0 +1,355 @@
+"""Request and response bodies of the HTTP API, all in one place.
+
+Requests forbid unknown fields and take numbers strictly (``true`` or ``"5"`` is not an epoch
+count), so a typo is a 422 that names the field instead of a silently ignored value. Ranges
+come from the package (``PARAM_RANGES``, ``MIN_DAYS``/``MAX_DAYS``): the CLI, the notebooks
+and the API accept exactly the same values.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StringConstraints,
+    model_validator,
+)
+
+from stock_lstm.data.cache import CacheStatus, SyncResult
+from stock_lstm.errors import InvalidTickerError
+from stock_lstm.models.forecasting import MAX_DAYS, MIN_DAYS, Forecast
+from stock_lstm.models.jobs import JobRecord
+from stock_lstm.models.registry import ModelRecord
+from stock_lstm.models.training import PARAM_RANGES
+from stock_lstm.tickers import validate_ticker
+
+API_PREFIX = "/api/v1"
+#: Tickers one batch prediction may ask for.
+MAX_BATCH_TICKERS = 50
+#: Characters of a raw ticker a batch accepts before validating it (longer is never a symbol).
+MAX_RAW_TICKER_CHARS = 32
+
+
+def report_url(version_id: str) -> str:
+    return f"{API_PREFIX}/reports/{version_id}"
+
+
+def job_status_url(job_id: str) -> str:
+    return f"{API_PREFIX}/training/status/{job_id}"
+
+
+def _canonical_ticker(value: str) -> str:
+    try:
+        return validate_ticker(value)
+    except InvalidTickerError as exc:
+        raise ValueError(str(exc)) from None
+
+
+#: A ticker validated and upper-cased by ``stock_lstm.tickers.validate_ticker``.
+Ticker = Annotated[str, AfterValidator(_canonical_ticker)]
+
+
+def _param_range(name: str, description: str) -> Any:
+    low, high = PARAM_RANGES[name]
+    return Field(None, ge=low, le=high, description=f"{description} ({low}..{high})")
+
+
+class RequestModel(BaseModel):
+    """Base of request bodies: unknown fields are an error, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorResponse(BaseModel):
+    detail: str = Field(description="What went wrong and what to do about it.")
+
+
+# --- training -------------------------------------------------------------------------------
+
+
+class TrainingStartRequest(RequestModel):
+    """Train a model for ``ticker``; unset hyperparameters keep the notebook's defaults."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"ticker": "AAPL", "epochs": 20, "seed": 7}]},
+    )
+
+    ticker: Ticker = Field(description="Yahoo Finance symbol, e.g. AAPL or PETR4.SA.")
+    epochs: StrictInt | None = _param_range("epochs", "maximum training epochs")
+    patience: StrictInt | None = _param_range(
+        "patience", "epochs without validation improvement before stopping; 0 disables"
+    )
+    sequence_length: StrictInt | None = _param_range(
+        "sequence_length", "trading days the network sees per sample"
+    )
+    hidden_size: StrictInt | None = _param_range("hidden_size", "LSTM units per layer")
+    num_layers: StrictInt | None = _param_range("num_layers", "stacked LSTM layers")
+    dropout: StrictFloat | None = _param_range("dropout", "dropout between LSTM layers")
+    learning_rate: StrictFloat | None = _param_range("learning_rate", "Adam learning rate")
+    batch_size: StrictInt | None = _param_range("batch_size", "samples per gradient step")
+    seed: StrictInt | None = _param_range("seed", "random seed; same seed, same model")
+    start: date | None = Field(None, description="First price date to use (YYYY-MM-DD).")
+    end: date | None = Field(None, description="Last price date to use (YYYY-MM-DD).")
+
+    @model_validator(mode="after")
+    def _start_before_end(self) -> TrainingStartRequest:
+        if self.start and self.end and self.start > self.end:
+            raise ValueError(f"start {self.start} is after end {self.end}: swap them")
+        return self
+
+    def hyperparameters(self) -> dict[str, int | float]:
+        """Only the hyperparameters the caller set (the notebook's defaults fill the rest)."""
+        given = {name: getattr(self, name) for name in PARAM_RANGES}
+        return {name: value for name, value in given.items() if value is not None}
+
+
+class TrainingStarted(BaseModel):
+    job_id: str
+    ticker: str
+    status: Literal["queued"] = "queued"
+    status_url: str = Field(description="Poll this for progress.")
+
+
+class EpochLoss(BaseModel):
+    epoch: int
+    train_loss: float
+    val_loss: float
+
+
+class JobResponse(BaseModel):
+    """A training job; ``report_url`` is set once it completed and registered a model."""
+
+    job_id: str
+    ticker: str
+    status: Literal["queued", "running", "completed", "failed"]
+    progress: float = Field(description="Percent of the epoch budget done (0..100).")
+    current_epoch: int
+    total_epochs: int
+    train_loss: float | None
+    val_loss: float | None
+    losses: list[EpochLoss]
+    error: str | None
+    params: dict[str, Any]
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    version_id: str | None
+    report_url: str | None
+
+    @classmethod
+    def from_record(cls, job: JobRecord) -> JobResponse:
+        completed = job.status == "completed" and job.version_id
+        return cls(
+            job_id=job.job_id,
+            ticker=job.ticker,
+            status=job.status,  # type: ignore[arg-type]
+            progress=job.progress,
+            current_epoch=job.current_epoch,
+            total_epochs=job.total_epochs,
+            train_loss=job.train_loss,
+            val_loss=job.val_loss,
+            losses=[EpochLoss(**loss) for loss in job.losses],
+            error=job.error,
+            params=job.params,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+            version_id=job.version_id,
+            report_url=report_url(job.version_id) if completed else None,
+        )
+
+
+class JobList(BaseModel):
+    jobs: list[JobResponse]
+
+
+# --- models ---------------------------------------------------------------------------------
+
+
+class ModelResponse(BaseModel):
+    """A registered model version (file paths stay on the server)."""
+
+    version_id: str
+    ticker: str
+    created_at: datetime
+    is_active: bool
+    params: dict[str, Any]
+    metrics: dict[str, Any] = Field(description="Test-set metrics beside persistence.")
+    first_date: date
+    last_date: date
+    rows: int
+    data_sha256: str
+    code_version: str
+    report_url: str | None
+
+    @classmethod
+    def from_record(cls, record: ModelRecord) -> ModelResponse:
+        return cls(
+            version_id=record.version_id,
+            ticker=record.ticker,
+            created_at=record.created_at,
+            is_active=record.is_active,
+            params=record.params,
+            metrics=record.metrics,
+            first_date=record.first_date,
+            last_date=record.last_date,
+            rows=record.rows,
+            data_sha256=record.data_sha256,
+            code_version=record.code_version,
+            report_url=report_url(record.version_id) if record.report_path else None,
+        )
+
+
+class ModelList(BaseModel):
+    models: list[ModelResponse]
+
+
+# --- predictions ----------------------------------------------------------------------------
+
+DaysAhead = Annotated[
+    StrictInt, Field(ge=MIN_DAYS, le=MAX_DAYS, description="Trading days to forecast.")
+]
+
+
+class PredictRequest(RequestModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"ticker": "AAPL", "days_ahead": 5}]}
+    )
+
+    ticker: Ticker = Field(description="A ticker with an active model.")
+    days_ahead: DaysAhead = 5
+
+
+class BatchPredictRequest(RequestModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"tickers": ["AAPL", "MSFT"], "days_ahead": 5}]},
+    )
+
+    tickers: list[Annotated[str, StringConstraints(max_length=MAX_RAW_TICKER_CHARS)]] = Field(
+        min_length=1,
+        max_length=MAX_BATCH_TICKERS,
+        description="Each one is answered on its own; a bad ticker does not fail the others.",
+    )
+    days_ahead: DaysAhead = 5
+
+
+class ForecastPoint(BaseModel):
+    date: date
+    close: float = Field(description="Forecast close, in price units.")
+
+
+class ForecastResponse(BaseModel):
+    ticker: str
+    version_id: str
+    last_date: date = Field(description="Last cached close the forecast starts from.")
+    last_close: float
+    predictions: list[ForecastPoint]
+    warnings: list[str]
+
+    @classmethod
+    def from_forecast(cls, forecast: Forecast) -> ForecastResponse:
+        return cls(
+            ticker=forecast.ticker,
+            version_id=forecast.version_id,
+            last_date=forecast.last_date,
+            last_close=forecast.last_close,
+            predictions=[ForecastPoint(date=p.date, close=p.close) for p in forecast.predictions],
+            warnings=list(forecast.warnings),
+        )
+
+
+class BatchError(BaseModel):
+    status: int = Field(description="The HTTP status a single prediction would have answered.")
+    detail: str
+
+
+class BatchItem(BaseModel):
+    ticker: str
+    ok: bool
+    forecast: ForecastResponse | None = None
+    error: BatchError | None = None
+
+
+class BatchPredictResponse(BaseModel):
+    results: list[BatchItem]
+
+
+# --- cache ----------------------------------------------------------------------------------
+
+
+class CacheStatusResponse(BaseModel):
+    ticker: str
+    rows: int
+    first_date: date | None
+    last_date: date | None
+    updated_at: datetime | None = Field(description="Oldest download time of the rows (UTC).")
+    fresh: bool = Field(description="True while younger than STOCK_LSTM_CACHE_EXPIRY_HOURS.")
+
+    @classmethod
+    def from_status(cls, status: CacheStatus) -> CacheStatusResponse:
+        return cls(
+            ticker=status.ticker,
+            rows=status.rows,
+            first_date=status.first_date,
+            last_date=status.last_date,
+            updated_at=status.updated_at,
+            fresh=status.fresh,
+        )
+
+
+class SyncResponse(BaseModel):
+    ticker: str
+    rows: int
+    first_date: date | None
+    last_date: date | None
+    from_cache: bool = Field(description="True when the fresh cache answered (a cache hit).")
+    dropped_rows: int
+    drop_reasons: dict[str, int]
+    downloaded_rows: int
+    incremental: bool
+    stale: bool
+    warning: str | None
+    updated_at: datetime | None
+    source: str
+
+    @classmethod
+    def from_result(cls, result: SyncResult) -> SyncResponse:
+        return cls(
+            ticker=result.ticker,
+            rows=result.rows,
+            first_date=result.first_date,
+            last_date=result.last_date,
+            from_cache=result.from_cache,
+            dropped_rows=result.dropped_rows,
+            drop_reasons=dict(result.drop_reasons),
+            downloaded_rows=result.downloaded_rows,
+            incremental=result.incremental,
+            stale=result.stale,
+            warning=result.warning,
+            updated_at=result.updated_at,
+            source=result.source,
+        )
+
+
+class CacheDeleted(BaseModel):
+    ticker: str
+    deleted_rows: int
+
+
+# --- health ---------------------------------------------------------------------------------
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok", "unavailable"]
+    version: str
+    database: str = Field(description="'ok' or what failed.")
+    models_dir: str = Field(description="'ok' or what failed.")
