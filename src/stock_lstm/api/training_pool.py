@@ -1,0 +1,207 @@
+"""Training jobs off the event loop: a small pool of worker threads and a bounded queue.
+
+A job is the same train notebook ``make train`` runs (``run_pipeline(["train"], ...)``); the
+notebook's kernel is a separate process and torch releases the GIL, so a thread per worker
+is enough. The notebook itself marks the job running, records each epoch and marks it
+completed when it registers the model; the worker only makes sure a job that ends any other
+way is marked failed with the reason.
+
+Workers are daemon threads: stopping the server does not wait for a training that may take
+an hour. Such a job stays "running" in the database and the next start-up marks it failed
+("interrupted by restart"); jobs still waiting in the queue are marked failed at shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from stock_lstm.errors import ConflictError, StockLSTMError
+from stock_lstm.models import jobs
+from stock_lstm.models.jobs import JobRecord
+from stock_lstm.monitoring.metrics import ApiMetrics
+from stock_lstm.workflows import AppContext
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WORKERS = 1
+#: Jobs that may wait for a worker; one per ticker at most, so this is plenty.
+DEFAULT_MAX_QUEUED = 64
+#: Seconds shutdown waits for idle workers to exit (busy ones are daemons and left running).
+SHUTDOWN_JOIN_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class TrainingTask:
+    """One queued training: the job row's id and what the caller asked for."""
+
+    job_id: str
+    ticker: str
+    hyperparameters: dict[str, int | float]
+    start: date | None = None
+    end: date | None = None
+
+
+#: Runs one training to the end; raises on failure. Injectable so tests can train in-process.
+RunTraining = Callable[[AppContext, TrainingTask], Any]
+
+
+def run_notebook_training(ctx: AppContext, task: TrainingTask) -> None:
+    """The train notebook through the pipeline runner, exactly as ``make train`` runs it."""
+    from stock_lstm.pipeline.runner import run_pipeline
+
+    parameters: dict[str, Any] = {"job_id": task.job_id, **task.hyperparameters}
+    if task.start is not None:
+        parameters["start"] = task.start.isoformat()
+    if task.end is not None:
+        parameters["end"] = task.end.isoformat()
+    run_pipeline(["train"], task.ticker, ctx.settings, parameters, progress=False)
+
+
+class TrainingUnavailableError(StockLSTMError):
+    """The pool takes no job now: the queue is full or the server is shutting down."""
+
+    http_status = 503
+
+
+class TrainingPool:
+    """Accepts jobs (one unfinished job per ticker) and runs them on ``workers`` threads."""
+
+    def __init__(
+        self,
+        ctx: AppContext,
+        run_training: RunTraining,
+        metrics: ApiMetrics,
+        *,
+        workers: int = DEFAULT_WORKERS,
+        max_queued: int = DEFAULT_MAX_QUEUED,
+    ) -> None:
+        self.ctx = ctx
+        self.run_training = run_training
+        self.metrics = metrics
+        # Bounded by ``submit`` rather than ``maxsize``, so shutdown sentinels never block.
+        self._queue: queue.Queue[TrainingTask | None] = queue.Queue()
+        self._max_queued = max_queued
+        # Serializes "is this ticker busy?" with "create its job", so two concurrent starts
+        # for one ticker cannot both pass the check.
+        self._submit_lock = threading.Lock()
+        self._closed = False
+        self._threads = [
+            threading.Thread(target=self._work, name=f"training-{n}", daemon=True)
+            for n in range(workers)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(
+        self,
+        ticker: str,
+        hyperparameters: dict[str, int | float],
+        job_params: dict[str, Any],
+        *,
+        start: date | None = None,
+        end: date | None = None,
+    ) -> JobRecord:
+        """Create the queued job row and hand it to a worker.
+
+        Raises ``ConflictError`` (409) when the ticker already has a queued or running job and
+        ``TrainingUnavailableError`` (503) when the queue is full; neither writes anything.
+        """
+        with self._submit_lock:
+            if self._closed:
+                raise TrainingUnavailableError("the server is shutting down: start the training again")
+            busy = self._unfinished_job(ticker)
+            if busy is not None:
+                raise ConflictError(
+                    f"{ticker} is already training in job {busy.job_id} ({busy.status}): follow "
+                    f"it with GET /api/v1/training/status/{busy.job_id} and start again when "
+                    "it has finished"
+                )
+            if self._queue.qsize() >= self._max_queued:
+                raise TrainingUnavailableError(
+                    f"{self._max_queued} training jobs are already waiting: retry later"
+                )
+            job = jobs.create_job(self.ctx.db, ticker, job_params, clock=self.ctx.clock)
+            self._queue.put(TrainingTask(job.job_id, ticker, hyperparameters, start, end))
+        return job
+
+    def _unfinished_job(self, ticker: str) -> JobRecord | None:
+        for status in jobs.UNFINISHED:
+            found = jobs.list_jobs(self.ctx.db, ticker=ticker, status=status, limit=1)
+            if found:
+                return found[0]
+        return None
+
+    def _work(self) -> None:
+        while True:
+            task = self._queue.get()
+            if task is None:
+                return
+            self._run(task)
+
+    def _run(self, task: TrainingTask) -> None:
+        self.metrics.training_running.inc()
+        began = time.perf_counter()
+        try:
+            self.run_training(self.ctx, task)
+        except Exception as exc:
+            log.warning("training job %s (%s) failed: %s", task.job_id, task.ticker, exc)
+            self._fail_unless_failed(task.job_id, str(exc) or type(exc).__name__)
+        else:
+            self._fail_unless_completed(task.job_id)
+        finally:
+            self.metrics.training_running.dec()
+            self.metrics.training_duration.observe(time.perf_counter() - began)
+            self.metrics.training_jobs.labels(self._final_status(task.job_id)).inc()
+
+    def _fail_unless_failed(self, job_id: str, error: str) -> None:
+        try:
+            if jobs.get_job(self.ctx.db, job_id).status != jobs.FAILED:
+                jobs.mark_failed(self.ctx.db, job_id, error, clock=self.ctx.clock)
+        except Exception:
+            log.exception("could not mark training job %s failed", job_id)
+
+    def _fail_unless_completed(self, job_id: str) -> None:
+        """A run that returned without registering a model did not succeed either."""
+        try:
+            if jobs.get_job(self.ctx.db, job_id).status != jobs.COMPLETED:
+                jobs.mark_failed(
+                    self.ctx.db,
+                    job_id,
+                    "training finished without registering a model: see the run's report "
+                    "under the reports folder",
+                    clock=self.ctx.clock,
+                )
+        except Exception:
+            log.exception("could not check training job %s", job_id)
+
+    def _final_status(self, job_id: str) -> str:
+        try:
+            return jobs.get_job(self.ctx.db, job_id).status
+        except Exception:
+            return jobs.FAILED
+
+    def shutdown(self) -> None:
+        """Stop accepting jobs, fail the ones still queued, let idle workers exit."""
+        with self._submit_lock:
+            self._closed = True
+        while True:
+            try:
+                task = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if task is not None:
+                self._fail_unless_failed(
+                    task.job_id, "the server shut down before the job started: start it again"
+                )
+        for _ in self._threads:
+            self._queue.put(None)
+        deadline = time.monotonic() + SHUTDOWN_JOIN_SECONDS
+        for thread in self._threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))

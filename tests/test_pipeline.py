@@ -1,0 +1,167 @@
+"""The papermill runner on tiny throw-away notebooks: parameters, failures, reports, index."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from stock_lstm.config import Settings
+from stock_lstm.errors import InvalidParameterError, InvalidTickerError, StockLSTMError
+from stock_lstm.pipeline.reports import build_index
+from stock_lstm.pipeline.runner import (
+    PipelineError,
+    coerce_parameter,
+    kernel_environment,
+    run_pipeline,
+)
+from stock_lstm.pipeline.stages import STAGES, resolve_stages
+
+KERNELSPEC = {"name": "stock-lstm", "display_name": "Python (stock-lstm)", "language": "python"}
+
+
+def write_notebook(path: Path, parameters: str, body: str) -> None:
+    cell = new_code_cell(parameters)
+    cell.metadata["tags"] = ["parameters"]
+    notebook = new_notebook(
+        cells=[new_markdown_cell("# test"), cell, new_code_cell(body)],
+        metadata={"kernelspec": KERNELSPEC},
+    )
+    nbformat.write(notebook, path)
+
+
+@pytest.fixture
+def notebooks(tmp_path: Path) -> Path:
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    write_notebook(
+        folder / "01_sync.ipynb",
+        'ticker = "AAPL"\nsource = None',
+        "import os\nprint(ticker, os.environ['STOCK_LSTM_SOURCE'])",
+    )
+    write_notebook(
+        folder / "03_train.ipynb",
+        'ticker = "AAPL"\nepochs = 1\nreport_path = None\nfail = False',
+        "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.show()\n"
+        "if fail:\n    raise ValueError('too little data for AAPL')\nprint(epochs * 2)",
+    )
+    write_notebook(folder / "04_predict.ipynb", 'ticker = "AAPL"\ndays = 5', "print(days)")
+    return folder
+
+
+def test_stage_names_expand_and_unknown_ones_are_refused() -> None:
+    assert resolve_stages(["all"]) == list(STAGES)
+    assert resolve_stages(["predict", "train", "train"]) == ["train", "predict"]
+    with pytest.raises(InvalidParameterError, match="unknown stage 'fit'"):
+        resolve_stages(["fit"])
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("5", 5), ("0.5", 0.5), ("true", True), ("None", None), ("csv:/x", "csv:/x")],
+)
+def test_parameter_values_are_coerced_like_papermill(text: str, value: object) -> None:
+    assert coerce_parameter(text) == value
+
+
+def test_successful_run_writes_notebooks_html_manifest_and_index(
+    settings: Settings, notebooks: Path
+) -> None:
+    result = run_pipeline(
+        ["train", "sync"],
+        "aapl",
+        settings,
+        {"epochs": 21},
+        notebooks_dir=notebooks,
+        run_id="r1",
+        progress=False,
+    )
+    run_dir = Path(settings.reports_dir).resolve() / "AAPL" / "r1"
+    assert result.status == "ok" and [s.stage for s in result.stages] == ["sync", "train"]
+    train_nb = nbformat.read(run_dir / "03_train.ipynb", as_version=4)
+    outputs = "".join(o.get("text", "") for c in train_nb.cells for o in c.get("outputs", []))
+    assert "42" in outputs
+    injected = [c for c in train_nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert f'report_path = "{run_dir / "03_train.html"}"' in injected[0].source
+    html = (run_dir / "03_train.html").read_text()
+    assert "<img" in html and "data:image/png;base64" in html
+    manifest = json.loads((run_dir / "run.json").read_text())
+    assert manifest["status"] == "ok" and manifest["ticker"] == "AAPL"
+    index = (Path(settings.reports_dir) / "index.html").read_text()
+    assert "03_train.html" in index and "AAPL" in index
+
+
+def test_kernel_sees_the_runs_settings(settings: Settings, notebooks: Path) -> None:
+    run_pipeline(["sync"], "AAPL", settings, notebooks_dir=notebooks, run_id="r", progress=False)
+    executed = Path(settings.reports_dir) / "AAPL" / "r" / "01_sync.ipynb"
+    assert settings.source in executed.read_text()
+    assert kernel_environment(settings)["STOCK_LSTM_MODELS_DIR"].startswith("/")
+
+
+def test_failing_notebook_is_kept_rendered_and_reported(
+    settings: Settings, notebooks: Path
+) -> None:
+    with pytest.raises(PipelineError, match="stage train failed: ValueError: too little data"):
+        run_pipeline(
+            ["train", "predict"],
+            "AAPL",
+            settings,
+            {"fail": True},
+            notebooks_dir=notebooks,
+            run_id="bad",
+            progress=False,
+        )
+    run_dir = Path(settings.reports_dir) / "AAPL" / "bad"
+    assert "too little data" in (run_dir / "03_train.html").read_text()
+    assert not (run_dir / "04_predict.ipynb").exists()
+    manifest = json.loads((run_dir / "run.json").read_text())
+    assert manifest["status"] == "failed"
+    assert [s["status"] for s in manifest["stages"]] == ["failed"]
+    assert "failed" in (Path(settings.reports_dir) / "index.html").read_text()
+
+
+@pytest.mark.parametrize(
+    ("stages", "params", "error", "match"),
+    [
+        (["train"], {"epoch": 3}, InvalidParameterError, "'epoch' is not declared"),
+        (["sync"], {"epochs": 3}, InvalidParameterError, "'epochs' is not declared"),
+        (["train"], {"report_path": "x"}, InvalidParameterError, "set by the runner"),
+        (["eda"], {}, StockLSTMError, "02_eda.ipynb is missing"),
+    ],
+)
+def test_bad_parameters_fail_before_anything_runs(
+    settings: Settings,
+    notebooks: Path,
+    stages: list[str],
+    params: dict,
+    error: type[Exception],
+    match: str,
+) -> None:
+    with pytest.raises(error, match=match):
+        run_pipeline(stages, "AAPL", settings, params, notebooks_dir=notebooks, progress=False)
+    assert not Path(settings.reports_dir).exists()
+
+
+def test_malformed_ticker_never_reaches_a_path(settings: Settings, notebooks: Path) -> None:
+    with pytest.raises(InvalidTickerError):
+        run_pipeline(["sync"], "../../etc", settings, notebooks_dir=notebooks)
+    assert not Path(settings.reports_dir).exists()
+
+
+def test_missing_kernel_says_make_setup(
+    settings: Settings, notebooks: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import stock_lstm.pipeline.runner as runner
+
+    monkeypatch.setattr(runner, "KERNEL_NAME", "no-such-kernel")
+    original = runner.check_kernel
+    monkeypatch.setattr(runner, "check_kernel", lambda: original("no-such-kernel"))
+    with pytest.raises(StockLSTMError, match="make setup"):
+        run_pipeline(["sync"], "AAPL", settings, notebooks_dir=notebooks)
+
+
+def test_index_of_an_empty_reports_folder(tmp_path: Path) -> None:
+    assert "no runs yet" in build_index(tmp_path / "reports").read_text()
