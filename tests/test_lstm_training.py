@@ -18,14 +18,15 @@ import torch
 from stock_lstm.data.preprocessing import PreparedData, prepare_data
 from stock_lstm.data.synthetic import synthetic_prices
 from stock_lstm.errors import InvalidParameterError
+from stock_lstm.evaluation.holdout import evaluate_model
 from stock_lstm.evaluation.metrics import score
 from stock_lstm.models.lstm import LSTMForecaster
 from stock_lstm.models.training import (
+    PARAM_CHOICES,
     PARAM_RANGES,
     EpochReport,
     TrainParams,
     TrainResult,
-    evaluate_test_set,
     predict_scaled,
     set_torch_threads,
     train_model,
@@ -113,7 +114,7 @@ def test_training_learns_and_beats_persistence(
     first_val_loss = trained.history[0]["val_loss"]
     best_val_loss = trained.history[trained.best_epoch - 1]["val_loss"]
     assert best_val_loss < first_val_loss / 10
-    evaluation = evaluate_test_set(trained.model, learnable)
+    evaluation = evaluate_model(trained.model, learnable, "recursive", 1)
     assert evaluation.metrics["mae"] < 0.7 * evaluation.metrics["persistence"]["mae"]
 
 
@@ -223,8 +224,8 @@ def test_predict_scaled_shape_chunks_and_mode() -> None:
     assert predict_scaled(model, X[:0]).shape == (0, 3)
 
 
-def test_evaluate_test_set_lines_up_dates(learnable: PreparedData, trained: TrainResult) -> None:
-    evaluation = evaluate_test_set(trained.model, learnable)
+def test_evaluation_lines_up_dates(learnable: PreparedData, trained: TrainResult) -> None:
+    evaluation = evaluate_model(trained.model, learnable, "recursive", 1)
     prices = learnable.prices
     n = len(learnable.test_dates)
     assert evaluation.dates.equals(learnable.test_dates)
@@ -244,7 +245,7 @@ def test_evaluate_test_set_lines_up_dates(learnable: PreparedData, trained: Trai
 def test_defaults_are_valid_and_round_trip() -> None:
     params = TrainParams().validate()
     assert TrainParams.from_dict(params.to_dict()) == params
-    assert set(params.to_dict()) == set(PARAM_RANGES)
+    assert set(params.to_dict()) == set(PARAM_RANGES) | set(PARAM_CHOICES)
     assert TrainParams.from_dict({"epochs": 5}).epochs == 5
     converted = TrainParams.from_dict({"learning_rate": 1})
     assert converted.learning_rate == 1.0 and type(converted.to_dict()["learning_rate"]) is float
@@ -271,6 +272,10 @@ def test_defaults_are_valid_and_round_trip() -> None:
         ("epochs", 10.5),
         ("learning_rate", "0.01"),
         ("dropout", None),
+        ("target", "returns"),
+        ("strategy", "both"),
+        ("horizon", 0),
+        ("horizon", 31),
     ],
 )
 def test_bad_values_name_the_parameter(name: str, value: object) -> None:

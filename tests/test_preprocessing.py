@@ -106,15 +106,22 @@ def test_split_fractions_must_leave_every_slice_something(train: float, val: flo
         SplitFractions(train, val)
 
 
-def test_minimum_rows_is_tight_and_safe() -> None:
+@pytest.mark.parametrize(
+    ("target", "horizon"), [("price", 1), ("log_return", 1), ("log_return", 5)]
+)
+def test_minimum_rows_is_tight_and_safe(target: str, horizon: int) -> None:
     fractions = SplitFractions()
-    needed = minimum_rows(SEQ, fractions)
-    for n_rows in range(needed, needed + 200):
-        train_end, val_end = split_bounds(n_rows, fractions)
-        assert train_end - SEQ >= 32
-        assert val_end - train_end >= 10 and n_rows - val_end >= 10
-    train_end, val_end = split_bounds(needed - 1, fractions)
-    assert train_end - SEQ < 32 or val_end - train_end < 10 or needed - 1 - val_end < 10
+    first_valid = 0 if target == "price" else 1
+    needed = minimum_rows(SEQ, fractions, horizon, first_valid)
+    for n_rows in range(needed, needed + 60):
+        data = prepare_data(
+            price_frame(rows=n_rows), sequence_length=SEQ, target=target, horizon=horizon
+        )
+        assert len(data.X_train) >= 32 and len(data.X_val) >= 10 and len(data.X_test) >= 10
+    with pytest.raises(NotEnoughDataError):
+        prepare_data(
+            price_frame(rows=needed - 1), sequence_length=SEQ, target=target, horizon=horizon
+        )
 
 
 def test_split_is_chronological() -> None:
@@ -138,10 +145,12 @@ def test_prepared_shapes_and_targets() -> None:
     assert len(data.test_dates) == len(data.y_test)
     assert data.target_index == 0 and data.feature_columns == ("close",)
     # each target, unscaled, is the close on its date
-    closes = data.scaler.inverse_transform_column(data.y_test[:, 0].astype(np.float64), 0)
+    closes = data.encoder.scaler.inverse_transform_column(data.y_test[:, 0].astype(np.float64), 0)
     np.testing.assert_allclose(closes, prices.loc[data.test_dates, "close"], rtol=1e-5)
     # the first test window looks back into the validation slice (legitimate history)
-    last_input = data.scaler.inverse_transform_column(data.X_test[0, -1, 0].astype(float), 0)
+    last_input = data.encoder.scaler.inverse_transform_column(
+        data.X_test[0, -1, 0].astype(float), 0
+    )
     assert last_input == pytest.approx(prices.loc[data.val_end, "close"], rel=1e-5)
     pd.testing.assert_series_equal(data.prices, prices["close"])
 
@@ -152,7 +161,7 @@ def test_multiple_features_and_target_index() -> None:
     )
     assert data.X_train.shape[2] == 3
     assert data.target_index == 1
-    assert data.scaler.n_features == 3
+    assert data.encoder.n_features == 3
     np.testing.assert_array_equal(data.y_train[:-1, 0], data.X_train[1:, -1, 1])
 
 
@@ -161,24 +170,64 @@ def test_scaler_sees_only_training_rows() -> None:
     prices = price_frame()
     data = prepare_data(prices, sequence_length=SEQ)
     train_end, _ = split_bounds(len(prices), SplitFractions())
-    assert data.scaler.data_max_[0] == prices["close"].iloc[:train_end].max()
-    assert data.scaler.data_min_[0] == prices["close"].iloc[:train_end].min()
+    assert data.encoder.scaler.data_max_[0] == prices["close"].iloc[:train_end].max()
+    assert data.encoder.scaler.data_min_[0] == prices["close"].iloc[:train_end].min()
 
     shocked = prices.copy()
     shocked.iloc[train_end:, :] *= 10.0  # a wild future the training inputs must not see
     shocked_data = prepare_data(shocked, sequence_length=SEQ)
-    np.testing.assert_array_equal(shocked_data.scaler.data_min_, data.scaler.data_min_)
-    np.testing.assert_array_equal(shocked_data.scaler.data_max_, data.scaler.data_max_)
+    np.testing.assert_array_equal(
+        shocked_data.encoder.scaler.data_min_, data.encoder.scaler.data_min_
+    )
+    np.testing.assert_array_equal(
+        shocked_data.encoder.scaler.data_max_, data.encoder.scaler.data_max_
+    )
     np.testing.assert_array_equal(shocked_data.X_train, data.X_train)
     np.testing.assert_array_equal(shocked_data.y_train, data.y_train)
     assert not np.array_equal(shocked_data.X_test, data.X_test)  # the shock did reach test
+
+
+# --- log-return target -----------------------------------------------------------------------
+
+
+def test_log_return_targets_decode_to_the_actual_prices_and_zero_is_persistence() -> None:
+    prices = price_frame(rows=300)
+    data = prepare_data(prices, sequence_length=SEQ, target="log_return", horizon=5)
+    origins = data.origins("test", 5)
+    closes = prices["close"].to_numpy()
+    decoded = data.encoder.decode(data.y_test.astype(np.float64), closes[origins])
+    expected = closes[origins[:, None] + np.arange(1, 6)]
+    np.testing.assert_allclose(decoded, expected, rtol=1e-5)
+    zero = data.encoder.decode(np.zeros((len(origins), 5)), closes[origins])
+    np.testing.assert_allclose(zero, np.repeat(closes[origins][:, None], 5, axis=1))
+
+
+def test_log_return_scale_and_training_targets_see_only_training_rows() -> None:
+    prices = price_frame()
+    data = prepare_data(prices, sequence_length=SEQ, target="log_return", horizon=5)
+    shocked = prices.copy()
+    shocked.iloc[data.train_rows :, :] *= 10.0
+    shocked_data = prepare_data(shocked, sequence_length=SEQ, target="log_return", horizon=5)
+    assert shocked_data.encoder.scale_ == data.encoder.scale_
+    np.testing.assert_array_equal(shocked_data.y_train, data.y_train)
+    # every training target day lies in the training slice
+    last_target = data.origins("train", 5).max() + 5
+    assert last_target < data.train_rows
+
+
+def test_recursive_steps_and_direct_outputs_agree_on_the_same_returns() -> None:
+    prices = price_frame(rows=300)
+    data = prepare_data(prices, sequence_length=SEQ, target="log_return", horizon=3)
+    origins = data.origins("val", 3)
+    steps = data.inputs[origins[:, None] + np.arange(1, 4), 0]  # the true daily returns
+    np.testing.assert_allclose(data.encoder.steps_to_outputs(steps), data.y_val, rtol=1e-5)
 
 
 # --- errors ---------------------------------------------------------------------------------
 
 
 def test_too_few_rows_says_how_many_are_needed() -> None:
-    needed = minimum_rows(60, SplitFractions())
+    needed = minimum_rows(60, SplitFractions(), first_valid_row=0)  # price target
     prices = price_frame(rows=80, start="2020-01-02")
     with pytest.raises(NotEnoughDataError) as caught:
         prepare_data(prices, sequence_length=60)
@@ -189,7 +238,7 @@ def test_too_few_rows_says_how_many_are_needed() -> None:
 
 
 def test_exactly_minimum_rows_is_enough() -> None:
-    needed = minimum_rows(SEQ, SplitFractions())
+    needed = minimum_rows(SEQ, SplitFractions(), first_valid_row=0)
     data = prepare_data(price_frame(rows=needed), sequence_length=SEQ)
     assert len(data.X_train) >= 32
     with pytest.raises(NotEnoughDataError):

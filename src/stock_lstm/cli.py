@@ -30,6 +30,17 @@ TRAIN_PARAM_HELP: dict[str, tuple[type, str]] = {
     "learning_rate": (float, "Adam learning rate (1e-6..1, default 0.001)"),
     "batch_size": (int, "samples per gradient step (1..8192, default 32)"),
     "seed": (int, "random seed; same seed, same data -> same model (default 42)"),
+    "target": (
+        str,
+        "what the network predicts: log_return (default; scaled returns, an output of zero "
+        "is exactly persistence) or price (min-max scaled levels, the original design)",
+    ),
+    "strategy": (
+        str,
+        "direct (default; one head outputs every horizon) or recursive (one step fed back, "
+        "the original design)",
+    ),
+    "horizon": (int, "trading days a direct head forecasts (1..30, default 30)"),
 }
 
 
@@ -102,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("ticker", help="Yahoo Finance symbol, e.g. AAPL")
     for name, (kind, text) in TRAIN_PARAM_HELP.items():
         train.add_argument(f"--{name.replace('_', '-')}", type=kind, dest=name, help=text)
+    train.add_argument(
+        "--force",
+        action="store_true",
+        help="activate the new model even if it fails the promotion gate (validation rMAE at "
+        "h=1 above STOCK_LSTM_GATE_THRESHOLD, default 1.0)",
+    )
     train.add_argument("--force-sync", action="store_true", help="re-download prices first")
     train.add_argument("--job-id", help="record progress in this TrainingJob row")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -274,8 +291,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         job_id=args.job_id,
         show_progress=not (args.no_progress or args.json),
     )
-    register_outcome(ctx, outcome, job_id=args.job_id)
+    register_outcome(ctx, outcome, force=args.force, job_id=args.job_id)
     payload = outcome.to_dict()
+    gate = payload["gate"] or {}
+    if gate.get("status") != "passed":
+        print(f"warning: gate: {gate.get('status')}: {gate.get('reason')}", file=sys.stderr)
 
     def human() -> str:
         data = payload["data"]
@@ -289,6 +309,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 f"test set ({payload['metrics']['n']} days), model beside persistence "
                 "(tomorrow = today):",
                 format_metrics_table(payload["metrics"]),
+                f"gate: {gate.get('status')} ({gate.get('reason')})",
                 f"artifacts: {payload['model_path']}, {payload['scaler_path']}",
             ]
         )
@@ -309,7 +330,16 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             f"{forecast.ticker} ({forecast.version_id}): last close {forecast.last_close:.4f} "
             f"on {forecast.last_date}"
         ]
-        lines += [f"  {point.date}  {point.close:12.4f}" for point in forecast.predictions]
+        level = forecast.interval_level
+        header = f"  {'date':<12}{'close':>12}"
+        if level:
+            header += f"{f'{level:.0%} interval':>26}"
+        lines.append(header)
+        for point in forecast.predictions:
+            line = f"  {point.date!s:<12}{point.close:>12.4f}"
+            if point.lower is not None and point.upper is not None:
+                line += f"{point.lower:>13.4f}{point.upper:>13.4f}"
+            lines.append(line)
         return "\n".join(lines)
 
     _emit(args, forecast.to_dict(), human)

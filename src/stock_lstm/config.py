@@ -36,8 +36,24 @@ class Settings(BaseSettings):
     )
     model_cache_size: int = Field(32, ge=1, description="Loaded models kept in memory.")
     sqlite_busy_timeout_seconds: float = Field(30.0, gt=0)
+    gate_threshold: float = Field(
+        1.0,
+        gt=0,
+        description="A new model becomes active only if its validation rMAE at h=1 "
+        "(MAE / persistence MAE) is at most this.",
+    )
+    interval_level: float = Field(
+        0.9, description="Prediction interval coverage: 0.8, 0.9 or 0.95 (split-conformal)."
+    )
     api_token: str | None = Field(None, description="Bearer token for state-changing API calls.")
     pushgateway_url: str | None = Field(None, description="Prometheus Pushgateway for batch runs.")
+
+    @field_validator("interval_level")
+    @classmethod
+    def _check_level(cls, value: float) -> float:
+        if value not in (0.8, 0.9, 0.95):
+            raise ValueError("interval_level must be 0.8, 0.9 or 0.95")
+        return value
 
     @field_validator("source")
     @classmethod

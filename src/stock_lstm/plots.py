@@ -16,6 +16,7 @@ import matplotlib.dates as mdates
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -34,8 +35,8 @@ COLORS = {
 }
 WIDE = (10.0, 4.5)
 TALL = (10.0, 6.5)
-#: Forecast points are labelled with their value when there are at most this many.
-MAX_ANNOTATED_POINTS = 10
+#: Loss curves mark each epoch with a dot up to this many epochs.
+MAX_MARKED_EPOCHS = 30
 
 
 def _price_label(currency: str | None) -> str:
@@ -146,8 +147,10 @@ def autocorrelation(
         ax.set_xlabel("Lag (trading days)")
         ax.set_title(f"{ticker}: {title}" if ticker else title)
         ax.set_xlim(0.3, lags.max() + 0.7)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].set_ylabel("Autocorrelation")
-    axes[0].legend(loc="upper right")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(labels))
     return fig
 
 
@@ -186,7 +189,7 @@ def split_overview(
     ax.set_ylabel(_price_label(currency))
     ax.set_xlabel("Date")
     ax.set_title(f"{ticker}: chronological train / validation / test split")
-    ax.legend(loc="upper left", fontsize="small")
+    fig.legend(loc="outside lower center", ncols=3, fontsize="small")
     _date_axis(ax)
     return fig
 
@@ -202,10 +205,26 @@ def loss_curves(
     frame = pd.DataFrame(list(history))
     fig = _new_figure()
     ax = fig.subplots()
-    ax.plot(frame["epoch"], frame["train_loss"], color=COLORS["train"], label="training loss")
-    ax.plot(frame["epoch"], frame["val_loss"], color=COLORS["val"], label="validation loss")
+    marker = "o" if len(frame) <= MAX_MARKED_EPOCHS else None
+    ax.plot(
+        frame["epoch"],
+        frame["train_loss"],
+        color=COLORS["train"],
+        marker=marker,
+        ms=3,
+        label="training loss",
+    )
+    ax.plot(
+        frame["epoch"],
+        frame["val_loss"],
+        color=COLORS["val"],
+        marker=marker,
+        ms=3,
+        label="validation loss",
+    )
     ax.axvline(best_epoch, color="black", ls="--", lw=1.0, label=f"best epoch ({best_epoch})")
     ax.set_yscale("log")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("Epoch")
     ax.set_ylabel("MSE on min-max scaled close (log scale)")
     prefix = f"{ticker}: " if ticker else ""
@@ -279,9 +298,9 @@ def forecast_on_history(
     """Recent closes and the forecast's dated points, joined at the last known close.
 
     ``history``: closes indexed by date (e.g. the last 120 trading days); ``forecast``: a
-    ``Forecast`` from ``workflows.predict_ticker``. A dotted line at the last close is the
-    persistence forecast. The forecast is recursive, so its uncertainty grows with each day
-    even though no band is drawn.
+    ``Forecast`` from ``workflows.predict_ticker``. The last point is labelled with its date
+    and close; a dotted line at the last close is the persistence forecast. The forecast is
+    recursive, so its uncertainty grows with each day even though no band is drawn.
     """
     fig = _new_figure()
     ax = fig.subplots()
@@ -297,16 +316,15 @@ def forecast_on_history(
         ms=4,
         label=f"forecast, {len(dates)} trading days ({forecast.version_id})",
     )
-    if len(dates) <= MAX_ANNOTATED_POINTS:
-        for day, close in zip(dates, closes, strict=True):
-            ax.annotate(
-                f"{day:%m-%d}\n{close:.2f}",
-                (day, close),
-                textcoords="offset points",
-                xytext=(0, 8),
-                ha="center",
-                fontsize="x-small",
-            )
+    ax.annotate(
+        f"{dates[-1]:%Y-%m-%d}\n{closes[-1]:.2f}",
+        (dates[-1], closes[-1]),
+        textcoords="offset points",
+        xytext=(6, 0),
+        va="center",
+        fontsize="small",
+        color=COLORS["model"],
+    )
     ax.hlines(
         forecast.last_close,
         pd.Timestamp(forecast.last_date),

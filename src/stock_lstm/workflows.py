@@ -36,8 +36,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from stock_lstm.data.preprocessing import PreparedData
+    from stock_lstm.evaluation.holdout import TestEvaluation
     from stock_lstm.models.artifacts import SavedArtifacts
-    from stock_lstm.models.training import TestEvaluation, TrainParams, TrainResult
+    from stock_lstm.models.training import TrainParams, TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +175,7 @@ class TrainOutcome:
     evaluation: TestEvaluation
     artifacts: SavedArtifacts | None = None
     record: ModelRecord | None = None
+    gate: dict[str, Any] | None = None
 
     @property
     def metrics(self) -> dict[str, Any]:
@@ -211,8 +213,12 @@ class TrainOutcome:
                 "rmse": metrics["rmse"],
                 "mape": metrics["mape"],
                 "n": metrics.get("n"),
+                "rmae": metrics.get("rmae"),
                 "persistence": dict(metrics["persistence"]),
+                "drift": dict(metrics.get("drift", {})),
+                "validation": dict(metrics.get("validation", {})),
             },
+            "gate": self.gate,
         }
 
 
@@ -249,8 +255,10 @@ def train_ticker(
     leaves no files and no registry row behind. With ``job_id`` the ``TrainingJob`` row follows
     along and is marked failed if anything here raises.
     """
+    from stock_lstm.data.encoding import make_encoder
     from stock_lstm.data.preprocessing import SplitFractions, minimum_rows, prepare_data
-    from stock_lstm.models.training import evaluate_test_set, train_model
+    from stock_lstm.evaluation.holdout import evaluate_model
+    from stock_lstm.models.training import MAX_HORIZON, train_model
 
     ticker = validate_ticker(ticker)
     params = params.validate()
@@ -266,11 +274,22 @@ def train_ticker(
             force=force_sync,
             start=start,
             end=end,
-            min_rows=minimum_rows(params.sequence_length, fractions),
+            min_rows=minimum_rows(
+                params.sequence_length,
+                fractions,
+                params.training_horizon,
+                make_encoder(params.target).first_valid_row,
+            ),
             purpose=f"training with sequence_length {params.sequence_length} and a "
             f"{fractions.label()} split",
         )
-        data = prepare_data(prices, sequence_length=params.sequence_length, fractions=fractions)
+        data = prepare_data(
+            prices,
+            sequence_length=params.sequence_length,
+            fractions=fractions,
+            target=params.target,
+            horizon=params.training_horizon,
+        )
         all_callbacks = [*callbacks]
         if job_id:
             all_callbacks.append(_job_progress_writer(ctx, job_id))
@@ -281,7 +300,13 @@ def train_ticker(
             threads=ctx.settings.torch_threads,
             show_progress=show_progress,
         )
-        evaluation = evaluate_test_set(result.model, data)
+        evaluation = evaluate_model(
+            result.model,
+            data,
+            params.strategy,
+            params.horizon if params.strategy == "direct" else MAX_HORIZON,
+            interval_level=ctx.settings.interval_level,
+        )
     except Exception as exc:
         if job_id:
             jobs.mark_failed(ctx.db, job_id, str(exc) or type(exc).__name__, clock=ctx.clock)
@@ -289,22 +314,75 @@ def train_ticker(
     return TrainOutcome(ticker, params, sync, prices, data, result, evaluation)
 
 
+def gate_decision(
+    validation_rmae: float | None,
+    *,
+    threshold: float,
+    has_active_model: bool,
+    force: bool = False,
+) -> tuple[bool, dict[str, Any]]:
+    """The promotion gate: activate only a model whose validation rMAE at h=1 is at most
+    ``threshold`` (1.0: at least as good as persistence), unless forced.
+
+    A ticker without an active model still gets its first model activated, flagged
+    ``failed`` with the reason, so a first ``train`` then ``predict`` works and warns.
+    """
+    value = validation_rmae
+    passed = value is not None and value <= threshold
+    shown = "n/a" if value is None else f"{value:.4f}"
+    gate: dict[str, Any] = {"threshold": threshold, "value": value}
+    if passed:
+        return True, {
+            **gate,
+            "status": "passed",
+            "reason": f"validation rMAE {shown} <= {threshold}",
+        }
+    reason = (
+        f"validation rMAE at h=1 is {shown} > {threshold}: the model is worse than "
+        "persistence (tomorrow = today) on the validation slice"
+    )
+    if force:
+        return True, {**gate, "status": "forced", "reason": reason + "; activated by --force"}
+    if not has_active_model:
+        return True, {
+            **gate,
+            "status": "failed",
+            "reason": reason + "; activated anyway as the ticker's first model",
+        }
+    return False, {
+        **gate,
+        "status": "failed",
+        "reason": reason + "; registered inactive, the current active model keeps serving",
+    }
+
+
 def register_outcome(
     ctx: AppContext,
     outcome: TrainOutcome,
     *,
     activate: bool = True,
+    force: bool = False,
     report_path: str | None = None,
     job_id: str | None = None,
 ) -> ModelRecord:
-    """Save the artifacts and register the model (by default as the ticker's active one).
+    """Save the artifacts and register the model; the promotion gate decides activation.
 
-    Files are written atomically first; if registration then fails they are deleted, so the
-    registry never points at a missing file and no orphan files are left.
+    ``activate=False`` never activates; ``force=True`` activates even a model that fails the
+    gate. Files are written atomically first; if registration then fails they are deleted,
+    so the registry never points at a missing file and no orphan files are left.
     """
     from stock_lstm.models.artifacts import new_version_id, save_artifacts
+    from stock_lstm.models.registry import list_models
 
     prices = outcome.prices
+    has_active = any(record.is_active for record in list_models(ctx.db, outcome.ticker))
+    should_activate, gate = gate_decision(
+        outcome.evaluation.metrics.get("validation", {}).get("rmae_h1"),
+        threshold=ctx.settings.gate_threshold,
+        has_active_model=has_active,
+        force=force,
+    )
+    outcome.gate = gate
     try:
         models_dir = Path(ctx.settings.models_dir)
         artifacts = save_artifacts(
@@ -319,6 +397,9 @@ def register_outcome(
                 "target_column": outcome.data.target_column,
                 "target_index": outcome.data.target_index,
                 "sequence_length": outcome.data.sequence_length,
+                "target": outcome.params.target,
+                "strategy": outcome.params.strategy,
+                "horizon": outcome.params.horizon,
             },
         )
         outcome.artifacts = artifacts
@@ -336,7 +417,7 @@ def register_outcome(
                 "feature_columns": list(outcome.data.feature_columns),
                 "source": ctx.source.name,
             },
-            metrics=outcome.metrics,
+            metrics={**outcome.metrics, "gate": gate},
             data=TrainingDataSummary(
                 first_date=prices.index[0].date(),
                 last_date=prices.index[-1].date(),
@@ -344,7 +425,7 @@ def register_outcome(
                 data_sha256=fingerprint_prices(prices),
             ),
             code_version=code_version(),
-            activate=activate,
+            activate=activate and should_activate,
             report_path=report_path,
             clock=ctx.clock,
         )
@@ -367,7 +448,7 @@ def predict_ticker(ctx: AppContext, ticker: str, days: int) -> Forecast:
     record = get_active_model(ctx.db, validate_ticker(ticker))
     loaded = ctx.model_cache.get(record)
     prices, sync = load_prices(ctx, record.ticker)
-    forecast = make_forecast(loaded, prices, days)
+    forecast = make_forecast(loaded, prices, days, interval_level=ctx.settings.interval_level)
     if sync.warning:
         forecast.warnings.append(sync.warning)
     return forecast

@@ -19,6 +19,7 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     StringConstraints,
+    create_model,
     model_validator,
 )
 
@@ -27,7 +28,7 @@ from stock_lstm.errors import InvalidTickerError
 from stock_lstm.models.forecasting import MAX_DAYS, MIN_DAYS, Forecast
 from stock_lstm.models.jobs import JobRecord
 from stock_lstm.models.registry import ModelRecord
-from stock_lstm.models.training import PARAM_RANGES
+from stock_lstm.models.training import PARAM_CHOICES, PARAM_RANGES
 from stock_lstm.tickers import validate_ticker
 
 API_PREFIX = "/api/v1"
@@ -56,11 +57,6 @@ def _canonical_ticker(value: str) -> str:
 Ticker = Annotated[str, AfterValidator(_canonical_ticker)]
 
 
-def _param_range(name: str, description: str) -> Any:
-    low, high = PARAM_RANGES[name]
-    return Field(None, ge=low, le=high, description=f"{description} ({low}..{high})")
-
-
 class RequestModel(BaseModel):
     """Base of request bodies: unknown fields are an error, not silently dropped."""
 
@@ -74,41 +70,75 @@ class ErrorResponse(BaseModel):
 # --- training -------------------------------------------------------------------------------
 
 
-class TrainingStartRequest(RequestModel):
-    """Train a model for ``ticker``; unset hyperparameters keep the notebook's defaults."""
+#: What each training parameter means; the ranges and choices come from the package.
+HYPERPARAMETER_HELP = {
+    "epochs": "maximum training epochs",
+    "patience": "epochs without validation improvement before stopping; 0 disables",
+    "sequence_length": "trading days the network sees per sample",
+    "hidden_size": "LSTM units per layer",
+    "num_layers": "stacked LSTM layers",
+    "dropout": "dropout between LSTM layers",
+    "learning_rate": "Adam learning rate",
+    "batch_size": "samples per gradient step",
+    "seed": "random seed; same seed and data, same model",
+    "horizon": "trading days a direct model forecasts in one pass",
+    "target": "what the network learns to predict",
+    "strategy": "direct (all days in one pass) or recursive (each prediction fed back)",
+}
 
+
+def _hyperparameter_fields() -> dict[str, Any]:
+    """One optional field per ``PARAM_RANGES``/``PARAM_CHOICES`` entry, so a parameter added
+    to ``TrainParams`` is accepted here with the same bounds, and nothing else is."""
+    fields: dict[str, Any] = {}
+    for name, (low, high) in PARAM_RANGES.items():
+        kind = StrictFloat if isinstance(low, float) else StrictInt
+        text = HYPERPARAMETER_HELP.get(name, "training parameter")
+        fields[name] = (
+            kind | None,
+            Field(None, ge=low, le=high, description=f"{text} ({low}..{high})"),
+        )
+    for name, choices in PARAM_CHOICES.items():
+        text = HYPERPARAMETER_HELP.get(name, "training parameter")
+        fields[name] = (
+            Literal[choices] | None,  # type: ignore[valid-type]
+            Field(None, description=f"{text}: one of {', '.join(choices)}"),
+        )
+    return fields
+
+
+HYPERPARAMETERS = (*PARAM_RANGES, *PARAM_CHOICES)
+
+
+class _TrainingStartBase(RequestModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={"examples": [{"ticker": "AAPL", "epochs": 20, "seed": 7}]},
     )
 
     ticker: Ticker = Field(description="Yahoo Finance symbol, e.g. AAPL or PETR4.SA.")
-    epochs: StrictInt | None = _param_range("epochs", "maximum training epochs")
-    patience: StrictInt | None = _param_range(
-        "patience", "epochs without validation improvement before stopping; 0 disables"
-    )
-    sequence_length: StrictInt | None = _param_range(
-        "sequence_length", "trading days the network sees per sample"
-    )
-    hidden_size: StrictInt | None = _param_range("hidden_size", "LSTM units per layer")
-    num_layers: StrictInt | None = _param_range("num_layers", "stacked LSTM layers")
-    dropout: StrictFloat | None = _param_range("dropout", "dropout between LSTM layers")
-    learning_rate: StrictFloat | None = _param_range("learning_rate", "Adam learning rate")
-    batch_size: StrictInt | None = _param_range("batch_size", "samples per gradient step")
-    seed: StrictInt | None = _param_range("seed", "random seed; same seed, same model")
     start: date | None = Field(None, description="First price date to use (YYYY-MM-DD).")
     end: date | None = Field(None, description="Last price date to use (YYYY-MM-DD).")
 
     @model_validator(mode="after")
-    def _start_before_end(self) -> TrainingStartRequest:
+    def _start_before_end(self) -> _TrainingStartBase:
         if self.start and self.end and self.start > self.end:
             raise ValueError(f"start {self.start} is after end {self.end}: swap them")
         return self
 
-    def hyperparameters(self) -> dict[str, int | float]:
+    def hyperparameters(self) -> dict[str, Any]:
         """Only the hyperparameters the caller set (the notebook's defaults fill the rest)."""
-        given = {name: getattr(self, name) for name in PARAM_RANGES}
+        given = {name: getattr(self, name) for name in HYPERPARAMETERS}
         return {name: value for name, value in given.items() if value is not None}
+
+
+#: Train a model for ``ticker``; unset hyperparameters keep the notebook's defaults.
+TrainingStartRequest = create_model(
+    "TrainingStartRequest",
+    __base__=_TrainingStartBase,
+    __doc__="Train a model for `ticker`; unset hyperparameters keep the notebook's defaults.",
+    **_hyperparameter_fields(),
+)
 
 
 class TrainingStarted(BaseModel):

@@ -115,7 +115,9 @@ class TrainingPool:
         """
         with self._submit_lock:
             if self._closed:
-                raise TrainingUnavailableError("the server is shutting down: start the training again")
+                raise TrainingUnavailableError(
+                    "the server is shutting down: start the training again"
+                )
             busy = self._unfinished_job(ticker)
             if busy is not None:
                 raise ConflictError(

@@ -19,7 +19,20 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
+from stock_lstm.data.encoding import Encoder, MinMaxScaler, make_encoder
 from stock_lstm.errors import DataSourceError, InvalidParameterError, NotEnoughDataError
+
+__all__ = [
+    "MinMaxScaler",
+    "PreparedData",
+    "SplitFractions",
+    "input_windows",
+    "make_sequences",
+    "minimum_rows",
+    "origins_between",
+    "prepare_data",
+    "split_bounds",
+]
 
 #: Training samples (input windows) the training slice must yield at least: one default batch.
 MIN_TRAIN_SAMPLES = 32
@@ -62,88 +75,16 @@ class SplitFractions:
         return "/".join(f"{round(part * 100, 6):g}" for part in parts)
 
 
-class MinMaxScaler:
-    """Pure-numpy min-max scaler to [0, 1] per feature.
-
-    Written here rather than imported from scikit-learn because importing sklearn costs more
-    than a second on every CLI call and API start. Instances pickle with joblib as plain
-    objects. A constant feature (max == min) gets scale 1, so it maps to 0 instead of NaN.
-    """
-
-    data_min_: np.ndarray
-    data_max_: np.ndarray
-
-    def fit(self, values: np.ndarray) -> MinMaxScaler:
-        """Learn per-feature min and max from ``values`` of shape (n_rows, n_features)."""
-        array = np.asarray(values, dtype=np.float64)
-        if array.ndim != 2 or array.shape[0] == 0:
-            raise ValueError(
-                f"fit needs a non-empty 2-D array (n_rows, n_features), got {array.shape}"
-            )
-        if not np.isfinite(array).all():
-            raise ValueError("fit needs finite values (no NaN or inf)")
-        self.data_min_ = array.min(axis=0)
-        self.data_max_ = array.max(axis=0)
-        return self
-
-    @property
-    def n_features(self) -> int:
-        """Number of features the scaler was fitted on."""
-        self._check_fitted()
-        return int(self.data_min_.shape[0])
-
-    @property
-    def data_range_(self) -> np.ndarray:
-        """Per-feature ``max - min`` with constant features set to 1 (never divides by zero)."""
-        self._check_fitted()
-        span = self.data_max_ - self.data_min_
-        return np.where(span > 0, span, 1.0)
-
-    def transform(self, values: np.ndarray) -> np.ndarray:
-        """Prices (n_rows, n_features) -> scaled float64; training rows land in [0, 1]."""
-        array = self._check_2d(values)
-        return (array - self.data_min_) / self.data_range_
-
-    def inverse_transform(self, values: np.ndarray) -> np.ndarray:
-        """Scaled values (n_rows, n_features) -> float64 in the original units (prices)."""
-        array = self._check_2d(values)
-        return array * self.data_range_ + self.data_min_
-
-    def inverse_transform_column(self, values: np.ndarray, column: int) -> np.ndarray:
-        """Scaled values of one feature (any shape, usually 1-D) -> float64 in price units."""
-        self._check_fitted()
-        if not 0 <= column < self.n_features:
-            raise ValueError(f"column must be in 0..{self.n_features - 1}, got {column}")
-        array = np.asarray(values, dtype=np.float64)
-        return array * self.data_range_[column] + self.data_min_[column]
-
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "data_min_"):
-            raise ValueError("MinMaxScaler is not fitted yet: call fit() first")
-
-    def _check_2d(self, values: np.ndarray) -> np.ndarray:
-        self._check_fitted()
-        array = np.asarray(values, dtype=np.float64)
-        if array.ndim != 2 or array.shape[1] != self.n_features:
-            raise ValueError(
-                f"expected an array of shape (n_rows, {self.n_features}), got {array.shape}"
-            )
-        return array
-
-    def __repr__(self) -> str:
-        if not hasattr(self, "data_min_"):
-            return "MinMaxScaler(unfitted)"
-        return f"MinMaxScaler(data_min_={self.data_min_!r}, data_max_={self.data_max_!r})"
-
-
 @dataclass(frozen=True)
 class PreparedData:
     """Everything training and evaluation need, produced by :func:`prepare_data`.
 
-    ``X_*`` are float32 of shape (n_samples, sequence_length, n_features), scaled; ``y_*`` are
-    float32 of shape (n_samples, 1): the scaled target of the day after each window. The
-    ``*_dates`` hold the date of each sample's target row. ``prices`` is the target column in
-    price units over the full series, for actuals and the persistence baseline.
+    A sample is an *origin* row ``o`` (the last observed day): its input window is the encoded
+    rows ``o - sequence_length + 1 .. o`` and its targets are days ``o + 1 .. o + horizon``.
+    ``X_*`` are float32 (n_samples, sequence_length, n_features); ``y_*`` float32
+    (n_samples, horizon) in the encoder's units. A sample belongs to the slice holding *all*
+    its target rows, so no training target lies in the validation or test slice. ``*_dates``
+    are the first target day of each sample; ``prices`` is the target column in price units.
     """
 
     X_train: np.ndarray
@@ -155,19 +96,52 @@ class PreparedData:
     train_dates: pd.DatetimeIndex
     val_dates: pd.DatetimeIndex
     test_dates: pd.DatetimeIndex
-    scaler: MinMaxScaler
+    encoder: Encoder
     feature_columns: tuple[str, ...]
     target_column: str
     target_index: int
     sequence_length: int
+    horizon: int
+    train_rows: int
+    val_rows: int
     train_end: pd.Timestamp
     val_end: pd.Timestamp
     prices: pd.Series
+    inputs: np.ndarray
+    values: np.ndarray
 
     @property
     def n_features(self) -> int:
         """Number of input features per time step."""
         return len(self.feature_columns)
+
+    @property
+    def scaler(self) -> Encoder:
+        """The fitted encoder (saved as the ``_scaler.joblib`` artifact)."""
+        return self.encoder
+
+    @property
+    def target(self) -> str:
+        """``price`` or ``log_return`` (see :mod:`stock_lstm.data.encoding`)."""
+        return self.encoder.name
+
+    def earliest_origin(self) -> int:
+        """First row with a full window of defined inputs behind it."""
+        return self.encoder.first_valid_row + self.sequence_length - 1
+
+    def origins(self, slice_name: str, horizon: int) -> np.ndarray:
+        """Origins whose ``horizon`` target days all fall in ``train``, ``val`` or ``test``."""
+        bounds = {
+            "train": (0, self.train_rows),
+            "val": (self.train_rows, self.val_rows),
+            "test": (self.val_rows, len(self.prices)),
+        }
+        first_row, end_row = bounds[slice_name]
+        return origins_between(first_row, end_row, horizon, self.earliest_origin())
+
+    def windows(self, origins: np.ndarray) -> np.ndarray:
+        """Encoded input windows (n, sequence_length, n_features) ending at ``origins``."""
+        return input_windows(self.inputs, origins, self.sequence_length)
 
 
 def split_bounds(n_rows: int, fractions: SplitFractions) -> tuple[int, int]:
@@ -216,41 +190,69 @@ def make_sequences(
     return X, y
 
 
-def _split_counts(
-    n_rows: int, sequence_length: int, fractions: SplitFractions
+def origins_between(
+    first_target_row: int, end_row: int, horizon: int, earliest_origin: int
+) -> np.ndarray:
+    """Origins ``o`` with targets ``o+1 .. o+horizon`` inside ``[first_target_row, end_row)``."""
+    first = max(first_target_row - 1, earliest_origin)
+    last = end_row - 1 - horizon
+    return np.arange(first, last + 1, dtype=np.int64) if last >= first else np.empty(0, np.int64)
+
+
+def input_windows(inputs: np.ndarray, origins: np.ndarray, sequence_length: int) -> np.ndarray:
+    """Rows ``o - sequence_length + 1 .. o`` of ``inputs`` (n_rows, F) for each origin, float32."""
+    origins = np.asarray(origins, dtype=np.int64)
+    if origins.size and origins.min() < sequence_length - 1:
+        raise ValueError(f"origin {origins.min()} has fewer than {sequence_length} rows behind it")
+    views = sliding_window_view(inputs, sequence_length, axis=0).transpose(0, 2, 1)
+    return np.ascontiguousarray(views[origins - sequence_length + 1], dtype=np.float32)
+
+
+def _sample_counts(
+    n_rows: int, sequence_length: int, fractions: SplitFractions, horizon: int, first_valid: int
 ) -> tuple[int, int, int]:
-    """(training samples, validation target rows, test target rows) for ``n_rows`` rows."""
+    """(train, validation, test) sample counts for a series of ``n_rows`` rows."""
     train_end, val_end = split_bounds(n_rows, fractions)
-    return train_end - sequence_length, val_end - train_end, n_rows - val_end
-
-
-def _is_enough(n_rows: int, sequence_length: int, fractions: SplitFractions) -> bool:
-    train_samples, val_rows, test_rows = _split_counts(n_rows, sequence_length, fractions)
+    earliest = first_valid + sequence_length - 1
     return (
-        train_samples >= MIN_TRAIN_SAMPLES
-        and val_rows >= MIN_EVAL_ROWS
-        and test_rows >= MIN_EVAL_ROWS
+        origins_between(0, train_end, horizon, earliest).size,
+        origins_between(train_end, val_end, horizon, earliest).size,
+        origins_between(val_end, n_rows, horizon, earliest).size,
     )
 
 
-def minimum_rows(sequence_length: int, fractions: SplitFractions) -> int:
-    """Fewest rows from which on every series length works for ``sequence_length``.
+def _is_enough(
+    n_rows: int, sequence_length: int, fractions: SplitFractions, horizon: int, first_valid: int
+) -> bool:
+    train, val, test = _sample_counts(n_rows, sequence_length, fractions, horizon, first_valid)
+    return train >= MIN_TRAIN_SAMPLES and val >= MIN_EVAL_ROWS and test >= MIN_EVAL_ROWS
 
-    "Works" means: the training slice holds ``sequence_length + MIN_TRAIN_SAMPLES`` rows (so it
-    yields at least ``MIN_TRAIN_SAMPLES`` = 32 windows) and the validation and test slices hold
-    ``MIN_EVAL_ROWS`` = 10 target rows each. Because slice sizes are floored, a slightly shorter
-    series can occasionally pass too; the bound returned holds for all longer series as well.
+
+def minimum_rows(
+    sequence_length: int,
+    fractions: SplitFractions,
+    horizon: int = 1,
+    first_valid_row: int = 1,
+) -> int:
+    """Fewest rows from which on every series length works for these settings.
+
+    "Works" means at least ``MIN_TRAIN_SAMPLES`` (32) training samples and ``MIN_EVAL_ROWS``
+    (10) validation and test samples, each with all ``horizon`` targets inside its slice.
+    ``first_valid_row`` is 1 for log-return inputs (the first row has no return), 0 for prices;
+    the default is the stricter one.
     """
-    if sequence_length < 1:
-        raise ValueError(f"sequence_length must be >= 1, got {sequence_length}")
-    # Beyond this length floor() loses less than one row per slice, so every length passes.
+    if sequence_length < 1 or horizon < 1:
+        raise ValueError(f"sequence_length and horizon must be >= 1, got {sequence_length}")
+    extra = horizon + first_valid_row + 1
     upper = 2 + max(
-        math.ceil((sequence_length + MIN_TRAIN_SAMPLES + 1) / fractions.train),
-        math.ceil((MIN_EVAL_ROWS + 1) / fractions.val),
-        math.ceil((MIN_EVAL_ROWS + 1) / fractions.test),
+        math.ceil((sequence_length + MIN_TRAIN_SAMPLES + extra) / fractions.train),
+        math.ceil((MIN_EVAL_ROWS + extra) / fractions.val),
+        math.ceil((MIN_EVAL_ROWS + extra) / fractions.test),
     )
     n_rows = upper
-    while n_rows > 1 and _is_enough(n_rows - 1, sequence_length, fractions):
+    while n_rows > 1 and _is_enough(
+        n_rows - 1, sequence_length, fractions, horizon, first_valid_row
+    ):
         n_rows -= 1
     return n_rows
 
@@ -305,24 +307,29 @@ def prepare_data(
     feature_columns: Sequence[str] = ("close",),
     target_column: str = "close",
     fractions: SplitFractions = SplitFractions(),
+    target: str = "price",
+    horizon: int = 1,
 ) -> PreparedData:
-    """Split ``prices`` chronologically, scale on the training rows only and window the series.
+    """Split ``prices`` chronologically, fit the encoder on the training rows only, window.
 
-    ``prices`` is indexed by trading day (ascending) with float columns such as ``close``.
-    Raises :class:`NotEnoughDataError` when the series is too short for ``sequence_length``
-    and ``fractions`` (see :func:`minimum_rows`), :class:`InvalidParameterError` for unknown
-    columns or a bad ``sequence_length``.
+    ``target`` picks the encoding (``price``: min-max levels, the original design;
+    ``log_return``: scaled returns, zero = persistence); ``horizon`` is how many days each
+    sample's target holds (1 for a recursive model, H for a direct multi-horizon head).
+    Raises :class:`NotEnoughDataError` when the series is too short (see
+    :func:`minimum_rows`), :class:`InvalidParameterError` for unknown columns or settings.
     """
-    if isinstance(sequence_length, bool) or not isinstance(sequence_length, int):
-        raise InvalidParameterError(f"sequence_length must be an integer, got {sequence_length!r}")
-    if sequence_length < 1:
-        raise InvalidParameterError(f"sequence_length must be >= 1, got {sequence_length}")
+    for name, value in (("sequence_length", sequence_length), ("horizon", horizon)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidParameterError(f"{name} must be an integer, got {value!r}")
+        if value < 1:
+            raise InvalidParameterError(f"{name} must be >= 1, got {value}")
+    encoder = make_encoder(target)
     features, target_index = _select_columns(prices, feature_columns, target_column)
     frame = prices.loc[:, list(features)].astype(np.float64)
     _check_series(frame)
 
     n_rows = len(frame)
-    needed = minimum_rows(sequence_length, fractions)
+    needed = minimum_rows(sequence_length, fractions, horizon, encoder.first_valid_row)
     if n_rows < needed:
         span = f" ({frame.index[0]:%Y-%m-%d}..{frame.index[-1]:%Y-%m-%d})" if n_rows else ""
         raise NotEnoughDataError(
@@ -331,31 +338,43 @@ def prepare_data(
             "use an earlier --start or a smaller --sequence-length"
         )
 
-    train_end, val_end = split_bounds(n_rows, fractions)
+    train_rows, val_rows = split_bounds(n_rows, fractions)
     values = frame.to_numpy()
-    scaler = MinMaxScaler().fit(values[:train_end])
-    X, y = make_sequences(scaler.transform(values), sequence_length, target_index)
+    encoder.fit(values[:train_rows], target_index)
+    inputs = encoder.encode_inputs(values)
+    earliest = encoder.first_valid_row + sequence_length - 1
+    dates = pd.DatetimeIndex(frame.index, name=frame.index.name)
 
-    # Sample i predicts row i + sequence_length; cut by the target row's slice.
-    train_cut, val_cut = train_end - sequence_length, val_end - sequence_length
-    target_dates = frame.index[sequence_length:]
-    dates = pd.DatetimeIndex(target_dates, name=frame.index.name)
+    def samples(first_row: int, end_row: int) -> tuple[np.ndarray, np.ndarray, pd.DatetimeIndex]:
+        origins = origins_between(first_row, end_row, horizon, earliest)
+        X = input_windows(inputs, origins, sequence_length)
+        y = encoder.encode_targets(values, origins, horizon).astype(np.float32)
+        return X, np.ascontiguousarray(y), dates[origins + 1]
+
+    X_train, y_train, train_dates = samples(0, train_rows)
+    X_val, y_val, val_dates = samples(train_rows, val_rows)
+    X_test, y_test, test_dates = samples(val_rows, n_rows)
     return PreparedData(
-        X_train=X[:train_cut],
-        y_train=y[:train_cut],
-        X_val=X[train_cut:val_cut],
-        y_val=y[train_cut:val_cut],
-        X_test=X[val_cut:],
-        y_test=y[val_cut:],
-        train_dates=dates[:train_cut],
-        val_dates=dates[train_cut:val_cut],
-        test_dates=dates[val_cut:],
-        scaler=scaler,
+        X_train=X_train,
+        y_train=y_train,
+        X_val=X_val,
+        y_val=y_val,
+        X_test=X_test,
+        y_test=y_test,
+        train_dates=train_dates,
+        val_dates=val_dates,
+        test_dates=test_dates,
+        encoder=encoder,
         feature_columns=features,
         target_column=target_column,
         target_index=target_index,
         sequence_length=sequence_length,
-        train_end=pd.Timestamp(frame.index[train_end - 1]),
-        val_end=pd.Timestamp(frame.index[val_end - 1]),
+        horizon=horizon,
+        train_rows=train_rows,
+        val_rows=val_rows,
+        train_end=pd.Timestamp(frame.index[train_rows - 1]),
+        val_end=pd.Timestamp(frame.index[val_rows - 1]),
         prices=frame[target_column].copy(),
+        inputs=inputs,
+        values=values,
     )

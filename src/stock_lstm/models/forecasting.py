@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from stock_lstm.errors import InvalidParameterError, NotEnoughDataError
+from stock_lstm.evaluation.conformal import interval
 from stock_lstm.models.artifacts import load_model_payload, load_scaler
 from stock_lstm.models.calendar import next_trading_days
 from stock_lstm.models.registry import ModelRecord
@@ -21,20 +22,28 @@ MIN_DAYS, MAX_DAYS = 1, 30
 
 @dataclass
 class LoadedModel:
-    """A registry record with its network and scaler in memory."""
+    """A registry record with its network and encoder in memory."""
 
     record: ModelRecord
     model: Any  # LSTMForecaster
-    scaler: Any
+    encoder: Any  # PriceEncoder | LogReturnEncoder
     feature_columns: tuple[str, ...]
-    target_index: int
     sequence_length: int
+    strategy: str
+    max_days: int
+
+    def interval_quantiles(self, level: float) -> list[float | None] | None:
+        """Per-horizon conformal quantiles for ``level`` recorded at training, if any."""
+        conformal = self.record.metrics.get("conformal") or {}
+        return conformal.get(f"{level:g}")
 
 
 @dataclass(frozen=True)
 class ForecastPoint:
     date: date
     close: float
+    lower: float | None = None
+    upper: float | None = None
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,8 @@ class Forecast:
     last_date: date
     last_close: float
     predictions: list[ForecastPoint]
+    interval_level: float | None = None
+    gate: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -54,9 +65,17 @@ class Forecast:
             "version_id": self.version_id,
             "last_date": self.last_date.isoformat(),
             "last_close": self.last_close,
+            "interval_level": self.interval_level,
             "predictions": [
-                {"date": point.date.isoformat(), "close": point.close} for point in self.predictions
+                {
+                    "date": point.date.isoformat(),
+                    "close": point.close,
+                    "lower": point.lower,
+                    "upper": point.upper,
+                }
+                for point in self.predictions
             ],
+            "gate": self.gate,
             "warnings": list(self.warnings),
         }
 
@@ -75,19 +94,20 @@ def load_model(record: ModelRecord) -> LoadedModel:
     from stock_lstm.models.lstm import LSTMForecaster
 
     payload = load_model_payload(Path(record.model_path), record.model_sha256, record.version_id)
-    scaler = load_scaler(Path(record.scaler_path), record.scaler_sha256, record.version_id)
+    encoder = load_scaler(Path(record.scaler_path), record.scaler_sha256, record.version_id)
     model = LSTMForecaster(**payload["config"])
     model.load_state_dict(payload["state_dict"])
     model.eval()
     metadata = payload.get("metadata", {})
-    features = tuple(metadata.get("feature_columns", ("close",)))
+    strategy = str(metadata.get("strategy", record.params.get("strategy", "recursive")))
     return LoadedModel(
         record=record,
         model=model,
-        scaler=scaler,
-        feature_columns=features,
-        target_index=int(metadata.get("target_index", 0)),
+        encoder=encoder,
+        feature_columns=tuple(metadata.get("feature_columns", ("close",))),
         sequence_length=int(metadata.get("sequence_length", record.params["sequence_length"])),
+        strategy=strategy,
+        max_days=int(model.horizon) if strategy == "direct" else MAX_DAYS,
     )
 
 
@@ -121,54 +141,109 @@ class ModelCache:
             self._items.clear()
 
 
-def forecast_recursive(loaded: LoadedModel, recent: np.ndarray, days: int) -> np.ndarray:
-    """Feed each one-step prediction back as the next input (the original design's strategy).
+STRATEGIES = ("direct", "recursive")
+#: Origins per forward pass when forecasting many origins at once (backtests, evaluation).
+FORECAST_CHUNK = 4096
 
-    ``recent``: the last ``sequence_length`` rows of the model's features in price units,
-    shape (sequence_length, n_features). Returns ``days`` prices.
+
+def predict_paths(
+    model: Any,
+    encoder: Any,
+    strategy: str,
+    windows: np.ndarray,
+    last_close: np.ndarray,
+    horizon: int,
+) -> np.ndarray:
+    """Price forecasts (n, horizon) from encoded input windows (n, seq_len, n_features).
+
+    ``direct``: the network's head outputs every horizon at once (cumulative log-returns for
+    the ``log_return`` target). ``recursive`` (the original design): a one-step network whose
+    prediction is appended to the window and fed back ``horizon`` times. ``last_close`` (n,)
+    is each window's last observed price, the anchor of return-based outputs.
     """
     import torch
 
-    if len(loaded.feature_columns) != 1:
+    if strategy not in STRATEGIES:
+        raise InvalidParameterError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    if strategy == "direct" and horizon > model.horizon:
         raise InvalidParameterError(
-            "recursive forecasting needs a model trained on the target column alone; "
-            f"this one uses {list(loaded.feature_columns)}"
+            f"this model forecasts at most {model.horizon} days ahead, got {horizon}: "
+            "retrain with a larger --horizon"
         )
-    if recent.shape[0] < loaded.sequence_length:
-        raise NotEnoughDataError(
-            f"{loaded.record.ticker} has {recent.shape[0]} recent rows; the model needs "
-            f"{loaded.sequence_length}: sync more history"
-        )
-    window = loaded.scaler.transform(recent[-loaded.sequence_length :].astype(np.float64))
-    window_tensor = torch.as_tensor(window, dtype=torch.float32).unsqueeze(0)
-    outputs = np.empty(days, dtype=np.float64)
+    if strategy == "recursive" and windows.shape[-1] != 1:
+        raise InvalidParameterError("recursive forecasting needs a single input feature")
+    chunks = []
     with torch.inference_mode():
-        for step in range(days):
-            next_scaled = loaded.model(window_tensor)[:, :1]
-            outputs[step] = float(next_scaled[0, 0])
-            window_tensor = torch.cat([window_tensor[:, 1:, :], next_scaled.unsqueeze(-1)], dim=1)
-    return loaded.scaler.inverse_transform_column(outputs, loaded.target_index)
+        for start in range(0, windows.shape[0], FORECAST_CHUNK):
+            x = torch.from_numpy(np.ascontiguousarray(windows[start : start + FORECAST_CHUNK]))
+            if strategy == "direct":
+                chunks.append(model(x)[:, :horizon].double().numpy())
+                continue
+            steps = []
+            for _ in range(horizon):
+                step = model(x)[:, :1]
+                steps.append(step)
+                x = torch.cat([x[:, 1:, :], step.unsqueeze(-1)], dim=1)
+            chunks.append(encoder.steps_to_outputs(torch.cat(steps, dim=1).double().numpy()))
+    outputs = np.concatenate(chunks) if chunks else np.empty((0, horizon))
+    return encoder.decode(outputs, last_close)
 
 
-def make_forecast(loaded: LoadedModel, prices: Any, days: int) -> Forecast:
-    """Dated forecast from the most recent rows of ``prices`` (normalized price frame)."""
+def make_forecast(
+    loaded: LoadedModel, prices: Any, days: int, *, interval_level: float = 0.9
+) -> Forecast:
+    """Dated forecast (with split-conformal bounds) from the latest rows of ``prices``."""
     days = validate_days(days)
-    features = prices[list(loaded.feature_columns)].to_numpy(dtype=np.float64)
-    values = forecast_recursive(loaded, features, days)
+    if days > loaded.max_days:
+        raise InvalidParameterError(
+            f"model {loaded.record.version_id} forecasts at most {loaded.max_days} days, "
+            f"got {days}: ask for fewer days or retrain with a larger --horizon"
+        )
+    needed = loaded.sequence_length + loaded.encoder.first_valid_row
+    if len(prices) < needed:
+        raise NotEnoughDataError(
+            f"{loaded.record.ticker} has {len(prices)} cached rows; the model needs the last "
+            f"{needed}: run `stock-lstm sync {loaded.record.ticker}`"
+        )
+    values = prices[list(loaded.feature_columns)].to_numpy(dtype=np.float64)[-needed:]
+    window = loaded.encoder.encode_inputs(values)[-loaded.sequence_length :]
+    last_close = float(prices["close"].iloc[-1])
+    path = predict_paths(
+        loaded.model,
+        loaded.encoder,
+        loaded.strategy,
+        window[None, :, :].astype(np.float32),
+        np.array([last_close]),
+        days,
+    )
+    lower = upper = None
+    quantiles = loaded.interval_quantiles(interval_level)
+    if quantiles:
+        lower, upper = interval(path, quantiles)
     last_date = prices.index[-1].date()
     dates = next_trading_days(loaded.record.ticker, last_date, days)
-    warnings: list[str] = []
     gate = loaded.record.metrics.get("gate")
+    warnings: list[str] = []
     if isinstance(gate, dict) and gate.get("status") == "failed":
         warnings.append(f"gate: failed: {gate.get('reason', '')}")
+
+    def bound(values: np.ndarray | None, step: int) -> float | None:
+        if values is None or not np.isfinite(values[0, step]):
+            return None
+        return round(float(values[0, step]), 6)
+
     return Forecast(
         ticker=loaded.record.ticker,
         version_id=loaded.record.version_id,
         last_date=last_date,
-        last_close=float(prices["close"].iloc[-1]),
+        last_close=last_close,
         predictions=[
-            ForecastPoint(day, round(float(value), 6))
-            for day, value in zip(dates, values, strict=True)
+            ForecastPoint(
+                day, round(float(path[0, step]), 6), bound(lower, step), bound(upper, step)
+            )
+            for step, day in enumerate(dates)
         ],
+        interval_level=interval_level if quantiles else None,
+        gate=gate if isinstance(gate, dict) else None,
         warnings=warnings,
     )

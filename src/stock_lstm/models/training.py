@@ -17,16 +17,16 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 from tqdm import tqdm
 
 from stock_lstm.data.preprocessing import PreparedData
 from stock_lstm.errors import InvalidParameterError
-from stock_lstm.evaluation.baselines import persistence_forecast
-from stock_lstm.evaluation.metrics import score
 from stock_lstm.models.lstm import LSTMForecaster
+
+#: Forecast horizon (trading days) of a direct head, and the longest forecast served.
+MAX_HORIZON = 30
 
 #: Inclusive ranges of every training parameter; the CLI and the API validate against these.
 PARAM_RANGES: dict[str, tuple[float, float]] = {
@@ -39,6 +39,14 @@ PARAM_RANGES: dict[str, tuple[float, float]] = {
     "learning_rate": (1e-6, 1.0),
     "batch_size": (1, 8192),
     "seed": (0, 2**32 - 1),
+    "horizon": (1, MAX_HORIZON),
+}
+
+#: Parameters that take one of a few names; ``target`` and ``strategy`` are explained in
+#: :mod:`stock_lstm.data.encoding` and :mod:`stock_lstm.models.forecasting`.
+PARAM_CHOICES: dict[str, tuple[str, ...]] = {
+    "target": ("log_return", "price"),
+    "strategy": ("direct", "recursive"),
 }
 
 #: An epoch improves on the best validation loss only by more than this (guards float noise).
@@ -73,14 +81,30 @@ class TrainParams:
     learning_rate: float = 0.001
     batch_size: int = 32
     seed: int = 42
+    target: str = "log_return"
+    strategy: str = "direct"
+    horizon: int = MAX_HORIZON
+
+    @property
+    def training_horizon(self) -> int:
+        """Days each training target holds: ``horizon`` for a direct head, 1 for recursive."""
+        return self.horizon if self.strategy == "direct" else 1
 
     def validate(self) -> TrainParams:
-        """Return ``self`` if every value has the right type and lies in ``PARAM_RANGES``.
+        """Return ``self`` if every value has the right type and lies in ``PARAM_RANGES``
+        (or, for ``target`` and ``strategy``, is one of ``PARAM_CHOICES``).
 
         Raises :class:`InvalidParameterError` naming the parameter, the bad value and the range.
         """
         for field in fields(self):
             value = getattr(self, field.name)
+            if field.name in PARAM_CHOICES:
+                if value not in PARAM_CHOICES[field.name]:
+                    raise InvalidParameterError(
+                        f"{field.name} must be one of {', '.join(PARAM_CHOICES[field.name])}, "
+                        f"got {value!r}"
+                    )
+                continue
             low, high = PARAM_RANGES[field.name]
             is_float_field = _is_float_field(field.name)
             kind = "a number" if is_float_field else "a whole number"
@@ -96,10 +120,10 @@ class TrainParams:
                 )
         return self
 
-    def to_dict(self) -> dict[str, int | float]:
+    def to_dict(self) -> dict[str, int | float | str]:
         """Plain ``{name: value}`` for JSON, the registry and reports (floats as ``float``)."""
         return {
-            name: float(value) if _is_float_field(name) else value
+            name: float(value) if name in PARAM_RANGES and _is_float_field(name) else value
             for name, value in asdict(self).items()
         }
 
@@ -117,7 +141,12 @@ class TrainParams:
             )
         converted: dict[str, Any] = {}
         for name, value in values.items():
-            if _is_float_field(name) and isinstance(value, int) and not isinstance(value, bool):
+            if (
+                name in PARAM_RANGES
+                and _is_float_field(name)
+                and isinstance(value, int)
+                and not isinstance(value, bool)
+            ):
                 value = float(value)
             converted[name] = value
         return cls(**converted).validate()
@@ -320,50 +349,3 @@ def predict_scaled(model: LSTMForecaster, X: np.ndarray, batch_size: int = 2048)
             return torch.cat(outputs).numpy().astype(np.float32, copy=False)
     finally:
         model.train(was_training)
-
-
-@dataclass(frozen=True)
-class TestEvaluation:
-    """The model against persistence on the test slice, all in price units, date by date.
-
-    ``metrics`` is ``{"mae", "rmse", "mape", "persistence": {"mae", "rmse", "mape"}, "n"}``
-    with MAE/RMSE in price units and MAPE in percent.
-    """
-
-    __test__ = False  # not a pytest test class, despite the name
-
-    dates: pd.DatetimeIndex
-    actual: np.ndarray
-    predicted: np.ndarray
-    persistence: np.ndarray
-    metrics: dict[str, Any]
-
-
-def evaluate_test_set(model: LSTMForecaster, data: PreparedData) -> TestEvaluation:
-    """Score next-day predictions on the test slice against the persistence baseline.
-
-    Both are scored on exactly the same target dates; persistence predicts each test day with
-    the previous trading day's price (the last row of the sample's input window).
-    """
-    if data.X_test.shape[0] == 0:
-        raise ValueError("the test slice is empty: nothing to evaluate")
-    scaled = predict_scaled(model, data.X_test)[:, 0]
-    predicted = data.scaler.inverse_transform_column(scaled, data.target_index)
-    prices = data.prices.to_numpy(dtype=np.float64)
-    positions = data.prices.index.get_indexer(data.test_dates)
-    if (positions < 1).any():
-        raise ValueError("every test date must be in data.prices with a trading day before it")
-    actual = prices[positions]
-    persistence = persistence_forecast(prices[positions - 1])
-    metrics: dict[str, Any] = {
-        **score(actual, predicted),
-        "persistence": score(actual, persistence),
-        "n": int(actual.shape[0]),
-    }
-    return TestEvaluation(
-        dates=data.test_dates,
-        actual=actual,
-        predicted=predicted,
-        persistence=persistence,
-        metrics=metrics,
-    )

@@ -31,7 +31,7 @@ NOTEBOOK_RC: dict[str, object] = {
     "axes.spines.top": False,
     "axes.spines.right": False,
     "axes.titlesize": "medium",
-    "axes.titleweight": "semibold",
+    "axes.titleweight": "bold",
     "legend.frameon": False,
     "font.size": 9.5,
 }

@@ -1,0 +1,270 @@
+"""The FastAPI application: routers, error mapping, body limit, metrics and the lifespan.
+
+Every expected failure leaves as ``{"detail": "..."}`` with a 4xx: ``StockLSTMError`` subclasses
+carry their own ``http_status``, request validation errors are flattened into one sentence
+that names the field. Only a genuine bug is a 500.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy import func, select
+from starlette.routing import compile_path
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from stock_lstm import __version__
+from stock_lstm.api import routes
+from stock_lstm.api.schemas import API_PREFIX
+from stock_lstm.api.training_pool import TrainingPool, run_notebook_training
+from stock_lstm.config import Settings
+from stock_lstm.db import Database, ModelRegistry
+from stock_lstm.errors import StockLSTMError
+from stock_lstm.models import jobs
+from stock_lstm.monitoring.metrics import UNMATCHED_ROUTE, ApiMetrics
+from stock_lstm.workflows import AppContext
+
+log = logging.getLogger(__name__)
+
+#: Largest request body accepted (bytes); the biggest real one, a 50-ticker batch, is < 2 KiB.
+MAX_BODY_BYTES = 64 * 1024
+
+
+def count_active_models(db: Database) -> int:
+    with db.session() as session:
+        query = select(func.count()).select_from(ModelRegistry)
+        return int(session.scalar(query.where(ModelRegistry.is_active.is_(True))) or 0)
+
+
+# --- error mapping --------------------------------------------------------------------------
+
+
+def _describe_validation_error(error: dict[str, Any]) -> str:
+    location = [str(part) for part in error.get("loc", ())]
+    if location[:1] and location[0] in ("body", "query", "path", "header"):
+        location = location[1:]
+    field = ".".join(location) or "body"
+    kind = error.get("type", "")
+    if kind == "json_invalid":
+        reason = error.get("ctx", {}).get("error", "syntax error")
+        return f"the request body is not valid JSON ({reason}): send a JSON object"
+    if kind == "extra_forbidden":
+        return f"unknown field {field!r}: remove it (the request schema is at /docs)"
+    if kind == "missing":
+        return f"field {field!r} is required"
+    message = str(error.get("msg", "is invalid")).removeprefix("Value error, ")
+    if kind == "value_error":  # our own validators: the message already names the value
+        return message if field == "body" else f"{field}: {message}"
+    if "input" in error and field != "body":
+        return f"{field}: {message} (got {error['input']!r:.60})"
+    return f"{field}: {message}"
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = "; ".join(_describe_validation_error(error) for error in exc.errors())
+    return JSONResponse(status_code=422, content={"detail": f"invalid request: {problems}"})
+
+
+async def _stock_lstm_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StockLSTMError)
+    return JSONResponse(status_code=exc.http_status, content={"detail": str(exc)})
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse(
+        status_code=500,
+        content={"detail": "internal error: the server log has the details; please report it"},
+    )
+
+
+# --- middleware -----------------------------------------------------------------------------
+
+
+async def _send_json(send: Send, status: int, detail: str) -> None:
+    body = JSONResponse({"detail": detail}).body
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodySizeLimitMiddleware:
+    """Answer 413 to bodies over ``max_bytes``, by Content-Length or by the bytes streamed.
+
+    The body (at most ``max_bytes``) is read here and replayed to the app, so a chunked
+    upload without Content-Length cannot slip past the limit.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def _too_large(self) -> str:
+        return (
+            f"the request body is larger than {self.max_bytes} bytes: send a smaller JSON "
+            "body (a batch takes at most 50 tickers)"
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers", ()))
+        declared = headers.get(b"content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                await _send_json(send, 400, "the Content-Length header is not a number")
+                return
+            if int(declared) > self.max_bytes:
+                await _send_json(send, 413, self._too_large())
+                return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away before sending its body
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await _send_json(send, 413, self._too_large())
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+class MetricsMiddleware:
+    """Count and time every HTTP request by method, route template and status.
+
+    The template is found by matching the path against the app's route templates, so it
+    is known even for answers given before routing (the body limit's 413).
+    """
+
+    def __init__(self, app: ASGIApp, metrics: ApiMetrics, route_templates: list[str]) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.patterns = [(compile_path(path)[0], path) for path in dict.fromkeys(route_templates)]
+
+    def _route_template(self, path: str) -> str:
+        for pattern, template in self.patterns:
+            if pattern.match(path):
+                return template
+        return UNMATCHED_ROUTE
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        began = time.perf_counter()
+        status = 500
+
+        async def send_recording_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_recording_status)
+        finally:
+            route = self._route_template(scope["path"])
+            self.metrics.observe_request(
+                scope["method"], route, status, time.perf_counter() - began
+            )
+
+
+# --- the app --------------------------------------------------------------------------------
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    context: AppContext | None = None,
+    run_training: Callable[..., Any] | None = None,
+) -> FastAPI:
+    """Build the API for ``context`` (or a new one from ``settings``, default: environment).
+
+    ``run_training(ctx, task)`` runs one training job to the end; by default the train
+    notebook through the pipeline runner (``run_notebook_training``). Tests inject an
+    in-process fake. Serve with a single worker process: the training pool and the
+    one-job-per-ticker rule live in this process.
+    """
+    owns_context = context is None
+    ctx = context or AppContext.create(settings)
+    metrics = ApiMetrics()
+    metrics.count_active_models_with(lambda: count_active_models(ctx.db))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        interrupted = jobs.fail_unfinished_jobs(ctx.db, clock=ctx.clock)
+        if interrupted:
+            log.warning("marked %d training job(s) failed: interrupted by restart", interrupted)
+        pool = TrainingPool(ctx, run_training or run_notebook_training, metrics)
+        app.state.training_pool = pool
+        try:
+            yield
+        finally:
+            app.state.training_pool = None
+            pool.shutdown()
+            if owns_context:
+                ctx.db.dispose()
+
+    app = FastAPI(
+        title="stock-lstm",
+        version=__version__,
+        description="Daily stock close forecasts from per-ticker LSTM models, always reported "
+        "beside the persistence baseline (tomorrow = today). Train with POST "
+        f"{API_PREFIX}/training/start, then predict with POST {API_PREFIX}/predict. When the "
+        "server has STOCK_LSTM_API_TOKEN set, state-changing endpoints need "
+        "`Authorization: Bearer <token>`.",
+        lifespan=lifespan,
+    )
+    app.state.context = ctx
+    app.state.metrics = metrics
+    app.state.training_pool = None
+
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StockLSTMError, _stock_lstm_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+
+    included = [("", routes.health.router)] + [
+        (API_PREFIX, module.router)
+        for module in (routes.training, routes.models, routes.predict, routes.cache, routes.reports)
+    ]
+    for prefix, router in included:
+        app.include_router(router, prefix=prefix)
+    templates = [path for route in app.router.routes if (path := getattr(route, "path", None))]
+    templates += [prefix + route.path for prefix, router in included for route in router.routes]
+
+    # Added last = outermost: the metrics see the body limit's 413s too.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(MetricsMiddleware, metrics=metrics, route_templates=templates)
+    return app

@@ -1,0 +1,98 @@
+"""What the routers receive through ``Depends``: the context, metrics, pool and token check.
+
+Everything lives on ``app.state`` (set by ``create_app``), never in module globals, so each
+app (and each test) has its own database, registry of metrics and workers.
+
+No ``from __future__ import annotations`` here: FastAPI reads these annotations at runtime.
+"""
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Path, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from stock_lstm.api.training_pool import TrainingPool
+from stock_lstm.errors import ModelNotFoundError
+from stock_lstm.monitoring.metrics import ApiMetrics
+from stock_lstm.tickers import validate_ticker
+from stock_lstm.workflows import AppContext
+
+
+def get_context(request: Request) -> AppContext:
+    return request.app.state.context
+
+
+def get_metrics(request: Request) -> ApiMetrics:
+    return request.app.state.metrics
+
+
+def get_pool(request: Request) -> TrainingPool:
+    pool = getattr(request.app.state, "training_pool", None)
+    if pool is None:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail="training workers are not running (the server is starting or stopping): "
+            "retry in a few seconds",
+        )
+    return pool
+
+
+ContextDep = Annotated[AppContext, Depends(get_context)]
+MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
+PoolDep = Annotated[TrainingPool, Depends(get_pool)]
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="The server's STOCK_LSTM_API_TOKEN; required by endpoints that change state "
+    "when the server has one.",
+)
+
+
+def require_token(
+    context: ContextDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """Guard a state-changing endpoint when ``STOCK_LSTM_API_TOKEN`` is set (else open).
+
+    Runs before the body is validated, so a request without the token learns nothing else
+    and writes nothing.
+    """
+    expected = context.settings.api_token
+    if not expected:
+        return
+    if credentials is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            detail="this endpoint changes state: send `Authorization: Bearer <token>` with the "
+            "server's STOCK_LSTM_API_TOKEN",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if not hmac.compare_digest(credentials.credentials.encode(), expected.encode()):
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            detail="the bearer token is wrong: send the server's STOCK_LSTM_API_TOKEN",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
+
+
+#: Add to a route's ``dependencies`` to require the token for it.
+TokenRequired = Depends(require_token)
+
+
+def ticker_path(
+    ticker: Annotated[str, Path(description="Yahoo Finance symbol, e.g. AAPL or PETR4.SA.")],
+) -> str:
+    """The path's ticker, canonical; a malformed one is a 422 (``InvalidTickerError``)."""
+    return validate_ticker(ticker)
+
+
+TickerPath = Annotated[str, Depends(ticker_path)]
+
+
+def no_active_model(ticker: str) -> ModelNotFoundError:
+    """The 404 for a ticker without an active model, pointing at the API's way to train one."""
+    return ModelNotFoundError(
+        f"no active model for {ticker}: train one with POST /api/v1/training/start "
+        f'{{"ticker": "{ticker}"}} and predict when its job has completed'
+    )

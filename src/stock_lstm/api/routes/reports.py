@@ -1,0 +1,53 @@
+"""Training reports: the HTML the train notebook rendered for a model version."""
+
+from pathlib import Path as FilePath
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+from fastapi.responses import FileResponse
+
+from stock_lstm.api.deps import ContextDep
+from stock_lstm.api.schemas import ErrorResponse
+from stock_lstm.errors import ModelNotFoundError
+from stock_lstm.models import registry
+
+router = APIRouter(prefix="/reports", tags=["reports"])
+
+
+@router.get(
+    "/{version_id}",
+    response_class=FileResponse,
+    responses={200: {"content": {"text/html": {}}}, 404: {"model": ErrorResponse}},
+)
+def get_report(
+    version_id: Annotated[str, Path(max_length=64, description="A model version.")],
+    ctx: ContextDep,
+) -> FileResponse:
+    """The executed train notebook of ``version_id`` as HTML (plots embedded).
+
+    Only files under the reports folder are served, whatever the registry row says.
+    """
+    try:
+        record = registry.get_model(ctx.db, version_id)
+    except ModelNotFoundError:
+        raise ModelNotFoundError(
+            f"no model version {version_id!r}: list versions with GET /api/v1/models"
+        ) from None
+    if not record.report_path:
+        raise ModelNotFoundError(
+            f"model version {version_id} has no report: it was trained outside the notebook "
+            "runner; train through POST /api/v1/training/start to get one"
+        )
+    reports_dir = FilePath(ctx.settings.reports_dir).resolve()
+    report = FilePath(record.report_path).resolve()
+    if report.suffix != ".html" or not report.is_relative_to(reports_dir):
+        raise ModelNotFoundError(
+            f"the report of {version_id} is outside the reports folder {reports_dir} "
+            "(STOCK_LSTM_REPORTS_DIR changed?): open it from disk"
+        )
+    if not report.is_file():
+        raise ModelNotFoundError(
+            f"the report of {version_id} is not on disk yet (the run renders it right after "
+            "training) or was deleted: retry in a few seconds, or retrain"
+        )
+    return FileResponse(report, media_type="text/html")

@@ -1,0 +1,72 @@
+"""Start training jobs and follow them (``/api/v1/training``)."""
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query, Response, status
+
+from stock_lstm.api.deps import ContextDep, PoolDep, TokenRequired
+from stock_lstm.api.schemas import (
+    ErrorResponse,
+    JobList,
+    JobResponse,
+    TrainingStarted,
+    TrainingStartRequest,
+    job_status_url,
+)
+from stock_lstm.models import jobs
+from stock_lstm.models.training import TrainParams
+
+router = APIRouter(prefix="/training", tags=["training"])
+
+JobId = Annotated[str, Path(max_length=64, description="The id POST /training/start returned.")]
+
+
+@router.post(
+    "/start",
+    status_code=status.HTTP_202_ACCEPTED,
+    dependencies=[TokenRequired],
+    responses={
+        401: {"model": ErrorResponse},
+        409: {"model": ErrorResponse, "description": "The ticker is already training."},
+        422: {"model": ErrorResponse},
+        503: {"model": ErrorResponse, "description": "The training queue is full."},
+    },
+)
+def start_training(
+    body: TrainingStartRequest, pool: PoolDep, response: Response
+) -> TrainingStarted:
+    """Queue a training of the train notebook (the same run as `make train`).
+
+    Poll `status_url`; a completed job names the new model version, which is already the
+    ticker's active model, and links its report.
+    """
+    hyperparameters = body.hyperparameters()
+    resolved = TrainParams.from_dict(hyperparameters)
+    job = pool.submit(
+        body.ticker, hyperparameters, resolved.to_dict(), start=body.start, end=body.end
+    )
+    response.headers["Location"] = job_status_url(job.job_id)
+    return TrainingStarted(
+        job_id=job.job_id, ticker=job.ticker, status_url=job_status_url(job.job_id)
+    )
+
+
+@router.get("/status/{job_id}", responses={404: {"model": ErrorResponse}})
+def training_status(job_id: JobId, ctx: ContextDep) -> JobResponse:
+    """A job's status, progress per epoch, losses, error and (when completed) model version."""
+    return JobResponse.from_record(jobs.get_job(ctx.db, job_id))
+
+
+@router.get("/jobs", responses={422: {"model": ErrorResponse}})
+def list_training_jobs(
+    ctx: ContextDep,
+    ticker: Annotated[str | None, Query(description="Only this ticker's jobs.")] = None,
+    status: Annotated[
+        Literal["queued", "running", "completed", "failed"] | None,
+        Query(description="Only jobs in this state."),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500, description="At most this many jobs.")] = 50,
+) -> JobList:
+    """Jobs, newest first."""
+    records = jobs.list_jobs(ctx.db, ticker=ticker, status=status, limit=limit)
+    return JobList(jobs=[JobResponse.from_record(job) for job in records])

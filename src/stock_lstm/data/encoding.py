@@ -1,0 +1,224 @@
+"""How prices become network inputs and targets, and how network outputs become prices.
+
+Two encodings, chosen by the ``target`` training parameter:
+
+* ``price`` (the original design): min-max scaled price levels. Fitted on the training
+  slice only, so a trending price soon leaves the [0, 1] range the network saw; kept as the
+  reference the honest-forecasting comparison starts from.
+* ``log_return``: inputs are daily log-returns divided by their training standard deviation;
+  targets are the cumulative log-return from the last observed close to each horizon day,
+  divided by ``scale * sqrt(h)`` so every horizon has about unit variance. An output of zero
+  is exactly the persistence forecast, and nothing depends on the price level, so prices
+  outside the training range are no problem.
+
+Every encoder maps outputs of shape (n, H) plus the last observed close (n,) to prices (n, H).
+A *step* is what a one-step (recursive) model predicts; it is fed back as the next input.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import numpy as np
+
+from stock_lstm.errors import InvalidParameterError
+
+TARGETS = ("price", "log_return")
+#: Floor for the return scale: a constant series would otherwise divide by zero.
+MIN_RETURN_SCALE = 1e-6
+
+
+def _as_2d(values: np.ndarray) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float64)
+    return array[:, None] if array.ndim == 1 else array
+
+
+def _horizon_steps(horizon: int) -> np.ndarray:
+    return np.arange(1, horizon + 1, dtype=np.float64)
+
+
+class MinMaxScaler:
+    """Pure-numpy min-max scaler to [0, 1] per feature.
+
+    Written here rather than imported from scikit-learn because importing sklearn costs more
+    than a second on every CLI call and API start. A constant feature (max == min) gets scale
+    1, so it maps to 0 instead of NaN.
+    """
+
+    data_min_: np.ndarray
+    data_max_: np.ndarray
+
+    def fit(self, values: np.ndarray) -> MinMaxScaler:
+        """Learn per-feature min and max from ``values`` of shape (n_rows, n_features)."""
+        array = np.asarray(values, dtype=np.float64)
+        if array.ndim != 2 or array.shape[0] == 0:
+            raise ValueError(
+                f"fit needs a non-empty 2-D array (n_rows, n_features), got {array.shape}"
+            )
+        if not np.isfinite(array).all():
+            raise ValueError("fit needs finite values (no NaN or inf)")
+        self.data_min_ = array.min(axis=0)
+        self.data_max_ = array.max(axis=0)
+        return self
+
+    @property
+    def n_features(self) -> int:
+        """Number of features the scaler was fitted on."""
+        self._check_fitted()
+        return int(self.data_min_.shape[0])
+
+    @property
+    def data_range_(self) -> np.ndarray:
+        """Per-feature ``max - min`` with constant features set to 1 (never divides by zero)."""
+        self._check_fitted()
+        span = self.data_max_ - self.data_min_
+        return np.where(span > 0, span, 1.0)
+
+    def transform(self, values: np.ndarray) -> np.ndarray:
+        """Prices (n_rows, n_features) -> scaled float64; training rows land in [0, 1]."""
+        array = self._check_2d(values)
+        return (array - self.data_min_) / self.data_range_
+
+    def inverse_transform(self, values: np.ndarray) -> np.ndarray:
+        """Scaled values (n_rows, n_features) -> float64 in the original units (prices)."""
+        array = self._check_2d(values)
+        return array * self.data_range_ + self.data_min_
+
+    def inverse_transform_column(self, values: np.ndarray, column: int) -> np.ndarray:
+        """Scaled values of one feature (any shape, usually 1-D) -> float64 in price units."""
+        self._check_fitted()
+        if not 0 <= column < self.n_features:
+            raise ValueError(f"column must be in 0..{self.n_features - 1}, got {column}")
+        array = np.asarray(values, dtype=np.float64)
+        return array * self.data_range_[column] + self.data_min_[column]
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "data_min_"):
+            raise ValueError("MinMaxScaler is not fitted yet: call fit() first")
+
+    def _check_2d(self, values: np.ndarray) -> np.ndarray:
+        self._check_fitted()
+        array = np.asarray(values, dtype=np.float64)
+        if array.ndim != 2 or array.shape[1] != self.n_features:
+            raise ValueError(
+                f"expected an array of shape (n_rows, {self.n_features}), got {array.shape}"
+            )
+        return array
+
+    def __repr__(self) -> str:
+        if not hasattr(self, "data_min_"):
+            return "MinMaxScaler(unfitted)"
+        return f"MinMaxScaler(data_min_={self.data_min_!r}, data_max_={self.data_max_!r})"
+
+
+class PriceEncoder:
+    """Min-max scaled price levels (the original design). Works with several features."""
+
+    name: ClassVar[str] = "price"
+    #: First row whose encoded input is defined.
+    first_valid_row: ClassVar[int] = 0
+
+    def __init__(self) -> None:
+        self.scaler = MinMaxScaler()
+        self.target_index = 0
+
+    def fit(self, train_values: np.ndarray, target_index: int = 0) -> PriceEncoder:
+        """Fit on the training rows only (n_rows, n_features) in price units."""
+        self.scaler.fit(_as_2d(train_values))
+        self.target_index = target_index
+        return self
+
+    @property
+    def n_features(self) -> int:
+        return self.scaler.n_features
+
+    def encode_inputs(self, values: np.ndarray) -> np.ndarray:
+        """(n_rows, n_features) prices -> scaled inputs of the same shape."""
+        return self.scaler.transform(_as_2d(values))
+
+    def encode_targets(self, values: np.ndarray, origins: np.ndarray, horizon: int) -> np.ndarray:
+        """Scaled target price at ``origin + h`` for h = 1..horizon: (n_origins, horizon)."""
+        target = _as_2d(values)[:, self.target_index]
+        rows = np.asarray(origins)[:, None] + np.arange(1, horizon + 1)
+        scaled = (target[rows] - self.scaler.data_min_[self.target_index]) / (
+            self.scaler.data_range_[self.target_index]
+        )
+        return scaled
+
+    def steps_to_outputs(self, steps: np.ndarray) -> np.ndarray:
+        """Recursive one-step predictions are already price levels."""
+        return np.asarray(steps, dtype=np.float64)
+
+    def decode(self, outputs: np.ndarray, last_close: np.ndarray) -> np.ndarray:
+        """Scaled outputs (n, H) -> prices (n, H); ``last_close`` is not needed for levels."""
+        return self.scaler.inverse_transform_column(outputs, self.target_index)
+
+
+class LogReturnEncoder:
+    """Scaled daily log-returns in, scaled cumulative log-returns out (zero = persistence)."""
+
+    name: ClassVar[str] = "log_return"
+    first_valid_row: ClassVar[int] = 1
+
+    def __init__(self) -> None:
+        self.scale_ = math.nan
+        self.target_index = 0
+
+    @property
+    def n_features(self) -> int:
+        return 1
+
+    def fit(self, train_values: np.ndarray, target_index: int = 0) -> LogReturnEncoder:
+        """Learn the standard deviation of daily log-returns on the training rows only."""
+        values = _as_2d(train_values)
+        if values.shape[1] != 1:
+            raise InvalidParameterError(
+                "the log_return target reads the close alone; use target 'price' for "
+                "several feature columns"
+            )
+        if values.shape[0] < 3 or (values <= 0).any():
+            raise ValueError("log-returns need at least 3 positive prices to fit")
+        returns = np.diff(np.log(values[:, 0]))
+        self.scale_ = max(float(np.std(returns, ddof=1)), MIN_RETURN_SCALE)
+        self.target_index = target_index
+        return self
+
+    def encode_inputs(self, values: np.ndarray) -> np.ndarray:
+        """(n_rows, 1) prices -> (n_rows, 1) scaled log-returns; row 0 (undefined) is 0."""
+        logs = np.log(_as_2d(values)[:, 0])
+        returns = np.empty_like(logs)
+        returns[0] = 0.0
+        returns[1:] = np.diff(logs)
+        return (returns / self.scale_)[:, None]
+
+    def encode_targets(self, values: np.ndarray, origins: np.ndarray, horizon: int) -> np.ndarray:
+        """``log(P[o+h] / P[o]) / (scale * sqrt(h))`` for h = 1..horizon: (n_origins, H)."""
+        logs = np.log(_as_2d(values)[:, 0])
+        origins = np.asarray(origins)
+        rows = origins[:, None] + np.arange(1, horizon + 1)
+        cumulative = logs[rows] - logs[origins][:, None]
+        return cumulative / (self.scale_ * np.sqrt(_horizon_steps(horizon)))
+
+    def steps_to_outputs(self, steps: np.ndarray) -> np.ndarray:
+        """Recursive step predictions (scaled daily returns) -> scaled cumulative outputs."""
+        steps = np.asarray(steps, dtype=np.float64)
+        return np.cumsum(steps, axis=1) / np.sqrt(_horizon_steps(steps.shape[1]))
+
+    def decode(self, outputs: np.ndarray, last_close: np.ndarray) -> np.ndarray:
+        """Scaled cumulative outputs (n, H) -> prices ``last_close * exp(log-return)``."""
+        outputs = np.asarray(outputs, dtype=np.float64)
+        log_offsets = outputs * self.scale_ * np.sqrt(_horizon_steps(outputs.shape[1]))
+        return np.asarray(last_close, dtype=np.float64)[:, None] * np.exp(log_offsets)
+
+
+Encoder = PriceEncoder | LogReturnEncoder
+
+
+def make_encoder(target: str) -> Encoder:
+    """A fresh (unfitted) encoder for the ``target`` parameter."""
+    if target == "price":
+        return PriceEncoder()
+    if target == "log_return":
+        return LogReturnEncoder()
+    raise InvalidParameterError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
