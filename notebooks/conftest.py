@@ -25,6 +25,6 @@ def pytest_configure(config: pytest.Config) -> None:
             "STOCK_LSTM_SOURCE": f"csv:{prices}",
             "STOCK_LSTM_MODELS_DIR": str(root / "models"),
             "STOCK_LSTM_REPORTS_DIR": str(root / "reports"),
-            "STOCK_LSTM_TORCH_THREADS": "2",
+            "STOCK_LSTM_TORCH_THREADS": "1",
         }
     )

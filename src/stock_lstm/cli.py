@@ -193,6 +193,24 @@ def build_parser() -> argparse.ArgumentParser:
         description="Rebuild the index of run reports (STOCK_LSTM_REPORTS_DIR, default reports/).",
     )
     reports.set_defaults(handler=_cmd_reports)
+
+    serve = commands.add_parser(
+        "serve",
+        parents=[common],
+        help="run the HTTP API (OpenAPI docs at /docs, metrics at /metrics)",
+        description="Serve training jobs, predictions, the registry and the cache over HTTP. "
+        "When STOCK_LSTM_API_TOKEN is set, state-changing endpoints need "
+        "'Authorization: Bearer <token>'; a non-loopback --host needs a token or --insecure.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (8000)")
+    serve.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow a non-loopback --host without STOCK_LSTM_API_TOKEN",
+    )
+    _source_option(serve)
+    serve.set_defaults(handler=_cmd_serve)
     return parser
 
 
@@ -292,6 +310,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
         show_progress=not (args.no_progress or args.json),
     )
     register_outcome(ctx, outcome, force=args.force, job_id=args.job_id)
+    _push(
+        ctx.settings,
+        "stock-lstm-train",
+        training_seconds=outcome.result.train_seconds,
+        status="completed",
+        ticker=outcome.ticker,
+        cache_hits=int(outcome.sync.from_cache),
+        cache_misses=int(not outcome.sync.from_cache),
+    )
     payload = outcome.to_dict()
     gate = payload["gate"] or {}
     if gate.get("status") != "passed":
@@ -394,17 +421,35 @@ def _cmd_activate(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from stock_lstm.pipeline.runner import coerce_parameter, run_pipeline
+    from stock_lstm.tickers import validate_ticker
 
     parameters = {name: coerce_parameter(value) for name, value in args.parameter}
-    result = run_pipeline(
-        args.stages,
-        args.ticker,
-        _settings_from(args),
-        parameters,
-        run_id=args.run_id,
-        progress=not (args.no_progress or args.json),
-        log_output=args.log_output,
-    )
+    settings = _settings_from(args)
+    status = "failed"
+    train_seconds = None
+    try:
+        result = run_pipeline(
+            args.stages,
+            args.ticker,
+            settings,
+            parameters,
+            run_id=args.run_id,
+            progress=not (args.no_progress or args.json),
+            log_output=args.log_output,
+        )
+        status = result.status
+        train_seconds = next((s.seconds for s in result.stages if s.stage == "train"), None)
+    finally:
+        if settings.pushgateway_url:
+            _push(
+                settings,
+                "stock-lstm-run",
+                training_seconds=train_seconds,
+                status=status,
+                ticker=validate_ticker(args.ticker),
+                cache_hits=0,
+                cache_misses=0,
+            )
     manifest = result.manifest()
 
     def human() -> str:
@@ -420,6 +465,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     _emit(args, manifest, human)
     return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from stock_lstm.api.serve import serve
+
+    serve(args.host, args.port, insecure=args.insecure, settings=_settings_from(args))
+    return 0
+
+
+def _push(settings: Any, job: str, **values: Any) -> None:
+    from stock_lstm.monitoring.pushgateway import push_batch_metrics
+
+    push_batch_metrics(settings.pushgateway_url, job, **values)
 
 
 def _cmd_reports(args: argparse.Namespace) -> int:

@@ -37,6 +37,8 @@ WIDE = (10.0, 4.5)
 TALL = (10.0, 6.5)
 #: Loss curves mark each epoch with a dot up to this many epochs.
 MAX_MARKED_EPOCHS = 30
+#: Loss curves use a log axis when the largest loss exceeds the smallest by this factor.
+LOG_SCALE_RATIO = 10.0
 
 
 def _price_label(currency: str | None) -> str:
@@ -80,27 +82,40 @@ def price_and_volume(prices: pd.DataFrame, *, ticker: str, currency: str | None 
 def returns_vs_normal(returns: pd.Series, *, ticker: str, bins: int = 60) -> Figure:
     """Histogram (density) of daily log-returns with the normal pdf of the same mean and std.
 
-    Where the bars rise above the curve in the centre and in the tails, returns are fat-tailed.
+    Two panels of the same data: a linear density axis (left) shows the peak, a logarithmic
+    one (right) shows the tails. Where the bars stand above the curve in the centre and far
+    out in the tails, returns are fat-tailed: big days are more common than a normal implies.
     """
     from scipy.stats import norm
 
     values = pd.Series(returns, dtype="float64").dropna()
     mean, std = float(values.mean()), float(values.std())
-    fig = _new_figure()
-    ax = fig.subplots()
-    ax.hist(values, bins=bins, density=True, color=COLORS["price"], alpha=0.6, label="observed")
     grid = np.linspace(float(values.min()), float(values.max()), 400)
-    ax.plot(
-        grid,
-        norm.pdf(grid, loc=mean, scale=std),
-        color=COLORS["band"],
-        lw=1.5,
-        label=f"normal fit (mean {mean:.2%}, std {std:.2%})",
+    pdf = norm.pdf(grid, loc=mean, scale=std)
+    fig = _new_figure()
+    linear_ax, log_ax = fig.subplots(1, 2, sharex=True)
+    for ax in (linear_ax, log_ax):
+        ax.hist(values, bins=bins, density=True, color=COLORS["price"], alpha=0.6, label="observed")
+        ax.plot(
+            grid,
+            pdf,
+            color=COLORS["band"],
+            lw=1.5,
+            label=f"normal fit (mean {mean:.2%}, std {std:.2%})",
+        )
+        ax.set_xlabel("Daily log-return")
+    log_ax.set_yscale("log")
+    log_ax.set_ylim(bottom=0.5 / (len(values) * (grid[-1] - grid[0]) / bins))  # ~half a day
+    linear_ax.set_ylabel("Density")
+    log_ax.set_ylabel("Density (log scale)")
+    linear_ax.set_title("the peak")
+    log_ax.set_title("the tails")
+    fig.suptitle(
+        f"{ticker}: distribution of daily log-returns (n = {len(values)})",
+        fontweight="bold",
+        fontsize="medium",
     )
-    ax.set_xlabel("Daily log-return")
-    ax.set_ylabel("Density")
-    ax.set_title(f"{ticker}: distribution of daily log-returns (n = {len(values)})")
-    ax.legend(loc="upper left")
+    linear_ax.legend(loc="upper left", fontsize="small")
     return fig
 
 
@@ -197,7 +212,9 @@ def split_overview(
 def loss_curves(
     history: Sequence[Mapping[str, float]], *, best_epoch: int, ticker: str | None = None
 ) -> Figure:
-    """Training and validation loss (MSE on scaled closes, log scale) per epoch.
+    """Training and validation loss (MSE in the encoder's scaled units) per epoch.
+
+    The loss axis is logarithmic when the losses span more than ``LOG_SCALE_RATIO``.
 
     A dashed line marks ``best_epoch``, whose weights the model keeps; epochs after it are the
     early-stopping patience that found no improvement.
@@ -223,10 +240,14 @@ def loss_curves(
         label="validation loss",
     )
     ax.axvline(best_epoch, color="black", ls="--", lw=1.0, label=f"best epoch ({best_epoch})")
-    ax.set_yscale("log")
+    losses = frame[["train_loss", "val_loss"]].to_numpy(dtype=np.float64)
+    finite = losses[np.isfinite(losses) & (losses > 0)]
+    log_scale = finite.size > 0 and finite.max() / finite.min() > LOG_SCALE_RATIO
+    if log_scale:
+        ax.set_yscale("log")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("Epoch")
-    ax.set_ylabel("MSE on min-max scaled close (log scale)")
+    ax.set_ylabel("MSE on scaled targets" + (" (log scale)" if log_scale else ""))
     prefix = f"{ticker}: " if ticker else ""
     ax.set_title(f"{prefix}loss per epoch ({len(frame)} epochs run)")
     ax.legend(loc="upper right")
@@ -241,11 +262,15 @@ def test_forecast(
     *,
     ticker: str,
     currency: str | None = None,
+    lower: np.ndarray | None = None,
+    upper: np.ndarray | None = None,
+    interval_level: float | None = None,
 ) -> Figure:
     """Next-day forecasts over the test dates (top) and their absolute errors (bottom).
 
     All arrays are in price units, one value per test date; ``persistence`` is yesterday's
-    close, the baseline the model has to beat.
+    close, the baseline the model has to beat. ``lower``/``upper`` (optional) shade the
+    model's prediction interval of level ``interval_level`` (e.g. 0.9).
     """
     index = pd.DatetimeIndex(dates)
     actual = np.asarray(actual, dtype=np.float64)
@@ -254,6 +279,17 @@ def test_forecast(
     fig = _new_figure(TALL)
     price_ax, error_ax = fig.subplots(2, 1, sharex=True, height_ratios=(2, 1))
     price_ax.plot(index, actual, color="black", lw=1.3, label="actual close")
+    if lower is not None and upper is not None:
+        level = f"{interval_level:.0%} " if interval_level else ""
+        price_ax.fill_between(
+            index,
+            np.asarray(lower, dtype=np.float64),
+            np.asarray(upper, dtype=np.float64),
+            color=COLORS["model"],
+            alpha=0.15,
+            lw=0,
+            label=f"LSTM {level}interval",
+        )
     price_ax.plot(index, predicted, color=COLORS["model"], lw=1.1, label="LSTM (next day)")
     price_ax.plot(
         index,
@@ -299,14 +335,27 @@ def forecast_on_history(
 
     ``history``: closes indexed by date (e.g. the last 120 trading days); ``forecast``: a
     ``Forecast`` from ``workflows.predict_ticker``. The last point is labelled with its date
-    and close; a dotted line at the last close is the persistence forecast. The forecast is
-    recursive, so its uncertainty grows with each day even though no band is drawn.
+    and close; a dotted line at the last close is the persistence forecast; the shaded band
+    is the forecast's prediction interval when its points carry ``lower``/``upper``.
     """
     fig = _new_figure()
     ax = fig.subplots()
     ax.plot(history.index, history, color=COLORS["price"], lw=1.1, label="history (close)")
     dates = [pd.Timestamp(point.date) for point in forecast.predictions]
     closes = [point.close for point in forecast.predictions]
+    lowers = [getattr(point, "lower", None) for point in forecast.predictions]
+    uppers = [getattr(point, "upper", None) for point in forecast.predictions]
+    if all(value is not None for value in (*lowers, *uppers)):
+        level = getattr(forecast, "interval_level", None)
+        ax.fill_between(  # a cone that opens at the last known close
+            [pd.Timestamp(forecast.last_date), *dates],
+            [forecast.last_close, *lowers],
+            [forecast.last_close, *uppers],
+            color=COLORS["model"],
+            alpha=0.15,
+            lw=0,
+            label=f"{level:.0%} interval" if level else "interval",
+        )
     ax.plot(
         [pd.Timestamp(forecast.last_date), *dates],
         [forecast.last_close, *closes],

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from stock_lstm import __version__
 from stock_lstm.api import routes
 from stock_lstm.api.schemas import API_PREFIX
-from stock_lstm.api.training_pool import TrainingPool, run_notebook_training
+from stock_lstm.api.training_pool import RunTraining, TrainingPool, run_notebook_training
 from stock_lstm.config import Settings
 from stock_lstm.db import Database, ModelRegistry
 from stock_lstm.errors import StockLSTMError
@@ -38,6 +38,7 @@ MAX_BODY_BYTES = 64 * 1024
 
 
 def count_active_models(db: Database) -> int:
+    """Active registry rows, read at every scrape so an activation shows up at once."""
     with db.session() as session:
         query = select(func.count()).select_from(ModelRegistry)
         return int(session.scalar(query.where(ModelRegistry.is_active.is_(True))) or 0)
@@ -58,7 +59,7 @@ def _describe_validation_error(error: dict[str, Any]) -> str:
     if kind == "extra_forbidden":
         return f"unknown field {field!r}: remove it (the request schema is at /docs)"
     if kind == "missing":
-        return f"field {field!r} is required"
+        return "a JSON body is required" if field == "body" else f"field {field!r} is required"
     message = str(error.get("msg", "is invalid")).removeprefix("Value error, ")
     if kind == "value_error":  # our own validators: the message already names the value
         return message if field == "body" else f"{field}: {message}"
@@ -208,7 +209,7 @@ def create_app(
     settings: Settings | None = None,
     *,
     context: AppContext | None = None,
-    run_training: Callable[..., Any] | None = None,
+    run_training: RunTraining | None = None,
 ) -> FastAPI:
     """Build the API for ``context`` (or a new one from ``settings``, default: environment).
 

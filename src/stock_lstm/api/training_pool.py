@@ -2,9 +2,9 @@
 
 A job is the same train notebook ``make train`` runs (``run_pipeline(["train"], ...)``); the
 notebook's kernel is a separate process and torch releases the GIL, so a thread per worker
-is enough. The notebook itself marks the job running, records each epoch and marks it
-completed when it registers the model; the worker only makes sure a job that ends any other
-way is marked failed with the reason.
+is enough. The worker marks the job running when it takes it; the notebook records each
+epoch and marks the job completed when it registers the model. The worker makes sure a job
+that ends any other way is marked failed with the reason.
 
 Workers are daemon threads: stopping the server does not wait for a training that may take
 an hour. Such a job stays "running" in the database and the next start-up marks it failed
@@ -151,6 +151,9 @@ class TrainingPool:
         self.metrics.training_running.inc()
         began = time.perf_counter()
         try:
+            # "running" from the moment a worker has it, not only once the notebook's kernel
+            # is up and reaches its training cell (which marks it running again).
+            jobs.mark_running(self.ctx.db, task.job_id, clock=self.ctx.clock)
             self.run_training(self.ctx, task)
         except Exception as exc:
             log.warning("training job %s (%s) failed: %s", task.job_id, task.ticker, exc)

@@ -46,6 +46,8 @@ class SplitFractions:
 
     train: float = 0.70
     val: float = 0.15
+    #: Fitting-only splits (walk-forward backtests) have no test slice of their own.
+    allow_empty_test: bool = False
 
     def __post_init__(self) -> None:
         for name in ("train", "val"):
@@ -58,7 +60,8 @@ class SplitFractions:
                 raise InvalidParameterError(
                     f"split fraction {name} must be between 0 and 1 (exclusive), got {value}"
                 )
-        if self.test <= 1e-9:  # 1 - 0.7 - 0.3 is 5.6e-17, not 0, in floating point
+        # 1 - 0.7 - 0.3 is 5.6e-17, not 0, in floating point: compare with a tolerance.
+        if self.test < -1e-9 or (self.test <= 1e-9 and not self.allow_empty_test):
             raise InvalidParameterError(
                 f"split fractions train={self.train} and val={self.val} leave nothing for the "
                 "test slice: make train + val smaller than 1"
@@ -225,7 +228,8 @@ def _is_enough(
     n_rows: int, sequence_length: int, fractions: SplitFractions, horizon: int, first_valid: int
 ) -> bool:
     train, val, test = _sample_counts(n_rows, sequence_length, fractions, horizon, first_valid)
-    return train >= MIN_TRAIN_SAMPLES and val >= MIN_EVAL_ROWS and test >= MIN_EVAL_ROWS
+    enough_test = test >= MIN_EVAL_ROWS or fractions.test <= 1e-9
+    return train >= MIN_TRAIN_SAMPLES and val >= MIN_EVAL_ROWS and enough_test
 
 
 def minimum_rows(
@@ -247,7 +251,7 @@ def minimum_rows(
     upper = 2 + max(
         math.ceil((sequence_length + MIN_TRAIN_SAMPLES + extra) / fractions.train),
         math.ceil((MIN_EVAL_ROWS + extra) / fractions.val),
-        math.ceil((MIN_EVAL_ROWS + extra) / fractions.test),
+        math.ceil((MIN_EVAL_ROWS + extra) / max(fractions.test, fractions.val)),
     )
     n_rows = upper
     while n_rows > 1 and _is_enough(

@@ -17,7 +17,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stock_lstm.data.preprocessing import SplitFractions, minimum_rows, split_bounds
+from stock_lstm.data.preprocessing import (
+    SplitFractions,
+    minimum_rows,
+    origins_between,
+    split_bounds,
+)
 from stock_lstm.errors import InvalidParameterError, NotEnoughDataError
 
 #: Trading sessions in a year, the usual factor to annualise daily volatility.
@@ -243,6 +248,9 @@ def split_dates(
     index: Sequence[Any] | pd.Index,
     sequence_length: int,
     fractions: SplitFractions | None = None,
+    *,
+    horizon: int = 1,
+    first_valid_row: int = 1,
 ) -> dict[str, dict[str, Any]]:
     """Where training, validation and test fall in a series, exactly as ``prepare_data`` cuts it.
 
@@ -250,22 +258,24 @@ def split_dates(
 
     * ``first_date``/``last_date``: the slice's rows (``datetime.date``),
     * ``rows``: rows in the slice,
-    * ``first_target``: the first day the slice scores a prediction on; for ``train`` that is
-      ``sequence_length`` rows in, because the first window needs that much history,
-    * ``targets``: predictions scored in the slice (training samples for ``train``).
+    * ``first_target``: the first target day of the slice's first sample; in ``train`` that
+      is ``sequence_length`` rows (plus ``first_valid_row``) in, as the first window needs
+      that much history,
+    * ``samples``: forecast origins whose ``horizon`` target days all lie in the slice.
 
-    Validation and test windows look back into the previous slice for their inputs (that
-    history was known on the day), but every target belongs to exactly one slice.
-    ``fractions`` defaults to ``SplitFractions()`` (70/15/15), the split training uses.
+    ``horizon`` is the days each training target holds (``TrainParams.training_horizon``)
+    and ``first_valid_row`` the encoder's (1 for log-returns, 0 for prices). Validation and
+    test windows look back into the previous slice for their inputs (that history was known
+    on the day), but no target crosses into another slice. ``fractions`` defaults to
+    ``SplitFractions()`` (70/15/15), the split training uses.
     """
     fractions = fractions or SplitFractions()
     days = pd.DatetimeIndex(index)
-    if isinstance(sequence_length, bool) or not isinstance(sequence_length, int):
-        raise InvalidParameterError(f"sequence_length must be an integer, got {sequence_length!r}")
-    if sequence_length < 1:
-        raise InvalidParameterError(f"sequence_length must be >= 1, got {sequence_length}")
+    for name, value in (("sequence_length", sequence_length), ("horizon", horizon)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InvalidParameterError(f"{name} must be a whole number >= 1, got {value!r}")
     n_rows = len(days)
-    needed = minimum_rows(sequence_length, fractions)
+    needed = minimum_rows(sequence_length, fractions, horizon, first_valid_row)
     if n_rows < needed:
         raise NotEnoughDataError(
             f"the price series has {n_rows} rows; sequence_length {sequence_length} with a "
@@ -273,22 +283,23 @@ def split_dates(
             "use an earlier start or a smaller sequence_length"
         )
     train_end, val_end = split_bounds(n_rows, fractions)
-    slices = {
-        "train": (0, train_end, sequence_length),
-        "val": (train_end, val_end, train_end),
-        "test": (val_end, n_rows, val_end),
-    }
+    earliest_origin = first_valid_row + sequence_length - 1
 
-    def describe(start: int, stop: int, first_target: int) -> dict[str, Any]:
+    def describe(start: int, stop: int) -> dict[str, Any]:
+        origins = origins_between(start, stop, horizon, earliest_origin)
         return {
             "first_date": _to_date(days[start]),
             "last_date": _to_date(days[stop - 1]),
             "rows": stop - start,
-            "first_target": _to_date(days[first_target]),
-            "targets": stop - first_target,
+            "first_target": _to_date(days[origins[0] + 1]),
+            "samples": int(origins.size),
         }
 
-    return {name: describe(*bounds) for name, bounds in slices.items()}
+    return {
+        "train": describe(0, train_end),
+        "val": describe(train_end, val_end),
+        "test": describe(val_end, n_rows),
+    }
 
 
 def _to_date(stamp: pd.Timestamp) -> date:
@@ -297,14 +308,18 @@ def _to_date(stamp: pd.Timestamp) -> date:
 
 #: Error metrics of ``TestEvaluation.metrics`` shown in reports, with their units.
 BASELINE_METRICS: dict[str, str] = {"mae": "price", "rmse": "price", "mape": "%"}
+#: Diebold-Mariano p-value below which a difference from persistence counts as real.
+SIGNIFICANCE_LEVEL = 0.05
 
 
-def baseline_comparison(metrics: Mapping[str, Any]) -> pd.DataFrame:
-    """The model's test errors beside persistence's, one row per metric.
+def baseline_comparison(metrics: Mapping[str, Any], *, currency: str | None = None) -> pd.DataFrame:
+    """The model's next-day test errors beside the naive baselines', one row per metric.
 
     ``metrics`` is ``TestEvaluation.metrics`` (or a registry record's ``metrics``): ``mae``,
-    ``rmse``, ``mape`` and ``persistence: {mae, rmse, mape}``. Columns: ``unit``, ``model``,
-    ``persistence`` and ``ratio`` (model / persistence: below 1 the model is better).
+    ``rmse``, ``mape``, ``persistence: {mae, rmse, mape}`` and optionally ``drift: {...}``.
+    Columns: ``unit`` (``currency`` for MAE and RMSE when given, else ``price``), ``model``,
+    ``persistence``, ``drift`` (when recorded) and ``ratio`` (model / persistence: below 1 the
+    model's error is smaller).
     """
     missing = [name for name in BASELINE_METRICS if name not in metrics]
     baseline = metrics.get("persistence")
@@ -313,40 +328,79 @@ def baseline_comparison(metrics: Mapping[str, Any]) -> pd.DataFrame:
             "metrics need mae, rmse, mape and persistence.{mae, rmse, mape}; "
             f"got keys {sorted(metrics)}: pass TestEvaluation.metrics or a record's metrics"
         )
-    rows = {
-        name.upper(): {
-            "unit": unit,
+    drift = metrics.get("drift")
+    rows: dict[str, dict[str, Any]] = {}
+    for name, unit in BASELINE_METRICS.items():
+        row: dict[str, Any] = {
+            "unit": currency if currency and unit == "price" else unit,
             "model": float(metrics[name]),
             "persistence": float(baseline[name]),
         }
-        for name, unit in BASELINE_METRICS.items()
-    }
+        if isinstance(drift, Mapping) and name in drift:
+            row["drift"] = float(drift[name])
+        rows[name.upper()] = row
     table = pd.DataFrame.from_dict(rows, orient="index")
     table["ratio"] = table["model"] / table["persistence"]
     table.index.name = "metric"
     return table
 
 
-def baseline_verdict(table: pd.DataFrame) -> str:
-    """One plain sentence: does the model beat persistence on the test slice?
+def _next_day_dm_p_value(metrics: Mapping[str, Any]) -> float | None:
+    horizons = metrics.get("horizons")
+    if not horizons:
+        return None
+    value = horizons[0].get("dm_p_value")
+    return float(value) if value is not None and math.isfinite(value) else None
 
-    ``table`` is :func:`baseline_comparison` output. The model "beats" persistence only when
-    both MAE and RMSE are lower (ratio below 1); one lower and one not is a draw.
+
+def baseline_verdict(metrics: Mapping[str, Any]) -> str:
+    """One plain sentence: does the model beat persistence on next-day test forecasts?
+
+    "Beats" needs a lower MAE *and* RMSE than persistence and, when the Diebold-Mariano test
+    was recorded (``metrics["horizons"][0]["dm_p_value"]``), a p-value below
+    ``SIGNIFICANCE_LEVEL``: a 1 % lower error on 90 test days is usually noise.
     """
+    table = baseline_comparison(metrics)
     mae_ratio, rmse_ratio = float(table.loc["MAE", "ratio"]), float(table.loc["RMSE", "ratio"])
+    p_value = _next_day_dm_p_value(metrics)
     detail = f"MAE ratio {mae_ratio:.3f}, RMSE ratio {rmse_ratio:.3f}"
-    if mae_ratio < 1 and rmse_ratio < 1:
-        gain = 1 - mae_ratio
+    if p_value is not None:
+        detail += f", Diebold-Mariano p = {p_value:.3f}"
+    significant = p_value is None or p_value < SIGNIFICANCE_LEVEL
+    if mae_ratio < 1 and rmse_ratio < 1 and significant:
         return (
-            f"The model beats persistence on the test slice ({detail}): its mean absolute "
-            f"error is {gain:.1%} lower than predicting yesterday's close."
+            f"The model beats persistence on next-day test forecasts ({detail}): its mean "
+            f"absolute error is {1 - mae_ratio:.1%} lower than repeating yesterday's close."
         )
-    if mae_ratio >= 1 and rmse_ratio >= 1:
+    if mae_ratio > 1 and rmse_ratio > 1 and significant:
         return (
-            f"The model does NOT beat persistence on the test slice ({detail}): predicting "
-            "yesterday's close is at least as accurate, so its forecasts add nothing yet."
+            f"The model does NOT beat persistence: it is worse on next-day test forecasts "
+            f"({detail}). Repeating yesterday's close would have been more accurate."
         )
     return (
-        f"The model and persistence are tied on the test slice ({detail}): one error measure "
-        "favours each, so the model is not clearly better than predicting yesterday's close."
+        f"The model does NOT beat persistence: on next-day test forecasts the two cannot be "
+        f"told apart ({detail}), so the model adds nothing over repeating yesterday's close."
     )
+
+
+#: Columns of :func:`horizon_table`, from the rows ``TestEvaluation.metrics["horizons"]`` holds.
+HORIZON_COLUMNS = ("n", "rmae", "directional_accuracy", "dm_p_value", "coverage")
+
+
+def horizon_table(metrics: Mapping[str, Any]) -> pd.DataFrame:
+    """Test scores per forecast horizon (trading days ahead), one row per horizon.
+
+    Columns: ``n`` (forecasts scored), ``rmae`` (MAE / persistence MAE), ``model_mae`` and
+    ``persistence_mae`` (price units), ``directional_accuracy`` (share of days the predicted
+    move had the right sign), ``dm_p_value`` and, when intervals were calibrated,
+    ``coverage`` (share of actual closes inside the interval). Empty when not recorded.
+    """
+    rows = []
+    for row in metrics.get("horizons") or []:
+        entry = {name: row.get(name) for name in HORIZON_COLUMNS}
+        entry["model_mae"] = row["model"]["mae"]
+        entry["persistence_mae"] = row["persistence"]["mae"]
+        rows.append({"horizon": row["horizon"], **entry})
+    columns = ["horizon", "n", "rmae", "model_mae", "persistence_mae", *HORIZON_COLUMNS[2:]]
+    table = pd.DataFrame(rows, columns=columns).set_index("horizon")
+    return table.astype({name: "float64" for name in columns[2:]})  # None (not recorded) -> NaN

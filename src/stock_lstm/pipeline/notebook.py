@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 PROJECT_NAME = "stock-lstm"
 #: Resolution of inline figures (matplotlib's default of 100 looks soft in HTML reports).
 FIGURE_DPI = 110
+#: Characters a table cell shows before "..." (pandas' default of 50 cuts artifact paths).
+PANDAS_MAX_COLWIDTH = 200
 NOTEBOOK_RC: dict[str, object] = {
     "figure.dpi": FIGURE_DPI,
     "figure.figsize": (10.0, 4.5),
@@ -73,13 +75,22 @@ def configure_matplotlib() -> None:
         select_figure_formats(shell, {"png"})
 
 
+def configure_pandas() -> None:
+    """Tables that show paths, version ids and reasons in full, and floats to 6 digits."""
+    import pandas as pd
+
+    pd.set_option("display.max_colwidth", PANDAS_MAX_COLWIDTH)
+    pd.set_option("display.precision", 6)
+
+
 def setup_notebook(source: str | None = None) -> AppContext:
     """Prepare a notebook kernel and return the context every ``workflows`` call takes.
 
     Moves to the project root when the kernel runs inside a checkout (JupyterLab starts in
-    ``notebooks/``), styles figures, keeps library logging to warnings and builds the context
-    from the ``STOCK_LSTM_*`` settings; ``source`` (e.g. ``"csv:../shared/data/prices"``)
-    overrides the price source, ``None`` keeps ``STOCK_LSTM_SOURCE``.
+    ``notebooks/``), styles figures and tables, keeps library logging to warnings and builds
+    the context from the ``STOCK_LSTM_*`` settings; ``source`` (e.g.
+    ``"csv:../shared/data/prices"``) overrides the price source, ``None`` keeps
+    ``STOCK_LSTM_SOURCE``.
     """
     from stock_lstm.workflows import AppContext
 
@@ -87,6 +98,7 @@ def setup_notebook(source: str | None = None) -> AppContext:
     if root is not None and root != Path.cwd().resolve():
         os.chdir(root)
     configure_matplotlib()
+    configure_pandas()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("stock_lstm").setLevel(logging.WARNING)
     return AppContext.create(source=source or None)

@@ -1,0 +1,259 @@
+"""Walk-forward (rolling-origin) backtests: the honest way to score a daily forecaster.
+
+For each origin (a trading day whose close is the last one observed) the model forecasts
+the next ``horizon`` closes. Models are fitted on an expanding window that ends the day
+*before* the first origin they serve (refitted every ``refit_every`` origins), with the
+encoder/scaler fitted on that window's training rows only, so no fit ever sees data at or
+after an origin it is scored on. Persistence and drift are scored on exactly the same
+origins and target days.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from stock_lstm.errors import InvalidParameterError, NotEnoughDataError
+from stock_lstm.evaluation.baselines import drift_paths, mean_log_return, persistence_paths
+from stock_lstm.evaluation.conformal import calibrate, interval
+from stock_lstm.evaluation.holdout import HoldoutForecasts, horizon_metrics, slice_forecasts
+
+BACKTEST_COLUMNS = (
+    "origin_date",
+    "horizon",
+    "target_date",
+    "actual",
+    "model",
+    "persistence",
+    "drift",
+    "lower",
+    "upper",
+)
+#: Share of each fitting window held out for early stopping and conformal calibration.
+VALIDATION_FRACTION = 0.15
+
+
+@dataclass(frozen=True)
+class BacktestConfig:
+    """What to backtest: ``origins`` origins ``step`` trading days apart, the last one
+    ``horizon`` days before the end of the data; refit every ``refit_every`` origins
+    (``None``: one fit for all)."""
+
+    horizon: int = 5
+    origins: int = 100
+    step: int = 1
+    refit_every: int | None = None
+    interval_level: float = 0.9
+
+    def validate(self) -> BacktestConfig:
+        checks = {
+            "horizon": (self.horizon, 1, 30),
+            "origins": (self.origins, 1, 100_000),
+            "step": (self.step, 1, 10_000),
+        }
+        if self.refit_every is not None:
+            checks["refit_every"] = (self.refit_every, 1, 100_000)
+        for name, (value, low, high) in checks.items():
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise InvalidParameterError(
+                    f"{name} must be a whole number between {low} and {high}, got {value!r}"
+                )
+        if self.interval_level not in (0.8, 0.9, 0.95):
+            raise InvalidParameterError(
+                f"interval_level must be 0.8, 0.9 or 0.95, got {self.interval_level!r}"
+            )
+        return self
+
+
+@dataclass
+class FittedWindow:
+    """A model fitted on one window, with the prepared data that fitted it."""
+
+    model: Any
+    data: Any  # PreparedData
+    epochs_run: int = 0
+    best_epoch: int = 0
+
+
+FitFunction = Callable[[pd.DataFrame, Any], FittedWindow]
+
+
+def fit_window(prices: pd.DataFrame, params: Any, *, threads: int | None = None) -> FittedWindow:
+    """Prepare and train on one window (85% train, 15% validation, no test slice)."""
+    from stock_lstm.data.preprocessing import SplitFractions, prepare_data
+    from stock_lstm.models.training import train_model
+
+    fractions = SplitFractions(
+        1.0 - VALIDATION_FRACTION, VALIDATION_FRACTION, allow_empty_test=True
+    )
+    data = prepare_data(
+        prices,
+        sequence_length=params.sequence_length,
+        fractions=fractions,
+        target=params.target,
+        horizon=params.training_horizon,
+    )
+    result = train_model(data, params, threads=threads)
+    return FittedWindow(result.model, data, result.epochs_run, result.best_epoch)
+
+
+@dataclass
+class BacktestResult:
+    """Every forecast (``frame``, one row per origin and horizon) and its summary."""
+
+    frame: pd.DataFrame
+    summary: dict[str, Any]
+    fits: list[dict[str, Any]] = field(default_factory=list)
+
+
+def origin_rows(n_rows: int, config: BacktestConfig) -> np.ndarray:
+    """Row indices of the origins: the last one leaves ``horizon`` days of actuals."""
+    last = n_rows - 1 - config.horizon
+    first = last - (config.origins - 1) * config.step
+    if first < 1:
+        raise NotEnoughDataError(
+            f"{config.origins} origins {config.step} day(s) apart with horizon "
+            f"{config.horizon} need more than {n_rows} rows: use fewer --origins"
+        )
+    return np.arange(first, last + 1, config.step, dtype=np.int64)
+
+
+def walk_forward(
+    prices: pd.DataFrame,
+    params: Any,
+    config: BacktestConfig,
+    *,
+    fit: FitFunction | None = None,
+    threads: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> BacktestResult:
+    """Run the backtest described in the module docstring on a normalized price frame."""
+    from stock_lstm.data.preprocessing import input_windows
+    from stock_lstm.models.forecasting import predict_paths
+
+    config = config.validate()
+    params = params.validate()
+    if params.strategy == "direct" and params.horizon < config.horizon:
+        params = replace(params, horizon=config.horizon)
+    fit = fit or (lambda window, p: fit_window(window, p, threads=threads))
+    closes = prices["close"].to_numpy(dtype=np.float64)
+    dates = prices.index
+    origins = origin_rows(len(prices), config)
+    group_size = config.refit_every or len(origins)
+    groups = [origins[i : i + group_size] for i in range(0, len(origins), group_size)]
+
+    parts: list[HoldoutForecasts] = []
+    lowers, uppers, fits = [], [], []
+    for index, group in enumerate(groups):
+        first_origin = int(group[0])
+        window = prices.iloc[:first_origin]  # strictly before the first origin it serves
+        fitted = fit(window, params)
+        data = fitted.data
+        validation = slice_forecasts(fitted.model, data, params.strategy, "val", config.horizon)
+        quantiles = calibrate(validation.actual, validation.forecast)[f"{config.interval_level:g}"]
+        values = prices[list(data.feature_columns)].to_numpy(dtype=np.float64)
+        inputs = data.encoder.encode_inputs(values[: int(group[-1]) + 1])
+        windows = input_windows(inputs, group, data.sequence_length)
+        forecast = predict_paths(
+            fitted.model, data.encoder, params.strategy, windows, closes[group], config.horizon
+        )
+        rows = group[:, None] + np.arange(1, config.horizon + 1)
+        mu = mean_log_return(closes[:first_origin])
+        parts.append(
+            HoldoutForecasts(
+                origins=group,
+                origin_dates=dates[group],
+                last_close=closes[group],
+                forecast=forecast,
+                actual=closes[rows],
+                persistence=persistence_paths(closes[group], config.horizon),
+                drift=drift_paths(closes[group], mu, config.horizon),
+            )
+        )
+        lower, upper = interval(forecast, quantiles)
+        lowers.append(lower)
+        uppers.append(upper)
+        fits.append(
+            {
+                "fit": index + 1,
+                "train_first_date": str(dates[0].date()),
+                "train_last_date": str(dates[first_origin - 1].date()),
+                "first_origin_date": str(dates[first_origin].date()),
+                "origins": len(group),
+                "epochs_run": fitted.epochs_run,
+                "best_epoch": fitted.best_epoch,
+            }
+        )
+        if progress:
+            progress(index + 1, len(groups))
+
+    combined = HoldoutForecasts(
+        origins=np.concatenate([p.origins for p in parts]),
+        origin_dates=pd.DatetimeIndex(np.concatenate([p.origin_dates for p in parts])),
+        last_close=np.concatenate([p.last_close for p in parts]),
+        forecast=np.concatenate([p.forecast for p in parts]),
+        actual=np.concatenate([p.actual for p in parts]),
+        persistence=np.concatenate([p.persistence for p in parts]),
+        drift=np.concatenate([p.drift for p in parts]),
+    )
+    lower, upper = np.concatenate(lowers), np.concatenate(uppers)
+    frame = _long_frame(combined, lower, upper, dates)
+    table = horizon_metrics(combined, lower, upper)
+    summary = {
+        "params": params.to_dict(),
+        "config": asdict(config),
+        "n_origins": len(origins),
+        "first_origin": str(dates[origins[0]].date()),
+        "last_origin": str(dates[origins[-1]].date()),
+        "fits": len(fits),
+        "horizons": table,
+        "rmae": {str(row["horizon"]): row["rmae"] for row in table},
+    }
+    return BacktestResult(frame, summary, fits)
+
+
+def _long_frame(
+    forecasts: HoldoutForecasts, lower: np.ndarray, upper: np.ndarray, dates: pd.DatetimeIndex
+) -> pd.DataFrame:
+    n, horizon = forecasts.forecast.shape
+    steps = np.arange(1, horizon + 1)
+    target_rows = forecasts.origins[:, None] + steps
+    return pd.DataFrame(
+        {
+            "origin_date": np.repeat(forecasts.origin_dates.date, horizon),
+            "horizon": np.tile(steps, n),
+            "target_date": dates[target_rows.ravel()].date,
+            "actual": forecasts.actual.ravel(),
+            "model": forecasts.forecast.ravel(),
+            "persistence": forecasts.persistence.ravel(),
+            "drift": forecasts.drift.ravel(),
+            "lower": lower.ravel(),
+            "upper": upper.ravel(),
+        },
+        columns=list(BACKTEST_COLUMNS),
+    )
+
+
+def headline(summary: dict[str, Any], horizons: tuple[int, ...] = (1, 5)) -> dict[str, Any]:
+    """The few numbers a table row shows: rMAE at h=1 and h=5, DM p, direction, coverage."""
+    rows = {row["horizon"]: row for row in summary["horizons"]}
+    first = rows.get(1, {})
+    out: dict[str, Any] = {
+        "dm_p_h1": first.get("dm_p_value"),
+        "directional_accuracy_h1": first.get("directional_accuracy"),
+        "coverage_h1": first.get("coverage"),
+        "predicted_move_std_h1": first.get("predicted_move_std"),
+        "actual_move_std_h1": first.get("actual_move_std"),
+    }
+    for h in horizons:
+        row = rows.get(h)
+        out[f"rmae_h{h}"] = row["rmae"] if row else math.nan
+        out[f"rmae_drift_h{h}"] = row["rmae_drift"] if row else math.nan
+    coverages = [row.get("coverage") for row in rows.values() if row.get("coverage") is not None]
+    out["coverage_mean"] = float(np.mean(coverages)) if coverages else None
+    return out
