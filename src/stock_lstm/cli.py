@@ -186,6 +186,31 @@ def build_parser() -> argparse.ArgumentParser:
     _source_option(run)
     run.set_defaults(handler=_cmd_run)
 
+    backtest = commands.add_parser(
+        "backtest",
+        parents=[common],
+        help="walk-forward backtest of the model against persistence and drift",
+        description="Rolling-origin backtest: fit on data strictly before the first origin "
+        "(refit every --refit-every origins), forecast --horizon trading days from each of "
+        "--origins origins, and score the model beside persistence (tomorrow = today) and "
+        "drift on the same days: rMAE, Diebold-Mariano p-values, directional accuracy and "
+        "interval coverage per horizon. Writes backtest.csv and summary.json.",
+    )
+    backtest.add_argument("ticker", help="Yahoo Finance symbol, e.g. AAPL")
+    backtest.add_argument("--horizon", type=int, default=5, help="days ahead scored (1..30, 5)")
+    backtest.add_argument("--origins", type=int, default=100, help="forecast origins (100)")
+    backtest.add_argument("--step", type=int, default=1, help="trading days between origins (1)")
+    backtest.add_argument(
+        "--refit-every", type=int, help="refit every K origins (default: one fit for all)"
+    )
+    backtest.add_argument("--output-dir", help="where to write (default reports/<T>/backtest_*)")
+    for name, (kind, text) in TRAIN_PARAM_HELP.items():
+        if name != "horizon":
+            backtest.add_argument(f"--{name.replace('_', '-')}", type=kind, dest=name, help=text)
+    _source_option(backtest)
+    _range_options(backtest)
+    backtest.set_defaults(handler=_cmd_backtest)
+
     reports = commands.add_parser(
         "reports",
         parents=[common],
@@ -464,6 +489,61 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return "\n".join(lines)
 
     _emit(args, manifest, human)
+    return 0
+
+
+def _cmd_backtest(args: argparse.Namespace) -> int:
+    from stock_lstm.evaluation.backtest import BacktestConfig, headline
+    from stock_lstm.models.training import TrainParams
+    from stock_lstm.workflows import backtest_ticker
+
+    given = {
+        name: getattr(args, name)
+        for name in TRAIN_PARAM_HELP
+        if name != "horizon" and getattr(args, name) is not None
+    }
+    params = TrainParams.from_dict({**given, "horizon": max(args.horizon, 1)})
+    config = BacktestConfig(
+        horizon=args.horizon,
+        origins=args.origins,
+        step=args.step,
+        refit_every=args.refit_every,
+    )
+    result, folder = backtest_ticker(
+        _context(args),
+        args.ticker,
+        params,
+        config,
+        output_dir=Path(args.output_dir) if args.output_dir else None,
+        start=args.start,
+        end=args.end,
+    )
+    payload = {**result.summary, "headline": headline(result.summary), "output_dir": str(folder)}
+
+    def human() -> str:
+        lines = [
+            f"{result.summary['ticker']}: {result.summary['n_origins']} origins "
+            f"{result.summary['first_origin']}..{result.summary['last_origin']}, "
+            f"{result.summary['fits']} fit(s)",
+            f"{'h':>3}{'model MAE':>12}{'persist.':>11}{'rMAE':>8}{'drift rMAE':>12}"
+            f"{'DM p':>8}{'direction':>11}{'coverage':>10}",
+        ]
+        for row in result.summary["horizons"]:
+
+            def fmt(value: Any, spec: str) -> str:
+                return format(value, spec) if isinstance(value, int | float) else "-"
+
+            lines.append(
+                f"{row['horizon']:>3}{row['model']['mae']:>12.4f}"
+                f"{row['persistence']['mae']:>11.4f}{fmt(row['rmae'], '>8.3f')}"
+                f"{fmt(row['rmae_drift'], '>12.3f')}{fmt(row['dm_p_value'], '>8.3f')}"
+                f"{fmt(row['directional_accuracy'], '>11.3f')}"
+                f"{fmt(row.get('coverage'), '>10.3f')}"
+            )
+        lines.append(f"written: {folder / 'backtest.csv'}, {folder / 'summary.json'}")
+        return "\n".join(lines)
+
+    _emit(args, payload, human)
     return 0
 
 

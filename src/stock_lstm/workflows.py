@@ -452,3 +452,40 @@ def predict_ticker(ctx: AppContext, ticker: str, days: int) -> Forecast:
     if sync.warning:
         forecast.warnings.append(sync.warning)
     return forecast
+
+
+def backtest_ticker(
+    ctx: AppContext,
+    ticker: str,
+    params: TrainParams,
+    config: Any,
+    *,
+    output_dir: Path | None = None,
+    start: date | None = None,
+    end: date | None = None,
+) -> tuple[Any, Path]:
+    """Walk-forward backtest of ``ticker``; writes ``backtest.csv`` and ``summary.json``.
+
+    Returns the :class:`~stock_lstm.evaluation.backtest.BacktestResult` and the folder it
+    was written to (default ``reports/<TICKER>/backtest_<UTC time>/``).
+    """
+    import json
+
+    from stock_lstm.evaluation.backtest import walk_forward
+    from stock_lstm.tickers import ticker_file_stem
+
+    ticker = validate_ticker(ticker)
+    params = params.validate()
+    config = config.validate()
+    prices, _sync = load_prices(ctx, ticker, start=start, end=end)
+    result = walk_forward(prices, params, config, threads=ctx.settings.torch_threads)
+    folder = output_dir or (
+        Path(ctx.settings.reports_dir)
+        / ticker_file_stem(ticker)
+        / f"backtest_{ctx.clock().strftime('%Y%m%d_%H%M%S')}"
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    result.summary.update({"ticker": ticker, "fit_windows": result.fits})
+    result.frame.to_csv(folder / "backtest.csv", index=False, float_format="%.6f")
+    (folder / "summary.json").write_text(json.dumps(result.summary, indent=2, default=str))
+    return result, folder
