@@ -43,9 +43,13 @@ PARAMETERS: dict[str, dict[str, str]] = {
         "learning_rate": "0.001",
         "batch_size": "32",
         "seed": "42",
+        "target": '"log_return"',
+        "strategy": '"direct"',
+        "horizon": "30",
         "job_id": "None",
         "report_path": "None",
         "activate": "True",
+        "force": "False",
     },
     "04_predict": {**COMMON, "days": "5", "history_days": "120"},
 }

@@ -211,6 +211,25 @@ def build_parser() -> argparse.ArgumentParser:
     _range_options(backtest)
     backtest.set_defaults(handler=_cmd_backtest)
 
+    evaluate = commands.add_parser(
+        "evaluate",
+        parents=[common],
+        help="backtest every ticker of a CSV folder and write one comparison table",
+        description="For each ticker: walk-forward backtests of the default model for each "
+        "seed and of the original design (min-max prices, recursive), beside persistence and "
+        "drift. Writes evaluation.md, evaluation.csv and runs.json to --output-dir.",
+    )
+    evaluate.add_argument("--csv-dir", required=True, help="folder of <TICKER>.csv files")
+    evaluate.add_argument("--tickers", help="comma-separated subset (default: every file)")
+    evaluate.add_argument("--seeds", default="1,2,3", help="comma-separated seeds (1,2,3)")
+    evaluate.add_argument("--horizon", type=int, default=5, help="days ahead scored (5)")
+    evaluate.add_argument("--origins", type=int, default=100, help="origins per ticker (100)")
+    evaluate.add_argument("--refit-every", type=int, help="refit every K origins (one fit)")
+    evaluate.add_argument("--workers", type=int, default=1, help="parallel processes (1)")
+    evaluate.add_argument("--no-original", action="store_true", help="skip the original model")
+    evaluate.add_argument("--output-dir", default="bench/evaluation", help="(bench/evaluation)")
+    evaluate.set_defaults(handler=_cmd_evaluate)
+
     reports = commands.add_parser(
         "reports",
         parents=[common],
@@ -545,6 +564,37 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
 
     _emit(args, payload, human)
     return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from stock_lstm.errors import InvalidParameterError
+    from stock_lstm.evaluation.evaluate import (
+        build_tasks,
+        default_params,
+        run_tasks,
+        write_outputs,
+    )
+
+    try:
+        seeds = [int(seed) for seed in args.seeds.split(",") if seed.strip()]
+    except ValueError as exc:
+        raise InvalidParameterError(f"--seeds must be whole numbers, got {args.seeds!r}") from exc
+    tickers = [t.strip().upper() for t in args.tickers.split(",")] if args.tickers else None
+    tasks = build_tasks(
+        Path(args.csv_dir),
+        tickers,
+        seeds or [1],
+        horizon=args.horizon,
+        origins=args.origins,
+        refit_every=args.refit_every,
+        base_params=default_params({"horizon": max(args.horizon, 1)}),
+        include_original=not args.no_original,
+    )
+    rows = run_tasks(tasks, workers=args.workers)
+    markdown = write_outputs(Path(args.output_dir), rows, args.horizon)
+    _emit(args, {"runs": rows}, lambda: markdown)
+    failed = [row for row in rows if row["status"] != "ok"]
+    return 1 if failed else 0
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
