@@ -11,7 +11,8 @@ SOURCE ?=
 
 # Make variables that become notebook parameters when set, e.g. `make train EPOCHS=20`.
 PARAM_VARS := EPOCHS PATIENCE SEQUENCE_LENGTH HIDDEN_SIZE NUM_LAYERS DROPOUT LEARNING_RATE \
-	BATCH_SIZE SEED TARGET STRATEGY HORIZON DAYS HISTORY_DAYS START END FORCE
+	BATCH_SIZE SEED TARGET STRATEGY HORIZON DAYS HISTORY_DAYS START END FORCE ORIGINS STEP \
+	REFIT_EVERY
 lower = $(shell echo '$(1)' | tr 'A-Z' 'a-z')
 PARAMS = $(foreach v,$(PARAM_VARS),$(if $($(v)),-p $(call lower,$(v)) $($(v)),))
 SOURCE_FLAG = $(if $(SOURCE),--source $(SOURCE),)
@@ -21,7 +22,8 @@ NBVAL = $(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax --nbval-kerne
 	--nbval-sanitize-with notebooks/nbval_sanitize.cfg notebooks/
 
 .DEFAULT_GOAL := help
-.PHONY: help setup sync eda train predict pipeline reports lab api test test-unit test-notebooks \
+.PHONY: help setup sync eda train predict pipeline backtest evaluate reports lab api test \
+	test-unit test-notebooks \
 	lint format clean
 
 help: ## List the targets
@@ -51,6 +53,19 @@ predict: $(STAMP) ## Notebook 04: forecast DAYS trading days with TICKER's activ
 
 pipeline: $(STAMP) ## All four notebooks for TICKER in one run
 	$(RUN) all
+
+backtest: $(STAMP) ## Notebook 05: walk-forward backtest vs persistence and drift (ORIGINS=, HORIZON=)
+	$(RUN) backtest
+
+EVAL_DIR ?= ../shared/data/prices
+SEEDS ?= 1,2,3
+WORKERS ?= 2
+evaluate: $(STAMP) ## Backtest every ticker in EVAL_DIR (SEEDS=, WORKERS=) -> bench/evaluation/
+	$(BIN)/stock-lstm evaluate --csv-dir $(EVAL_DIR) --seeds $(SEEDS) --workers $(WORKERS) \
+		--output-dir bench/evaluation
+
+api: $(STAMP) ## Serve the HTTP API on 127.0.0.1:8000 (docs at /docs)
+	$(BIN)/stock-lstm serve --host 127.0.0.1 --port 8000
 
 reports: $(STAMP) ## Rebuild reports/index.html
 	$(BIN)/stock-lstm reports

@@ -52,6 +52,19 @@ PARAMETERS: dict[str, dict[str, str]] = {
         "force": "False",
     },
     "04_predict": {**COMMON, "days": "5", "history_days": "120"},
+    "05_backtest": {
+        **COMMON,
+        "horizon": "5",
+        "origins": "100",
+        "step": "1",
+        "refit_every": "None",
+        "epochs": "100",
+        "sequence_length": "60",
+        "target": '"log_return"',
+        "strategy": '"direct"',
+        "seed": "42",
+        "output_dir": "None",
+    },
 }
 
 
@@ -63,7 +76,7 @@ def code_cells(notebook: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
     return [cell for cell in notebook.cells if cell.cell_type == "code"]
 
 
-def test_exactly_the_four_pipeline_notebooks() -> None:
+def test_exactly_the_pipeline_notebooks() -> None:
     assert sorted(path.stem for path in NOTEBOOKS_DIR.glob("*.ipynb")) == sorted(PARAMETERS)
 
 

@@ -53,7 +53,8 @@ def notebooks(tmp_path: Path) -> Path:
 
 
 def test_stage_names_expand_and_unknown_ones_are_refused() -> None:
-    assert resolve_stages(["all"]) == list(STAGES)
+    assert resolve_stages(["all"]) == ["sync", "eda", "train", "predict"]
+    assert resolve_stages(["backtest"]) == ["backtest"] and "backtest" in STAGES
     assert resolve_stages(["predict", "train", "train"]) == ["train", "predict"]
     with pytest.raises(InvalidParameterError, match="unknown stage 'fit'"):
         resolve_stages(["fit"])

@@ -32,7 +32,7 @@ from stock_lstm.tickers import ticker_file_stem, validate_ticker
 log = logging.getLogger(__name__)
 
 #: Parameters the runner fills in itself; users cannot override them with ``-p``.
-RUNNER_PARAMETERS = ("ticker", "report_path")
+RUNNER_PARAMETERS = ("ticker", "report_path", "output_dir")
 
 
 class PipelineError(StockLSTMError):
@@ -231,6 +231,8 @@ def run_pipeline(
             stage_parameters = {"ticker": ticker, **per_stage[stage]}
             if stage == "train":
                 stage_parameters["report_path"] = str(html_path)
+            if stage == "backtest":
+                stage_parameters["output_dir"] = str(run_dir)
             log.info("running %s for %s -> %s", stem, ticker, output)
             began = time.perf_counter()
             stage_result = StageResult(stage, "ok", output.name)

@@ -12,8 +12,11 @@ STAGES: dict[str, str] = {
     "eda": "02_eda",
     "train": "03_train",
     "predict": "04_predict",
+    "backtest": "05_backtest",
 }
 ALL = "all"
+#: What ``all`` runs: the backtest refits many times, so it is asked for by name.
+ALL_STAGES = ("sync", "eda", "train", "predict")
 KERNEL_NAME = "stock-lstm"
 
 
@@ -30,7 +33,7 @@ def resolve_stages(names: list[str]) -> list[str]:
     for name in names:
         key = name.strip().lower()
         if key == ALL:
-            wanted.update(STAGES)
+            wanted.update(ALL_STAGES)
         elif key in STAGES:
             wanted.add(key)
         else:
