@@ -1,7 +1,8 @@
 """Deterministic synthetic price files, so tests, CI notebooks and demos never need the network.
 
-The series are geometric random walks with a weekly cycle and a slow trend, written on real
-NYSE sessions in either CSV layout the CSV source reads.
+The series are geometric random walks with an optional 10-day cycle and a slow drift, written
+on business days (Mon-Fri, so a few fall on exchange holidays) in either CSV layout the CSV
+source reads.
 """
 
 from __future__ import annotations
