@@ -83,12 +83,12 @@ test-notebooks: $(STAMP) ## Execute the notebooks with nbval on generated prices
 	$(NBVAL)
 
 lint: $(STAMP) ## ruff check + ruff format --check
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests notebooks
+	$(BIN)/ruff format --check src tests notebooks
 
 format: $(STAMP) ## Apply ruff's fixes and formatting
-	$(BIN)/ruff check --fix src tests
-	$(BIN)/ruff format src tests
+	$(BIN)/ruff check --fix src tests notebooks
+	$(BIN)/ruff format src tests notebooks
 
 clean: ## Remove the venv and caches (keeps data/, models/, reports/)
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -8,16 +8,20 @@ checkout, and never needs the network.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 import pytest
+
+_ROOT = pytest.StashKey[Path]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
     from stock_lstm.data.synthetic import write_fixture_folder
 
     root = Path(tempfile.mkdtemp(prefix="stock-lstm-nbval-"))
+    config.stash[_ROOT] = root
     prices = write_fixture_folder(root / "prices", ("AAPL", "MSFT", "TEST"))
     os.environ.update(
         {
@@ -28,3 +32,9 @@ def pytest_configure(config: pytest.Config) -> None:
             "STOCK_LSTM_TORCH_THREADS": "1",
         }
     )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    root = config.stash.get(_ROOT, None)
+    if root is not None:
+        shutil.rmtree(root, ignore_errors=True)
