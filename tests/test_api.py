@@ -101,6 +101,12 @@ def test_training_round_trip_status_report_and_prediction(client: TestClient) ->
     dates = [point["date"] for point in forecast["predictions"]]
     assert len(dates) == 5 and dates == sorted(dates) and dates[0] > forecast["last_date"]
     assert all(point["close"] > 0 for point in forecast["predictions"])
+    assert forecast["interval_level"] == 0.9 and forecast["gate"]["status"] in (
+        "passed",
+        "failed",
+    )
+    for point in forecast["predictions"]:
+        assert point["lower"] <= point["close"] <= point["upper"]
 
     listed = client.get("/api/v1/training/jobs", params={"ticker": "AAPL"}).json()["jobs"]
     assert [j["job_id"] for j in listed] == [body["job_id"]]

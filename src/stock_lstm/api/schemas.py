@@ -275,6 +275,8 @@ class BatchPredictRequest(RequestModel):
 class ForecastPoint(BaseModel):
     date: date
     close: float = Field(description="Forecast close, in price units.")
+    lower: float | None = Field(None, description="Lower bound of the prediction interval.")
+    upper: float | None = Field(None, description="Upper bound of the prediction interval.")
 
 
 class ForecastResponse(BaseModel):
@@ -283,6 +285,12 @@ class ForecastResponse(BaseModel):
     last_date: date = Field(description="Last cached close the forecast starts from.")
     last_close: float
     predictions: list[ForecastPoint]
+    interval_level: float | None = Field(
+        None, description="Coverage the split-conformal bounds aim for (e.g. 0.9)."
+    )
+    gate: dict[str, Any] | None = Field(
+        None, description="The promotion gate's verdict on this model (status, value, reason)."
+    )
     warnings: list[str]
 
     @classmethod
@@ -292,7 +300,12 @@ class ForecastResponse(BaseModel):
             version_id=forecast.version_id,
             last_date=forecast.last_date,
             last_close=forecast.last_close,
-            predictions=[ForecastPoint(date=p.date, close=p.close) for p in forecast.predictions],
+            predictions=[
+                ForecastPoint(date=p.date, close=p.close, lower=p.lower, upper=p.upper)
+                for p in forecast.predictions
+            ],
+            interval_level=forecast.interval_level,
+            gate=forecast.gate,
             warnings=list(forecast.warnings),
         )
 
