@@ -115,14 +115,19 @@ def register_model(
         return ModelRecord.from_row(row)
 
 
+def _row(session: Session, version_id: str) -> ModelRegistry:
+    row = session.get(ModelRegistry, version_id)
+    if row is None:
+        raise ModelNotFoundError(
+            f"no model version {version_id!r}: list versions with `stock-lstm models`"
+        )
+    return row
+
+
 def activate_version(db: Database, version_id: str) -> ModelRecord:
     """Make ``version_id`` its ticker's active model (the previous one becomes inactive)."""
     with db.transaction() as session:
-        row = session.get(ModelRegistry, version_id)
-        if row is None:
-            raise ModelNotFoundError(
-                f"no model version {version_id!r}: list versions with `stock-lstm models`"
-            )
+        row = _row(session, version_id)
         _deactivate_ticker(session, row.ticker)
         row.is_active = True
         session.flush()
@@ -132,12 +137,7 @@ def activate_version(db: Database, version_id: str) -> ModelRecord:
 def get_model(db: Database, version_id: str) -> ModelRecord:
     """One version by id, or ``ModelNotFoundError``."""
     with db.session() as session:
-        row = session.get(ModelRegistry, version_id)
-        if row is None:
-            raise ModelNotFoundError(
-                f"no model version {version_id!r}: list versions with `stock-lstm models`"
-            )
-        return ModelRecord.from_row(row)
+        return ModelRecord.from_row(_row(session, version_id))
 
 
 def get_active_model(db: Database, ticker: str) -> ModelRecord:
@@ -171,7 +171,4 @@ def list_models(db: Database, ticker: str | None = None) -> list[ModelRecord]:
 def set_report_path(db: Database, version_id: str, report_path: str) -> None:
     """Link a version to its rendered training report."""
     with db.transaction() as session:
-        row = session.get(ModelRegistry, version_id)
-        if row is None:
-            raise ModelNotFoundError(f"no model version {version_id!r}")
-        row.report_path = report_path
+        _row(session, version_id).report_path = report_path
