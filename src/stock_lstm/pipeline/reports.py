@@ -59,17 +59,28 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return f"{value:.{digits}f}" if isinstance(value, int | float) else "–"
 
 
+#: A test MAE ratio this close to 1 is reported as "≈ persistence", not better or worse.
+SAME_AS_PERSISTENCE = 0.005
+
+
 def _metrics_cells(metrics: dict[str, Any] | None) -> str:
     if not metrics or "mae" not in metrics:
-        return "<td>–</td><td>–</td><td>–</td>"
+        return "<td>–</td><td>–</td><td>–</td><td>–</td>"
     base = metrics.get("persistence", {}).get("mae")
     ratio = metrics["mae"] / base if base else None
-    verdict = ""
+    verdict, css = "", ""
     if ratio is not None:
-        verdict = " better" if ratio < 1 else " worse"
+        if abs(ratio - 1) < SAME_AS_PERSISTENCE:
+            verdict = " ≈ persistence"
+        else:
+            verdict = " better" if ratio < 1 else " worse"
+        css = verdict.strip() if verdict.strip() in ("better", "worse") else ""
+    gate = metrics.get("gate") or {}
     return (
         f"<td>{_fmt(metrics['mae'])}</td><td>{_fmt(base)}</td>"
-        f"<td class='{verdict.strip()}'>{_fmt(ratio, 3)}{verdict}</td>"
+        f"<td class='{css}'>{_fmt(ratio, 3)}{verdict}</td>"
+        f"<td title='{html.escape(str(gate.get('reason', '')))}'>"
+        f"{html.escape(str(gate.get('status', '–')))}</td>"
     )
 
 
@@ -84,9 +95,11 @@ th {{ background: #f4f4f4; }} td.better {{ color: #1a7f37; }} td.worse {{ color:
 </style></head><body>
 <h1>stock-lstm runs</h1>
 <p>One row per pipeline run, newest first. Test-set MAE of the model beside the persistence
-forecast (tomorrow = today) on the same dates; a ratio below 1 means the model beat it.</p>
+forecast (tomorrow = today) on the same dates; a ratio below 1 means the model beat it.
+The gate column says whether the model passed the promotion gate (hover for the reason).</p>
 <table><thead><tr><th>ticker</th><th>run (UTC)</th><th>status</th><th>stages</th>
-<th>model MAE</th><th>persistence MAE</th><th>ratio</th><th>model version</th></tr></thead>
+<th>model MAE</th><th>persistence MAE</th><th>ratio</th><th>gate</th><th>model version</th>
+</tr></thead>
 <tbody>
 {rows}
 </tbody></table></body></html>
@@ -122,7 +135,7 @@ def build_index(reports_dir: Path) -> Path:
             "</tr>"
         )
     index = reports_dir / "index.html"
-    body = _PAGE.format(rows="\n".join(rows) or "<tr><td colspan='8'>no runs yet</td></tr>")
+    body = _PAGE.format(rows="\n".join(rows) or "<tr><td colspan='9'>no runs yet</td></tr>")
     tmp = index.with_suffix(".html.tmp")
     tmp.write_text(body, encoding="utf-8")
     os.replace(tmp, index)
