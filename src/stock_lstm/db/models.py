@@ -82,6 +82,9 @@ class TrainingJob(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     version_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The process that runs the job: lets a later start tell a dead owner from a live one.
+    owner_host: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    owner_pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class ModelRegistry(Base):
