@@ -207,3 +207,18 @@ def api_server(settings: Any, tmp_path: Path, **env: str) -> Iterator[str]:
         base_url = f"http://127.0.0.1:{port}"
         wait_for_http(f"{base_url}/health", process=p, log=log, timeout=30)
         yield base_url
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited and been reaped (a stand-in for a killed owner)."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait(timeout=30)
+    return process.pid
+
+
+def set_job_owner(db: Database, job_id: str, host: str | None, pid: int | None) -> None:
+    """Rewrite a job's owner, as if another (perhaps dead) process had taken it."""
+    with db.transaction() as session:
+        row = session.get(TrainingJob, job_id)
+        assert row is not None, job_id
+        row.owner_host, row.owner_pid = host, pid

@@ -6,6 +6,7 @@ nothing: no job row, no registry row, no cached prices, no files.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,11 @@ from typing import Any
 import pytest
 from api_helpers import (
     GatedTraining,
+    dead_pid,
     fast_training,
     metric_value,
     row_counts,
+    set_job_owner,
     wait_for_job,
     wait_until,
 )
@@ -224,15 +227,33 @@ def test_runner_failures_mark_the_job_failed_with_the_reason(
     assert row_counts(ctx.db).models == 0
 
 
-def test_startup_fails_jobs_a_previous_process_left_unfinished(ctx: AppContext) -> None:
+def test_startup_fails_jobs_whose_process_is_gone_and_keeps_live_ones(ctx: AppContext) -> None:
+    host, gone = socket.gethostname(), dead_pid()
     queued = jobs.create_job(ctx.db, "AAPL", {"epochs": 3})
     running = jobs.create_job(ctx.db, "MSFT", {"epochs": 3})
     jobs.mark_running(ctx.db, running.job_id)
+    legacy = jobs.create_job(ctx.db, "TEST", {"epochs": 3})
+    alive = jobs.create_job(ctx.db, "IBM", {"epochs": 3})
+    jobs.mark_running(ctx.db, alive.job_id)  # owned by this (live) test process
+    elsewhere = jobs.create_job(ctx.db, "KO", {"epochs": 3})
+    for job_id in (queued.job_id, running.job_id):
+        set_job_owner(ctx.db, job_id, host, gone)
+    set_job_owner(ctx.db, legacy.job_id, None, None)  # written before owners were recorded
+    set_job_owner(ctx.db, elsewhere.job_id, "another-host", gone)
     with TestClient(create_app(context=ctx, run_training=fast_training)) as client:
+
+        def status(job_id: str) -> dict[str, Any]:
+            return client.get(f"/api/v1/training/status/{job_id}").json()
+
         for job_id in (queued.job_id, running.job_id):
-            job = client.get(f"/api/v1/training/status/{job_id}").json()
-            assert job["status"] == "failed" and job["error"] == "interrupted by restart"
-        # ...and no longer block a new training of their tickers.
+            job = status(job_id)
+            assert job["status"] == "failed"
+            assert job["error"].startswith(f"interrupted: its process {gone} on {host} is gone")
+        assert status(legacy.job_id)["status"] == "failed"
+        assert "interrupted by restart" in status(legacy.job_id)["error"]
+        assert status(alive.job_id)["status"] == "running"
+        assert status(elsewhere.job_id)["status"] == "queued"
+        # ...and the dead ones no longer block a new training of their tickers.
         assert client.post("/api/v1/training/start", json={"ticker": "AAPL"}).status_code == 202
 
 

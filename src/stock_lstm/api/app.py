@@ -225,9 +225,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        interrupted = jobs.fail_unfinished_jobs(ctx.db, clock=ctx.clock)
+        # Jobs whose process died (a killed server, a kill -9'd kernel) and jobs without an
+        # owner would block their ticker's next training forever; live owners keep theirs.
+        interrupted = jobs.reconcile_jobs(ctx.db, include_unowned=True, clock=ctx.clock)
         if interrupted:
-            log.warning("marked %d training job(s) failed: interrupted by restart", interrupted)
+            log.warning("marked %d interrupted training job(s) failed", len(interrupted))
         pool = TrainingPool(ctx, run_training or run_notebook_training, metrics)
         app.state.training_pool = pool
         try:

@@ -7,8 +7,9 @@ epoch and marks the job completed when it registers the model. The worker makes 
 that ends any other way is marked failed with the reason.
 
 Workers are daemon threads: stopping the server does not wait for a training that may take
-an hour. Such a job stays "running" in the database and the next start-up marks it failed
-("interrupted by restart"); jobs still waiting in the queue are marked failed at shutdown.
+an hour. Such a job stays "running" in the database, owned by the process that trains it; the
+next start-up (or any CLI command) marks it failed once that process is gone
+(``jobs.reconcile_jobs``). Jobs still waiting in the queue are marked failed at shutdown.
 """
 
 from __future__ import annotations

@@ -1,13 +1,24 @@
-"""Training job rows: the progress a notebook, the CLI and the API can all watch."""
+"""Training job rows: the progress a notebook, the CLI and the API can all watch.
+
+Each unfinished job names the process responsible for it (``owner_host``, ``owner_pid``): the
+API process while the job waits in its pool, then the process that trains (the CLI, or the
+notebook's kernel). ``reconcile_jobs`` uses that to fail only the jobs whose owner on this
+host is gone (killed, crashed, machine rebooted), never a job another live process is still
+running.
+"""
 
 from __future__ import annotations
 
+import os
+import socket
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 
 from stock_lstm.clock import Clock, utc_now
 from stock_lstm.db import Database, TrainingJob
@@ -38,6 +49,8 @@ class JobRecord:
     started_at: datetime | None
     finished_at: datetime | None
     version_id: str | None
+    owner_host: str | None = None
+    owner_pid: int | None = None
 
     @classmethod
     def from_row(cls, row: TrainingJob) -> JobRecord:
@@ -54,6 +67,40 @@ def new_job_id() -> str:
     return uuid.uuid4().hex
 
 
+def this_process() -> tuple[str, int]:
+    """``(host name, pid)`` of the calling process, as recorded in ``owner_host/owner_pid``."""
+    return socket.gethostname(), os.getpid()
+
+
+def process_is_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this host and has not exited.
+
+    ``os.kill(pid, 0)`` sends nothing; it only asks whether the pid exists. A zombie (exited,
+    not yet reaped by its parent) counts as gone. When we cannot tell (no permission, not
+    POSIX) the answer is "alive": a job is never failed on a guess.
+
+    Known limit: a pid reused by an unrelated process makes a dead owner look alive, so its
+    job stays ``running`` until that process exits too; the error is always on the side of
+    leaving a job alone, never of failing a live one.
+    """
+    if pid <= 0:
+        return False
+    if os.name != "posix":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    fields = stat.rpartition(")")[2].split()
+    return not fields or fields[0] not in ("Z", "X")
+
+
 def create_job(
     db: Database,
     ticker: str,
@@ -62,7 +109,8 @@ def create_job(
     job_id: str | None = None,
     clock: Clock = utc_now,
 ) -> JobRecord:
-    """A queued job row."""
+    """A queued job row, owned by the calling process until a worker takes it."""
+    owner_host, owner_pid = this_process()
     row = TrainingJob(
         job_id=job_id or new_job_id(),
         ticker=validate_ticker(ticker),
@@ -73,6 +121,8 @@ def create_job(
         losses=[],
         params=dict(params),
         created_at=clock(),
+        owner_host=owner_host,
+        owner_pid=owner_pid,
     )
     with db.transaction() as session:
         session.add(row)
@@ -111,11 +161,15 @@ def list_jobs(
 
 
 def mark_running(db: Database, job_id: str, *, clock: Clock = utc_now) -> None:
+    """Mark the job running, owned by the calling process: the one that trains (the CLI, the
+    notebook's kernel) or, until the kernel is up, the API worker that launched it."""
+    owner_host, owner_pid = this_process()
     with db.transaction() as session:
         row = session.get(TrainingJob, job_id)
         if row is None:
             raise JobNotFoundError(f"no training job {job_id!r}")
         row.status, row.started_at, row.error = RUNNING, clock(), None
+        row.owner_host, row.owner_pid = owner_host, owner_pid
 
 
 def record_epoch(
@@ -159,14 +213,65 @@ def mark_failed(db: Database, job_id: str, error: str, *, clock: Clock = utc_now
         row.status, row.error, row.finished_at = FAILED, error[:2000], clock()
 
 
-def fail_unfinished_jobs(
-    db: Database, reason: str = "interrupted by restart", *, clock: Clock = utc_now
-) -> int:
-    """Mark jobs a dead process left queued/running as failed; returns how many."""
+def interrupted_reason(pid: int, host: str) -> str:
+    return f"interrupted: its process {pid} on {host} is gone; start the training again"
+
+
+#: Error of unfinished jobs without an owner, failed when the API starts (see reconcile_jobs).
+UNOWNED_REASON = (
+    "interrupted by restart: no live process owned this job (it was left by an earlier "
+    "server); start the training again"
+)
+
+
+def reconcile_jobs(
+    db: Database,
+    *,
+    include_unowned: bool = False,
+    host: str | None = None,
+    is_alive: Callable[[int], bool] = process_is_alive,
+    clock: Clock = utc_now,
+) -> list[str]:
+    """Fail the unfinished jobs whose owner process on this host is gone; return their ids.
+
+    Jobs owned on another host are left alone (we cannot see its processes), and so are jobs
+    whose owner is alive. ``include_unowned`` (the API at start-up) also fails unfinished
+    jobs with no owner: rows written before owners were recorded, which no process will ever
+    finish and which would otherwise block that ticker's next training forever.
+
+    Cheap enough to run at the start of every command: one indexed query, and an update only
+    when something is stale. Each update re-checks status and owner, so a job that finished
+    or changed hands in the meantime is not touched.
+    """
+    host = host or socket.gethostname()
+    owned_here = TrainingJob.owner_host == host
+    if include_unowned:
+        owned_here = or_(owned_here, TrainingJob.owner_pid.is_(None))
+    query = select(TrainingJob.job_id, TrainingJob.owner_pid).where(
+        TrainingJob.status.in_(UNFINISHED), owned_here
+    )
+    with db.session() as session:
+        candidates = session.execute(query).all()
+    stale = [(job_id, pid) for job_id, pid in candidates if pid is None or not is_alive(pid)]
+    if not stale:
+        return []
+    failed: list[str] = []
+    now = clock()
     with db.transaction() as session:
-        result = session.execute(
-            update(TrainingJob)
-            .where(TrainingJob.status.in_(UNFINISHED))
-            .values(status=FAILED, error=reason, finished_at=clock())
-        )
-        return int(result.rowcount or 0)
+        for job_id, pid in stale:
+            same_owner = (
+                TrainingJob.owner_pid.is_(None) if pid is None else TrainingJob.owner_pid == pid
+            )
+            reason = UNOWNED_REASON if pid is None else interrupted_reason(pid, host)
+            result = session.execute(
+                update(TrainingJob)
+                .where(
+                    TrainingJob.job_id == job_id,
+                    TrainingJob.status.in_(UNFINISHED),
+                    same_owner,
+                )
+                .values(status=FAILED, error=reason, finished_at=now)
+            )
+            if result.rowcount:
+                failed.append(job_id)
+    return failed
