@@ -346,6 +346,9 @@ def test_batch_prediction_answers_each_ticker(client: TestClient) -> None:
     assert metric_value(metrics, "stock_lstm_predictions_total", ticker="AAPL", outcome="ok") == 1
     assert metric_value(metrics, "stock_lstm_predictions_total", outcome="not_found") == 1
     assert metric_value(metrics, "stock_lstm_prediction_duration_seconds_count") == 3
+    # The one forecast read its prices through the cache rule: the training had filled it.
+    assert metric_value(metrics, "stock_lstm_cache_hits_total") == 1
+    assert metric_value(metrics, "stock_lstm_cache_misses_total") == 0
 
 
 @pytest.mark.parametrize(

@@ -33,6 +33,8 @@ from stock_lstm.models.registry import (
 from stock_lstm.tickers import validate_ticker
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import pandas as pd
 
     from stock_lstm.data.preprocessing import PreparedData
@@ -442,12 +444,23 @@ def register_outcome(
     return record
 
 
-def predict_ticker(ctx: AppContext, ticker: str, days: int) -> Forecast:
-    """Forecast ``days`` trading days with the ticker's active model on fresh prices."""
+def predict_ticker(
+    ctx: AppContext,
+    ticker: str,
+    days: int,
+    *,
+    on_sync: Callable[[bool], None] | None = None,
+) -> Forecast:
+    """Forecast ``days`` trading days with the ticker's active model on fresh prices.
+
+    ``on_sync`` is told whether the prices came from the cache (the API counts hits/misses).
+    """
     days = validate_days(days)
     record = get_active_model(ctx.db, validate_ticker(ticker))
     loaded = ctx.model_cache.get(record)
     prices, sync = load_prices(ctx, record.ticker)
+    if on_sync is not None:
+        on_sync(sync.from_cache)
     forecast = make_forecast(loaded, prices, days, interval_level=ctx.settings.interval_level)
     if sync.warning:
         forecast.warnings.append(sync.warning)

@@ -37,7 +37,7 @@ def forecast_one(ctx: AppContext, metrics: ApiMetrics, raw_ticker: str, days: in
     try:
         ticker = validate_ticker(raw_ticker)
         try:
-            forecast = predict_ticker(ctx, ticker, days)
+            forecast = predict_ticker(ctx, ticker, days, on_sync=metrics.observe_sync)
         except ModelNotFoundError:
             raise no_active_model(ticker) from None
         outcome, ticker_label = "ok", forecast.ticker
