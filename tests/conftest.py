@@ -1,21 +1,66 @@
 """Shared fixtures: a temporary database, models folder and a generated CSV price folder.
 
-Nothing here touches the network or the checkout: every test gets its own folders.
+Nothing here touches the network or the checkout: every test gets its own folders. With
+``STOCK_LSTM_TEST_DATABASE_URL`` set to a server URL (``make test-postgres``), every test
+that uses a database gets a fresh database on that server instead of a SQLite file; those
+tests are marked ``db`` automatically (``pytest -m db`` runs just them).
 """
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from stock_lstm.config import Settings
 from stock_lstm.data.synthetic import write_fixture_folder
 from stock_lstm.workflows import AppContext
 
 FIXTURE_TICKERS = ("AAPL", "MSFT", "TEST")
+#: A database server URL (its database is only used to create and drop per-test databases).
+TEST_DATABASE_URL_ENV = "STOCK_LSTM_TEST_DATABASE_URL"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses the ``database_url`` fixture (directly or not) with ``db``."""
+    for item in items:
+        if "database_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.db)
+
+
+@contextmanager
+def server_database(server_url: str) -> Iterator[str]:
+    """A new, empty database on ``server_url``'s server, dropped afterwards (even if in use)."""
+    server = make_url(server_url)
+    name = f"stock_lstm_test_{uuid.uuid4().hex[:16]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    force = " WITH (FORCE)" if server.get_backend_name() == "postgresql" else ""
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f"CREATE DATABASE {name}"))
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f"DROP DATABASE IF EXISTS {name}{force}"))
+        admin.dispose()
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> Iterator[str]:
+    """An empty database: a temporary SQLite file, or one on the test server when configured."""
+    server_url = os.environ.get(TEST_DATABASE_URL_ENV)
+    if not server_url:
+        yield f"sqlite:///{tmp_path / 'db' / 'stock_lstm.db'}"
+        return
+    with server_database(server_url) as url:
+        yield url
 
 
 class FixedClock:
@@ -43,9 +88,9 @@ def price_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, price_dir: Path) -> Settings:
+def settings(tmp_path: Path, price_dir: Path, database_url: str) -> Settings:
     return Settings(
-        database_url=f"sqlite:///{tmp_path / 'db' / 'stock_lstm.db'}",
+        database_url=database_url,
         source=f"csv:{price_dir}",
         models_dir=tmp_path / "models",
         reports_dir=tmp_path / "reports",

@@ -48,8 +48,8 @@ LAST_OF_60 = FIRST_60.index[-1].date()
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 't.db'}")
+def db(database_url: str) -> Iterator[Database]:
+    database = Database(database_url)
     yield database
     database.dispose()
 
@@ -409,10 +409,9 @@ def test_sync_result_to_dict_is_json_safe(db: Database, fake_clock: FakeClock) -
     assert data["rows"] == 59
 
 
-def test_too_short_history_for_the_caller_caches_nothing(tmp_path: Path) -> None:
+def test_too_short_history_for_the_caller_caches_nothing(db: Database, tmp_path: Path) -> None:
     from stock_lstm.errors import NotEnoughDataError
 
-    db = Database(f"sqlite:///{tmp_path / 'short.db'}")
     prices = tmp_path / "prices"
     write_flat_csv(synthetic_prices("AAPL", rows=80), prices / "AAPL.csv")
     source = CsvSource(prices)

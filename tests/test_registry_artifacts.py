@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -58,8 +59,10 @@ def _register(db: Database, directory: Path, version_id: str, *, activate: bool 
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Database:
-    return Database(f"sqlite:///{tmp_path / 'r.db'}")
+def db(database_url: str) -> Iterator[Database]:
+    database = Database(database_url)
+    yield database
+    database.dispose()
 
 
 def test_new_model_replaces_active_one_atomically(db: Database, tmp_path: Path) -> None:

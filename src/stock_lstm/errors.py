@@ -60,3 +60,9 @@ class ConflictError(StockLSTMError):
     """The action clashes with work already under way (e.g. a ticker already training)."""
 
     http_status = 409
+
+
+class DatabaseSchemaError(StockLSTMError):
+    """The database's schema cannot be brought to the migrations' head without a person."""
+
+    http_status = 503

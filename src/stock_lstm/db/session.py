@@ -11,7 +11,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from stock_lstm.db.models import Base
+from stock_lstm.db.migrate import upgrade_to_head
 
 
 def _prepare_sqlite_file(url: str) -> None:
@@ -43,12 +43,17 @@ def make_engine(url: str, *, busy_timeout_seconds: float = 30.0) -> Engine:
 
 
 class Database:
-    """An engine plus a session factory; the schema is created on first use."""
+    """An engine plus a session factory; opening it migrates the schema to the newest revision.
+
+    A new database is created by the migrations, one from before migrations is stamped and
+    upgraded (never dropped), and one already at head costs a single query
+    (``stock_lstm.db.migrate``).
+    """
 
     def __init__(self, url: str, *, busy_timeout_seconds: float = 30.0) -> None:
         self.url = url
         self.engine = make_engine(url, busy_timeout_seconds=busy_timeout_seconds)
-        Base.metadata.create_all(self.engine)
+        upgrade_to_head(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def session(self) -> Session:
