@@ -281,7 +281,29 @@ def _settings_from(args: argparse.Namespace) -> Any:
 def _context(args: argparse.Namespace) -> Any:
     from stock_lstm.workflows import AppContext
 
-    return AppContext.create(_settings_from(args))
+    ctx = AppContext.create(_settings_from(args))
+    _reconcile_jobs(ctx.db)
+    return ctx
+
+
+def _reconcile_jobs(db: Any) -> None:
+    """Fail the training jobs whose process on this host is gone (a kill -9, a crash), so
+    every command sees the truth; one query when there are none."""
+    from stock_lstm.models.jobs import reconcile_jobs
+
+    for job_id in reconcile_jobs(db):
+        print(f"warning: training job {job_id} was interrupted: marked failed", file=sys.stderr)
+
+
+def _reconcile_database(settings: Any) -> None:
+    """``_reconcile_jobs`` for commands that hand the database to notebooks (``run``)."""
+    from stock_lstm.db import Database
+
+    db = Database(settings.database_url, busy_timeout_seconds=settings.sqlite_busy_timeout_seconds)
+    try:
+        _reconcile_jobs(db)
+    finally:
+        db.dispose()
 
 
 def _emit(args: argparse.Namespace, payload: dict[str, Any], human: Callable[[], str]) -> None:
@@ -469,6 +491,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     parameters = {name: coerce_parameter(value) for name, value in args.parameter}
     settings = _settings_from(args)
+    _reconcile_database(settings)
     status = "failed"
     train_seconds = None
     try:

@@ -252,14 +252,16 @@ def train_ticker(
 ) -> TrainOutcome:
     """Sync, preprocess, train, evaluate against persistence and save artifacts.
 
-    Nothing is written to the models folder or the registry here: ``register_outcome`` does
-    that as the last step, so a run that fails halfway (say, a notebook cell after training)
-    leaves no files and no registry row behind. With ``job_id`` the ``TrainingJob`` row follows
-    along and is marked failed if anything here raises.
+    The models folder is checked for writability first. Nothing is written to the models
+    folder or the registry here: ``register_outcome`` does that as the last step, so a run
+    that fails halfway (say, a notebook cell after training) leaves no files and no registry
+    row behind. With ``job_id`` the ``TrainingJob`` row follows along and is marked failed if
+    anything here raises.
     """
     from stock_lstm.data.encoding import make_encoder
     from stock_lstm.data.preprocessing import SplitFractions, minimum_rows, prepare_data
     from stock_lstm.evaluation.holdout import evaluate_model
+    from stock_lstm.models.artifacts import ensure_writable_directory
     from stock_lstm.models.training import MAX_HORIZON, train_model
 
     ticker = validate_ticker(ticker)
@@ -269,6 +271,8 @@ def train_ticker(
         jobs.ensure_job(ctx.db, job_id, ticker, params.to_dict())
         jobs.mark_running(ctx.db, job_id, clock=ctx.clock)
     try:
+        # Fail in a second, not after the training, when the models folder cannot take files.
+        ensure_writable_directory(Path(ctx.settings.models_dir))
         fractions = SplitFractions()
         prices, sync = load_prices(
             ctx,

@@ -1,9 +1,12 @@
 """Model and scaler files: written atomically, fingerprinted, verified before deserializing.
 
-A crash while saving never leaves a half file under the final name (write to a temporary
-name in the same folder, fsync, rename). Loading checks the sha256 recorded in the registry
-*before* unpickling anything, because a joblib file is a pickle and a replaced one could run
-code.
+A crash while saving never leaves a half file under the final name: each file is written to
+a temporary name in the same folder (``.<name>.<random>.tmp``), fsynced, renamed, and the
+folder is fsynced so the rename itself survives a power cut; only then does the caller commit
+the registry row. A process killed mid-save leaves at worst a temporary file nobody reads
+(the next save removes it once it is ``STALE_TEMP_SECONDS`` old) or final files no registry
+row names. Loading checks the sha256 recorded in the registry *before* unpickling anything,
+because a joblib file is a pickle and a replaced one could run code.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,6 +27,11 @@ from stock_lstm.tickers import ticker_file_stem
 
 ARTIFACT_FORMAT = 1
 _HASH_CHUNK = 1 << 20
+#: Suffix of files being written; they never carry a final name, so nothing loads them.
+TEMP_SUFFIX = ".tmp"
+#: A temporary file this old (seconds) belongs to a save that died; another process's save in
+#: progress takes well under a second, so an hour leaves it alone.
+STALE_TEMP_SECONDS = 3600.0
 
 
 @dataclass(frozen=True)
@@ -57,9 +66,24 @@ def new_version_id(ticker: str, directory: Path, created_at: datetime) -> str:
     return candidate
 
 
+def _fsync_directory(directory: Path) -> None:
+    """Make renames in ``directory`` durable (POSIX; a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems refuse fsync on a folder; the rename is still atomic
+    finally:
+        os.close(fd)
+
+
 def _write_atomically(path: Path, write: Callable[[Path], None]) -> str:
-    """Write via ``write(tmp_path)``, fsync, rename onto ``path``; return the file's sha256."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Write via ``write(tmp_path)``, fsync, rename onto ``path``, fsync the folder; return the
+    file's sha256 (of the bytes that were fsynced, before the rename)."""
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp_name)
     try:
@@ -71,7 +95,48 @@ def _write_atomically(path: Path, write: Callable[[Path], None]) -> str:
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+    _fsync_directory(path.parent)
     return digest
+
+
+def remove_stale_temp_files(
+    directory: Path, *, older_than: float = STALE_TEMP_SECONDS, now: float | None = None
+) -> list[Path]:
+    """Delete temporary files that saves killed mid-write left in ``directory``.
+
+    Only our own pattern (``.<name>.<random>.tmp``) older than ``older_than`` seconds is
+    removed, so another process's save in progress is never touched. Returns what was removed.
+    """
+    now = time.time() if now is None else now
+    removed: list[Path] = []
+    for path in directory.glob(f".*{TEMP_SUFFIX}"):
+        with contextlib.suppress(OSError):
+            if path.is_file() and now - path.stat().st_mtime > older_than:
+                path.unlink()
+                removed.append(path)
+    return removed
+
+
+def ensure_writable_directory(directory: Path) -> None:
+    """Create ``directory`` if needed and prove a file can be written in it, or raise
+    ``ArtifactError`` naming it: called before training, so a read-only models folder fails
+    in a second instead of after an hour of training."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(
+            dir=directory, prefix=".write-check.", suffix=TEMP_SUFFIX
+        ) as probe:
+            probe.write(b"ok")
+            probe.flush()
+    except OSError as exc:
+        raise ArtifactError(_unwritable_message(directory, exc)) from exc
+
+
+def _unwritable_message(directory: Path, exc: OSError) -> str:
+    return (
+        f"cannot write model files to {directory}: {exc.strerror or exc}; "
+        "make the folder writable or set STOCK_LSTM_MODELS_DIR"
+    )
 
 
 def save_artifacts(
@@ -98,15 +163,15 @@ def save_artifacts(
     }
     try:
         directory.mkdir(parents=True, exist_ok=True)
+        remove_stale_temp_files(directory)
         model_sha = _write_atomically(model_path, lambda tmp: torch.save(payload, tmp))
         scaler_sha = _write_atomically(scaler_path, lambda tmp: joblib.dump(scaler, tmp))
-    except OSError as exc:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
-            model_path.unlink(missing_ok=True)
-        raise ArtifactError(
-            f"cannot write model files to {directory}: {exc.strerror or exc}; "
-            "make the folder writable or set STOCK_LSTM_MODELS_DIR"
-        ) from exc
+            model_path.unlink(missing_ok=True)  # no half pair: a model without its scaler
+        if isinstance(exc, OSError):
+            raise ArtifactError(_unwritable_message(directory, exc)) from exc
+        raise
     return SavedArtifacts(version_id, model_path, scaler_path, model_sha, scaler_sha)
 
 

@@ -1,0 +1,323 @@
+"""Faults survived: a training process killed with SIGKILL (during an epoch, while saving its
+files, inside a notebook kernel), a corrupted database file and a models folder that cannot
+take files.
+
+Each kill test trains for real in a child process (``fault_driver.py`` runs the CLI), kills
+it at a known point and then checks what a user would see next: the registry names only
+complete files with the fingerprints it recorded, the model that was active before still is
+and still predicts, and the job is marked failed by the next CLI command or API start-up.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from api_helpers import TINY_PARAMS, server_env, wait_until
+from fastapi.testclient import TestClient
+
+from stock_lstm.api import create_app
+from stock_lstm.cli import main
+from stock_lstm.config import Settings
+from stock_lstm.models import jobs
+from stock_lstm.models.artifacts import TEMP_SUFFIX, sha256_file
+from stock_lstm.models.registry import ModelRecord, get_active_model, list_models
+from stock_lstm.models.training import TrainParams
+from stock_lstm.workflows import AppContext, predict_ticker, register_outcome, train_ticker
+
+DRIVER = Path(__file__).with_name("fault_driver.py")
+#: Tiny network, early stopping off and a large epoch budget: still training when killed.
+ENDLESS = [
+    "--epochs",
+    "1000",
+    "--patience",
+    "0",
+    "--sequence-length",
+    "10",
+    "--hidden-size",
+    "8",
+    "--num-layers",
+    "1",
+    "--batch-size",
+    "64",
+    "--no-progress",
+]
+#: Three epochs: reaches the artifact save within seconds.
+SHORT = ["--epochs", "3", *ENDLESS[2:]]
+CHILD_TIMEOUT = 120.0
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def train_in_process(ctx: AppContext, ticker: str = "AAPL", **params: int) -> ModelRecord:
+    """A tiny model, registered (and activated by the gate's first-model rule)."""
+    outcome = train_ticker(ctx, ticker, TrainParams.from_dict({**TINY_PARAMS, **params}))
+    return register_outcome(ctx, outcome, force=True)
+
+
+@pytest.fixture
+def active(ctx: AppContext) -> ModelRecord:
+    """AAPL's active model before the fault: it must survive every fault below."""
+    record = train_in_process(ctx)
+    assert record.is_active
+    return record
+
+
+def start_child(
+    settings: Settings, tmp_path: Path, *argv: str, name: str = "child"
+) -> tuple[subprocess.Popen[bytes], Path]:
+    log = tmp_path / f"{name}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, str(DRIVER), *argv],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=server_env(settings),
+            cwd=tmp_path,
+        )
+    return process, log
+
+
+@pytest.fixture
+def children() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Processes a test started; any still running at the end are killed."""
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def kill_9(process: subprocess.Popen[bytes]) -> None:
+    os.kill(process.pid, signal.SIGKILL)
+    assert process.wait(timeout=10) == -signal.SIGKILL
+
+
+def alive_or_fail(process: subprocess.Popen[bytes], log: Path) -> None:
+    if process.poll() is not None:
+        raise AssertionError(f"child exited early ({process.returncode}):\n{log.read_text()}")
+
+
+def assert_registry_consistent(ctx: AppContext) -> list[ModelRecord]:
+    """Every registry row names two complete files that match the recorded fingerprints."""
+    records = list_models(ctx.db)
+    for record in records:
+        for path, digest in (
+            (Path(record.model_path), record.model_sha256),
+            (Path(record.scaler_path), record.scaler_sha256),
+        ):
+            assert path.is_file(), f"{record.version_id} points at missing {path}"
+            assert not path.name.endswith(TEMP_SUFFIX), path
+            assert sha256_file(path) == digest, f"{path} is not what was registered"
+    return records
+
+
+def assert_previous_model_serves(ctx: AppContext, previous: ModelRecord) -> None:
+    assert get_active_model(ctx.db, "AAPL").version_id == previous.version_id
+    ctx.model_cache.clear()  # load from disk again, through the checksum
+    forecast = predict_ticker(ctx, "AAPL", 3)
+    assert forecast.version_id == previous.version_id and len(forecast.predictions) == 3
+
+
+def reconcile_with(
+    reconciler: str, settings: Settings, ctx: AppContext, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Start what a user would start next: any CLI command, or the API."""
+    if reconciler == "cli":
+        assert main(["models", "--json"]) == 0
+        assert "was interrupted" in capsys.readouterr().err
+    else:
+        with TestClient(create_app(settings)) as client:
+            assert client.get("/health").status_code == 200
+
+
+# --- kill -9 during an epoch ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("reconciler", ["cli", "api"])
+def test_kill_9_during_an_epoch_fails_the_job_and_keeps_the_active_model(
+    cli_env: Settings,
+    ctx: AppContext,
+    active: ModelRecord,
+    tmp_path: Path,
+    children: list[subprocess.Popen[bytes]],
+    capsys: pytest.CaptureFixture[str],
+    reconciler: str,
+) -> None:
+    files_before = sorted(Path(cli_env.models_dir).iterdir())
+    process, log = start_child(cli_env, tmp_path, "--", "train", "AAPL", "--job-id", "J1", *ENDLESS)
+    children.append(process)
+
+    def training() -> jobs.JobRecord | None:
+        alive_or_fail(process, log)
+        try:
+            job = jobs.get_job(ctx.db, "J1")
+        except Exception:
+            return None
+        return job if job.current_epoch >= 1 else None
+
+    job = wait_until(training, timeout=CHILD_TIMEOUT, what="the child's first epoch")
+    assert job.status == "running"
+    assert (job.owner_host, job.owner_pid) == (socket.gethostname(), process.pid)
+    kill_9(process)
+
+    assert jobs.get_job(ctx.db, "J1").status == "running"  # nobody could say otherwise yet
+    reconcile_with(reconciler, cli_env, ctx, capsys)
+    job = jobs.get_job(ctx.db, "J1")
+    assert job.status == "failed"
+    assert job.error.startswith(f"interrupted: its process {process.pid} on ")
+    assert [r.version_id for r in assert_registry_consistent(ctx)] == [active.version_id]
+    assert sorted(Path(cli_env.models_dir).iterdir()) == files_before
+    assert_previous_model_serves(ctx, active)
+
+
+def test_a_live_training_is_not_failed_by_another_command(
+    cli_env: Settings,
+    ctx: AppContext,
+    tmp_path: Path,
+    children: list[subprocess.Popen[bytes]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    process, log = start_child(cli_env, tmp_path, "--", "train", "MSFT", "--job-id", "J2", *ENDLESS)
+    children.append(process)
+
+    def training() -> bool:
+        alive_or_fail(process, log)
+        try:
+            return jobs.get_job(ctx.db, "J2").current_epoch >= 1
+        except Exception:
+            return False
+
+    wait_until(training, timeout=CHILD_TIMEOUT, what="the child's first epoch")
+    assert main(["models", "--json"]) == 0
+    with TestClient(create_app(cli_env)) as client:
+        assert client.get("/api/v1/training/status/J2").json()["status"] == "running"
+    assert "interrupted" not in capsys.readouterr().err
+    assert jobs.get_job(ctx.db, "J2").status == "running"
+
+
+# --- kill -9 while saving the artifacts -----------------------------------------------------
+
+
+def stray_temp_files(models_dir: Path) -> list[Path]:
+    return sorted(models_dir.glob(f".*{TEMP_SUFFIX}"))
+
+
+def kind_of(path: Path) -> str:
+    return "scaler" if "_scaler.joblib" in path.name else "model"
+
+
+@pytest.mark.parametrize("stop_at", ["model-temp", "scaler-temp", "before-registry"])
+def test_kill_9_while_saving_artifacts_registers_nothing_half_written(
+    cli_env: Settings,
+    ctx: AppContext,
+    active: ModelRecord,
+    tmp_path: Path,
+    children: list[subprocess.Popen[bytes]],
+    capsys: pytest.CaptureFixture[str],
+    stop_at: str,
+) -> None:
+    models_dir = Path(cli_env.models_dir)
+    registered_files = {Path(active.model_path), Path(active.scaler_path)}
+    stopped = tmp_path / "stopped"
+    argv = ["--stop-at", stop_at, "--signal", str(stopped), "--"]
+    process, log = start_child(cli_env, tmp_path, *argv, "train", "AAPL", "--job-id", "J3", *SHORT)
+    children.append(process)
+
+    def at_stop_point() -> bool:
+        alive_or_fail(process, log)
+        return stopped.exists()
+
+    wait_until(at_stop_point, timeout=CHILD_TIMEOUT, what=f"the child to reach {stop_at}")
+    # The child really is where the test says: what is on disk at that instant.
+    unregistered = sorted(set(models_dir.iterdir()) - registered_files)
+    temp_kinds = [kind_of(p) for p in unregistered if p.name.endswith(TEMP_SUFFIX)]
+    final_kinds = [kind_of(p) for p in unregistered if not p.name.endswith(TEMP_SUFFIX)]
+    assert (temp_kinds, final_kinds) == {
+        "model-temp": (["model"], []),
+        "scaler-temp": (["scaler"], ["model"]),
+        "before-registry": ([], ["model", "scaler"]),
+    }[stop_at], unregistered
+    kill_9(process)
+
+    assert_previous_model_serves(ctx, active)
+    reconcile_with("cli", cli_env, ctx, capsys)
+    assert jobs.get_job(ctx.db, "J3").status == "failed"
+    records = assert_registry_consistent(ctx)
+    assert [r.version_id for r in records] == [active.version_id]  # nothing half-saved counts
+
+    # The next save works, registers only its own complete files and never a leftover.
+    for leftover in stray_temp_files(models_dir):
+        os.utime(leftover, (time.time() - 7200, time.time() - 7200))  # a save dead for 2 h
+    in_progress = models_dir / ".MSFT_20260101_000000.pt.abcd1234.tmp"  # another live save
+    in_progress.write_bytes(b"partial")
+    ctx.clock.advance(seconds=1)
+    newer = train_in_process(ctx, seed=7)
+    records = assert_registry_consistent(ctx)
+    assert {r.version_id for r in records} == {active.version_id, newer.version_id}
+    assert stray_temp_files(models_dir) == [in_progress]  # stale ones gone, the fresh one kept
+
+
+# --- kill -9 of a notebook kernel -----------------------------------------------------------
+
+
+def parent_pid(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+
+
+@pytest.mark.slow
+def test_kill_9_of_the_notebook_kernel_fails_its_job_with_the_kernels_pid(
+    cli_env: Settings,
+    ctx: AppContext,
+    active: ModelRecord,
+    tmp_path: Path,
+    children: list[subprocess.Popen[bytes]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A notebook run trains in its kernel, so the kernel (not the runner) owns the job."""
+    params = {
+        "job_id": "J4",
+        "epochs": 1000,
+        "patience": 0,
+        "sequence_length": 10,
+        "hidden_size": 8,
+        "num_layers": 1,
+        "batch_size": 64,
+    }
+    argv = ["run", "train", "--ticker", "AAPL", "--no-progress"]
+    for name, value in params.items():
+        argv += ["-p", name, str(value)]
+    process, log = start_child(cli_env, tmp_path, "--", *argv)
+    children.append(process)
+
+    def training() -> jobs.JobRecord | None:
+        alive_or_fail(process, log)
+        try:
+            job = jobs.get_job(ctx.db, "J4")
+        except Exception:
+            return None
+        return job if job.current_epoch >= 1 else None
+
+    job = wait_until(training, timeout=CHILD_TIMEOUT, what="the kernel's first epoch")
+    kernel = job.owner_pid
+    assert kernel is not None and kernel != process.pid
+    assert parent_pid(kernel) == process.pid  # the kernel the runner started
+    os.kill(kernel, signal.SIGKILL)
+    assert process.wait(timeout=CHILD_TIMEOUT) == 2, log.read_text()
+    assert "stage train failed" in log.read_text()
+
+    reconcile_with("cli", cli_env, ctx, capsys)
+    job = jobs.get_job(ctx.db, "J4")
+    assert job.status == "failed"
+    assert job.error.startswith(f"interrupted: its process {kernel} on ")
+    assert [r.version_id for r in assert_registry_consistent(ctx)] == [active.version_id]
+    assert_previous_model_serves(ctx, active)
