@@ -376,9 +376,13 @@ def register_outcome(
     ``activate=False`` never activates; ``force=True`` activates even a model that fails the
     gate. Files are written atomically first; if registration then fails they are deleted,
     so the registry never points at a missing file and no orphan files are left.
+
+    With ``job_id`` the job is completed in the registration's transaction, and a job
+    registers one model at most: if another attempt of it (a Dask task retried after its
+    worker died) registered first, that model is returned and these files are deleted.
     """
-    from stock_lstm.models.artifacts import new_version_id, save_artifacts
-    from stock_lstm.models.registry import list_models
+    from stock_lstm.models.artifacts import SavedArtifacts, new_version_id, save_artifacts
+    from stock_lstm.models.registry import AlreadyRegisteredError, get_model, list_models
 
     prices = outcome.prices
     has_active = any(record.is_active for record in list_models(ctx.db, outcome.ticker))
@@ -434,6 +438,22 @@ def register_outcome(
             activate=activate and should_activate,
             report_path=report_path,
             clock=ctx.clock,
+            job_id=job_id,
+        )
+    except AlreadyRegisteredError as exc:
+        artifacts.model_path.unlink(missing_ok=True)
+        artifacts.scaler_path.unlink(missing_ok=True)
+        log.warning("%s", exc)
+        record = get_model(ctx.db, exc.version_id)
+        # This attempt's train_ticker marked the job running again: it is done.
+        jobs.mark_completed(ctx.db, exc.job_id, record.version_id, clock=ctx.clock)
+        outcome.gate = record.metrics.get("gate", gate)
+        outcome.artifacts = SavedArtifacts(
+            record.version_id,
+            Path(record.model_path),
+            Path(record.scaler_path),
+            record.model_sha256,
+            record.scaler_sha256,
         )
     except BaseException as exc:
         artifacts.model_path.unlink(missing_ok=True)
@@ -442,8 +462,6 @@ def register_outcome(
         if job_id:
             jobs.mark_failed(ctx.db, job_id, str(exc) or type(exc).__name__, clock=ctx.clock)
         raise
-    if job_id:
-        jobs.mark_completed(ctx.db, job_id, record.version_id, clock=ctx.clock)
     outcome.record = record
     return record
 

@@ -2,7 +2,9 @@
 
 Activation is one transaction that first deactivates the ticker's current model and then
 activates the new one; a partial unique index makes a second active row impossible even
-under concurrent writers.
+under concurrent writers. A registration made for a training job completes that job in the
+same transaction, and a job registers at most one model: a retried task (its first worker
+died after registering) gets the first model back instead of adding a second.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from stock_lstm.clock import Clock, utc_now
-from stock_lstm.db import Database, ModelRegistry
-from stock_lstm.errors import ModelNotFoundError
+from stock_lstm.db import Database, ModelRegistry, TrainingJob
+from stock_lstm.errors import ConflictError, ModelNotFoundError
 from stock_lstm.models.artifacts import SavedArtifacts
+from stock_lstm.models.jobs import COMPLETED
 from stock_lstm.tickers import validate_ticker
 
 
@@ -54,6 +57,17 @@ class ModelRecord:
         return values
 
 
+class AlreadyRegisteredError(ConflictError):
+    """The training job already registered a model (``version_id``); nothing was added."""
+
+    def __init__(self, job_id: str, version_id: str) -> None:
+        super().__init__(
+            f"training job {job_id} already registered model {version_id}: nothing added"
+        )
+        self.job_id = job_id
+        self.version_id = version_id
+
+
 @dataclass(frozen=True)
 class TrainingDataSummary:
     """What a model was trained on, recorded for reproducibility."""
@@ -85,8 +99,15 @@ def register_model(
     activate: bool = True,
     report_path: str | None = None,
     clock: Clock = utc_now,
+    job_id: str | None = None,
 ) -> ModelRecord:
-    """Insert a version; when ``activate``, it replaces the ticker's active model atomically."""
+    """Insert a version; when ``activate``, it replaces the ticker's active model atomically.
+
+    With ``job_id`` the job is marked completed with this version in the same transaction
+    (its row locked while checked, on databases that lock rows), so either both happen or
+    neither; if that job already has a model, ``AlreadyRegisteredError`` names it and
+    nothing is written.
+    """
     ticker = validate_ticker(ticker)
     row = ModelRegistry(
         version_id=artifacts.version_id,
@@ -107,10 +128,16 @@ def register_model(
         is_active=False,
     )
     with db.transaction() as session:
+        job = session.get(TrainingJob, job_id, with_for_update=True) if job_id else None
+        if job is not None and job.version_id:
+            raise AlreadyRegisteredError(job.job_id, job.version_id)
         if activate:
             _deactivate_ticker(session, ticker)
         row.is_active = activate
         session.add(row)
+        if job is not None:
+            job.status, job.progress, job.finished_at = COMPLETED, 100.0, row.created_at
+            job.version_id, job.error = row.version_id, None
         session.flush()
         return ModelRecord.from_row(row)
 
