@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +137,8 @@ def build_index(reports_dir: Path) -> Path:
         )
     index = reports_dir / "index.html"
     body = _PAGE.format(rows="\n".join(rows) or "<tr><td colspan='9'>no runs yet</td></tr>")
-    tmp = index.with_suffix(".html.tmp")
+    # A temporary name of its own: workers of a --tickers run rebuild the index at once.
+    tmp = index.with_name(f".index.{os.getpid()}.{uuid.uuid4().hex[:8]}.html.tmp")
     tmp.write_text(body, encoding="utf-8")
     os.replace(tmp, index)
     return index
