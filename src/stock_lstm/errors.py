@@ -66,3 +66,15 @@ class DatabaseSchemaError(StockLSTMError):
     """The database's schema cannot be brought to the migrations' head without a person."""
 
     http_status = 503
+
+
+class DatabaseBusyError(StockLSTMError):
+    """Another process kept the SQLite database locked for longer than we are willing to wait."""
+
+    http_status = 503
+
+
+class DatabaseFileError(StockLSTMError):
+    """The database file is damaged or is not a database: a person must restore or move it."""
+
+    http_status = 503

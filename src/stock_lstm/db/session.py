@@ -12,6 +12,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from stock_lstm.db.migrate import upgrade_to_head
+from stock_lstm.db.retry import begin_write
 
 
 def _prepare_sqlite_file(url: str) -> None:
@@ -62,8 +63,10 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
-        """One unit of work: commit on success, roll back on any exception."""
+        """One unit of work: commit on success, roll back on any exception. On SQLite it holds
+        the write lock from its start, waiting for other writers (``db.retry``)."""
         with self._sessions() as session, session.begin():
+            begin_write(session)
             yield session
 
     def dispose(self) -> None:
