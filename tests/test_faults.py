@@ -11,6 +11,7 @@ and still predicts, and the job is marked failed by the next CLI command or API 
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -26,11 +27,20 @@ from fastapi.testclient import TestClient
 from stock_lstm.api import create_app
 from stock_lstm.cli import main
 from stock_lstm.config import Settings
+from stock_lstm.data.cache import load_cached_prices
+from stock_lstm.db.integrity import check_database_file, sqlite_file
+from stock_lstm.errors import DatabaseFileError
 from stock_lstm.models import jobs
 from stock_lstm.models.artifacts import TEMP_SUFFIX, sha256_file
 from stock_lstm.models.registry import ModelRecord, get_active_model, list_models
 from stock_lstm.models.training import TrainParams
-from stock_lstm.workflows import AppContext, predict_ticker, register_outcome, train_ticker
+from stock_lstm.workflows import (
+    AppContext,
+    predict_ticker,
+    register_outcome,
+    sync_ticker,
+    train_ticker,
+)
 
 DRIVER = Path(__file__).with_name("fault_driver.py")
 #: Tiny network, early stopping off and a large epoch budget: still training when killed.
@@ -320,4 +330,137 @@ def test_kill_9_of_the_notebook_kernel_fails_its_job_with_the_kernels_pid(
     assert job.status == "failed"
     assert job.error.startswith(f"interrupted: its process {kernel} on ")
     assert [r.version_id for r in assert_registry_consistent(ctx)] == [active.version_id]
+    assert_previous_model_serves(ctx, active)
+
+
+# --- a corrupted database file --------------------------------------------------------------
+
+
+def make_real_database(settings: Settings) -> Path:
+    """A real database with cached prices, closed (its WAL checkpointed into the file)."""
+    ctx = AppContext.create(settings)
+    try:
+        sync_ticker(ctx, "AAPL")
+        sync_ticker(ctx, "MSFT")
+    finally:
+        ctx.db.dispose()
+    path = sqlite_file(settings.database_url)
+    assert path is not None and path.stat().st_size > 16 * 4096
+    return path
+
+
+def corrupt(settings: Settings, how: str) -> Path:
+    if how == "random bytes":
+        path = sqlite_file(settings.database_url)
+        assert path is not None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(random.Random(1).randbytes(50_000))
+        return path
+    path = make_real_database(settings)
+    data = path.read_bytes()
+    if how == "truncated":
+        path.write_bytes(data[: len(data) // 3])
+    else:  # header intact, every other page garbage: only SQLite itself can tell
+        page = int.from_bytes(data[16:18], "big")
+        noise = random.Random(2).randbytes(len(data))
+        path.write_bytes(data[:page] + noise[page:])
+    return path
+
+
+DB_COMMANDS = [
+    ["sync", "AAPL"],
+    ["train", "AAPL", "--epochs", "1"],
+    ["predict", "AAPL"],
+    ["models"],
+    ["activate", "AAPL_20260105_120000"],
+    ["backtest", "AAPL", "--origins", "5"],
+    ["run", "sync", "--ticker", "AAPL"],
+    ["serve", "--port", "1"],
+]
+
+
+@pytest.fixture
+def sqlite_settings(cli_env: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Settings:
+    """``cli_env`` on a SQLite file even when the suite runs against a database server."""
+    from stock_lstm.config import get_settings
+
+    url = f"sqlite:///{tmp_path / 'sqlite' / 'stock_lstm.db'}"
+    monkeypatch.setenv("STOCK_LSTM_DATABASE_URL", url)
+    get_settings.cache_clear()
+    return cli_env.model_copy(update={"database_url": url})
+
+
+@pytest.mark.parametrize("how", ["random bytes", "truncated", "damaged pages"])
+def test_a_corrupted_database_is_one_clear_error_everywhere_and_left_untouched(
+    sqlite_settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    how: str,
+) -> None:
+    import uvicorn
+
+    path = corrupt(sqlite_settings, how)
+    before = path.read_bytes()
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: pytest.fail("served a broken database"))
+    for argv in DB_COMMANDS:
+        capsys.readouterr()
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("error: the database file "), (argv, err)
+        assert str(path) in err and "restore it from a backup" in err and "move it aside" in err
+    with pytest.raises(DatabaseFileError, match="restore it from a backup"):
+        create_app(sqlite_settings)
+    assert path.read_bytes() == before
+    # SQLite may have opened it (damaged pages are found only by reading them): its sidecar
+    # files may exist while this process holds connections, but hold nothing to write back.
+    others = {p.name: p.stat().st_size for p in path.parent.iterdir() if p != path}
+    assert set(others) <= {f"{path.name}-wal", f"{path.name}-shm"}, others
+    assert others.get(f"{path.name}-wal", 0) == 0
+
+
+def test_a_sound_database_passes_the_header_check(sqlite_settings: Settings) -> None:
+    """The check must not cry wolf: a real database, an empty file, no file at all."""
+    path = make_real_database(sqlite_settings)
+    check_database_file(sqlite_settings.database_url)
+    empty = path.with_name("empty.db")
+    empty.touch()
+    check_database_file(f"sqlite:///{empty}")
+    check_database_file(f"sqlite:///{path.with_name('missing.db')}")
+    assert main(["models", "--json"]) == 0
+
+
+# --- a models folder that cannot take files -------------------------------------------------
+
+
+def test_an_unwritable_models_folder_fails_before_training_and_loses_nothing(
+    cli_env: Settings,
+    ctx: AppContext,
+    active: ModelRecord,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from stock_lstm.config import get_settings
+    from stock_lstm.models import training
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a regular file where the models folder's parent should be")
+    unwritable = blocker / "models"  # mkdir fails even for root
+    monkeypatch.setenv("STOCK_LSTM_MODELS_DIR", str(unwritable))
+    get_settings.cache_clear()
+    monkeypatch.setattr(training, "train_model", lambda *a, **k: pytest.fail("trained anyway"))
+    files_before = sorted(Path(cli_env.models_dir).iterdir())
+    prices_before = load_cached_prices(ctx.db, "AAPL")
+    capsys.readouterr()
+
+    assert main(["train", "AAPL", "--job-id", "J5", *SHORT]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith(f"error: cannot write model files to {unwritable}: ")
+    assert "STOCK_LSTM_MODELS_DIR" in err
+    assert jobs.get_job(ctx.db, "J5").status == "failed"
+    assert [r.version_id for r in assert_registry_consistent(ctx)] == [active.version_id]
+    assert sorted(Path(cli_env.models_dir).iterdir()) == files_before
+    assert load_cached_prices(ctx.db, "AAPL").equals(prices_before)
+    assert not unwritable.exists()
     assert_previous_model_serves(ctx, active)

@@ -11,6 +11,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from stock_lstm.db.integrity import check_database_file, translate_corruption_errors
 from stock_lstm.db.migrate import upgrade_to_head
 from stock_lstm.db.retry import begin_write
 
@@ -53,7 +54,9 @@ class Database:
 
     def __init__(self, url: str, *, busy_timeout_seconds: float = 30.0) -> None:
         self.url = url
+        check_database_file(url)  # a damaged file: one clear error, before SQLite touches it
         self.engine = make_engine(url, busy_timeout_seconds=busy_timeout_seconds)
+        translate_corruption_errors(self.engine, url)
         upgrade_to_head(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
