@@ -170,7 +170,20 @@ def build_parser() -> argparse.ArgumentParser:
         "-p epochs 20",
     )
     run.add_argument("stages", nargs="+", metavar="STAGE", help="sync, eda, train, predict, all")
-    run.add_argument("--ticker", required=True, help="Yahoo Finance symbol, e.g. AAPL")
+    run.add_argument("--ticker", help="Yahoo Finance symbol, e.g. AAPL (runs here, in-process)")
+    run.add_argument(
+        "--tickers",
+        help="comma-separated tickers, one Dask task each (local cluster, or the one at "
+        "STOCK_LSTM_DASK_SCHEDULER), e.g. AAPL,MSFT,KO",
+    )
+    run.add_argument(
+        "--tickers-file", type=Path, help="tickers one per line (# comments), like --tickers"
+    )
+    run.add_argument(
+        "--workers",
+        type=int,
+        help="with --tickers: local cluster size in worker processes (default: one per core)",
+    )
     run.add_argument(
         "-p",
         "--parameter",
@@ -211,6 +224,49 @@ def build_parser() -> argparse.ArgumentParser:
     _range_options(backtest)
     backtest.set_defaults(handler=_cmd_backtest)
 
+    sweep = commands.add_parser(
+        "sweep",
+        parents=[common],
+        help="backtest a hyperparameter grid and rank it against persistence",
+        description="Walk-forward backtest every point of the grid (the cartesian product of "
+        "the --grid values; other parameters from the options below or their defaults), one "
+        "Dask task per point on a local cluster or the one at STOCK_LSTM_DASK_SCHEDULER, and "
+        "print the points ranked by rMAE at h=1 (model MAE / persistence MAE) with "
+        "persistence and drift in the ranking. Registers nothing unless --register-best.",
+        epilog="example: stock-lstm sweep AAPL --grid hidden_size=32,64 --grid "
+        "sequence_length=30,60 --origins 50 --source csv:../shared/data/prices",
+    )
+    sweep.add_argument("ticker", help="Yahoo Finance symbol, e.g. AAPL")
+    sweep.add_argument(
+        "--grid",
+        action="append",
+        required=True,
+        metavar="NAME=V1,V2",
+        help="a training parameter and its values (repeatable), e.g. hidden_size=32,64",
+    )
+    sweep.add_argument("--horizon", type=int, default=5, help="days ahead scored (1..30, 5)")
+    sweep.add_argument("--origins", type=int, default=100, help="forecast origins (100)")
+    sweep.add_argument("--step", type=int, default=1, help="trading days between origins (1)")
+    sweep.add_argument(
+        "--refit-every", type=int, help="refit every K origins (default: one fit for all)"
+    )
+    for name, (kind, text) in TRAIN_PARAM_HELP.items():
+        if name != "horizon":
+            sweep.add_argument(f"--{name.replace('_', '-')}", type=kind, dest=name, help=text)
+    sweep.add_argument(
+        "--register-best",
+        action="store_true",
+        help="then train the best point with the train notebook (report, promotion gate) and "
+        "register it",
+    )
+    sweep.add_argument(
+        "--workers", type=int, help="local cluster size in worker processes (one per core)"
+    )
+    sweep.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _source_option(sweep)
+    _range_options(sweep)
+    sweep.set_defaults(handler=_cmd_sweep)
+
     evaluate = commands.add_parser(
         "evaluate",
         parents=[common],
@@ -225,7 +281,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--horizon", type=int, default=5, help="days ahead scored (5)")
     evaluate.add_argument("--origins", type=int, default=100, help="origins per ticker (100)")
     evaluate.add_argument("--refit-every", type=int, help="refit every K origins (one fit)")
-    evaluate.add_argument("--workers", type=int, default=1, help="parallel processes (1)")
+    evaluate.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="local Dask cluster size in worker processes (1); ignored when "
+        "STOCK_LSTM_DASK_SCHEDULER names a cluster",
+    )
+    evaluate.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     evaluate.add_argument("--no-original", action="store_true", help="skip the original model")
     evaluate.add_argument("--output-dir", default="bench/evaluation", help="(bench/evaluation)")
     evaluate.set_defaults(handler=_cmd_evaluate)
@@ -486,9 +549,22 @@ def _cmd_activate(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from stock_lstm.errors import InvalidParameterError
     from stock_lstm.pipeline.runner import coerce_parameter, run_pipeline
     from stock_lstm.tickers import validate_ticker
 
+    if args.tickers or args.tickers_file:
+        if args.ticker:
+            raise InvalidParameterError(
+                "give --ticker T or --tickers A,B (--tickers-file), not both"
+            )
+        return _cmd_run_many(args)
+    if not args.ticker:
+        raise InvalidParameterError(
+            "name the ticker(s): --ticker AAPL, --tickers AAPL,MSFT or --tickers-file FILE"
+        )
+    if args.workers is not None:
+        raise InvalidParameterError("--workers sizes the cluster of a --tickers run: drop it")
     parameters = {name: coerce_parameter(value) for name, value in args.parameter}
     settings = _settings_from(args)
     _reconcile_database(settings)
@@ -531,6 +607,55 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return "\n".join(lines)
 
     _emit(args, manifest, human)
+    return 0
+
+
+def _cmd_run_many(args: argparse.Namespace) -> int:
+    """``run --tickers``: one Dask task per ticker; a failing ticker never stops the others,
+    and the command exits 1 naming the failed ones."""
+    from stock_lstm.cluster import open_executor, worker_settings
+    from stock_lstm.pipeline.batch import (
+        check_parameters,
+        format_summary,
+        parse_tickers,
+        run_tickers,
+    )
+    from stock_lstm.pipeline.runner import coerce_parameter
+
+    tickers = parse_tickers(args.tickers, args.tickers_file)
+    parameters = {name: coerce_parameter(value) for name, value in args.parameter}
+    settings = _settings_from(args)
+    check_parameters(args.stages, parameters)
+    worker_settings(settings)  # SQLite or relative folders on a cluster: refused before it starts
+    _reconcile_database(settings)  # opening it also migrates it once, before workers open it
+    with open_executor(settings.dask_scheduler, workers=args.workers) as executor:
+        result = run_tickers(
+            executor,
+            args.stages,
+            tickers,
+            settings,
+            parameters,
+            run_id=args.run_id,
+            progress=not (args.no_progress or args.json),
+        )
+    for row in result.rows:
+        _push(
+            settings,
+            "stock-lstm-run",
+            training_seconds=row.get("seconds"),
+            status="completed" if row.get("status") == "ok" else "failed",
+            ticker=row["ticker"],
+            cache_hits=0,
+            cache_misses=0,
+        )
+    _emit(args, result.to_dict(), lambda: format_summary(result))
+    if result.failed:
+        print(
+            f"error: {len(result.failed)} of {len(result.rows)} ticker(s) failed: "
+            f"{', '.join(result.failed)}",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -589,6 +714,83 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    """Rank a grid by walk-forward rMAE at h=1; with --register-best, train the winner."""
+    from stock_lstm.cluster import open_executor, worker_settings
+    from stock_lstm.errors import InvalidParameterError
+    from stock_lstm.evaluation.backtest import BacktestConfig
+    from stock_lstm.evaluation.sweep import format_sweep, grid_points, parse_grid, run_sweep
+    from stock_lstm.pipeline.batch import check_parameters, format_summary, run_tickers
+    from stock_lstm.workflows import sync_ticker
+
+    grid = parse_grid(args.grid)
+    fixed = {
+        name: getattr(args, name)
+        for name in TRAIN_PARAM_HELP
+        if name != "horizon" and getattr(args, name) is not None
+    }
+    clash = sorted(set(grid) & set(fixed))
+    if clash:
+        raise InvalidParameterError(f"{clash[0]} is both fixed (--{clash[0]}) and in --grid")
+    config = BacktestConfig(
+        horizon=args.horizon, origins=args.origins, step=args.step, refit_every=args.refit_every
+    ).validate()
+    grid_points(grid, {**fixed, "horizon": config.horizon})  # every point valid, or stop here
+    ctx = _context(args)
+    worker_settings(ctx.settings)  # SQLite or relative folders on a cluster: refused here
+    if args.register_best:
+        check_parameters(["train"], {})
+    synced = sync_ticker(ctx, args.ticker, start=args.start, end=args.end)  # tasks read it
+    if synced.warning:
+        print(f"warning: {synced.warning}", file=sys.stderr)
+    start = args.start.isoformat() if args.start else None
+    end = args.end.isoformat() if args.end else None
+    progress = not (args.no_progress or args.json)
+    trained = None
+    with open_executor(ctx.settings.dask_scheduler, workers=args.workers) as executor:
+        result = run_sweep(
+            executor,
+            synced.ticker,
+            ctx.settings,
+            grid,
+            fixed,
+            config,
+            start=start,
+            end=end,
+            progress=progress,
+        )
+        best = result.best
+        if args.register_best and best is not None:
+            parameters = {k: v for k, v in best["params"].items() if k != "horizon"}
+            if start:
+                parameters["start"] = start
+            if end:
+                parameters["end"] = end
+            trained = run_tickers(
+                executor, ["train"], [synced.ticker], ctx.settings, parameters, progress=progress
+            )
+    payload = result.to_dict()
+    if trained is not None:
+        payload["registered"] = trained.to_dict()
+
+    def human() -> str:
+        text = format_sweep(result)
+        if trained is not None:
+            text += "\nbest point trained and registered:\n" + format_summary(trained)
+        elif not args.register_best:
+            text += "\nnothing registered (add --register-best to train the best point)"
+        return text
+
+    _emit(args, payload, human)
+    failed = list(result.failed) + (trained.failed if trained is not None else [])
+    if args.register_best and result.best is None:
+        failed.append("(no point to register)")
+    if failed:
+        print(f"error: failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from stock_lstm.errors import InvalidParameterError
     from stock_lstm.evaluation.evaluate import (
@@ -613,7 +815,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         base_params=default_params({"horizon": max(args.horizon, 1)}),
         include_original=not args.no_original,
     )
-    rows = run_tasks(tasks, workers=args.workers)
+    rows = run_tasks(
+        tasks,
+        workers=args.workers,
+        scheduler=_settings_from(args).dask_scheduler,
+        progress=not (args.no_progress or args.json),
+    )
     markdown = write_outputs(Path(args.output_dir), rows, args.horizon)
     _emit(args, {"runs": rows}, lambda: markdown)
     failed = [row for row in rows if row["status"] != "ok"]

@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     )
     api_token: str | None = Field(None, description="Bearer token for state-changing API calls.")
     pushgateway_url: str | None = Field(None, description="Prometheus Pushgateway for batch runs.")
+    dask_scheduler: str | None = Field(
+        None,
+        description="Dask scheduler (tcp://host:port) that runs many-ticker work (run --tickers, "
+        "sweep, evaluate, API trainings). None: a local cluster of worker processes per command.",
+    )
 
     @field_validator("interval_level")
     @classmethod
@@ -65,6 +70,12 @@ class Settings(BaseSettings):
         if value != "yahoo" and not value.startswith("csv:"):
             raise ValueError("source must be 'yahoo' or 'csv:DIR' (a folder of <TICKER>.csv)")
         return value
+
+    @field_validator("dask_scheduler")
+    @classmethod
+    def _blank_scheduler_is_none(cls, value: str | None) -> str | None:
+        """``STOCK_LSTM_DASK_SCHEDULER=`` (empty) means the local default, not an address."""
+        return (value.strip() or None) if value is not None else None
 
 
 @lru_cache(maxsize=1)

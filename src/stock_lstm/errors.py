@@ -68,6 +68,13 @@ class DatabaseSchemaError(StockLSTMError):
     http_status = 503
 
 
+class ClusterError(StockLSTMError):
+    """Work cannot go to the Dask cluster as configured: the scheduler is unreachable, or the
+    database or folders are ones its workers cannot share (SQLite, relative paths)."""
+
+    http_status = 503
+
+
 class DatabaseBusyError(StockLSTMError):
     """Another process kept the SQLite database locked for longer than we are willing to wait."""
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -92,13 +91,32 @@ def build_tasks(
     return tasks
 
 
-def run_tasks(tasks: list[EvaluationTask], workers: int = 1) -> list[dict[str, Any]]:
-    from tqdm import tqdm
+def run_tasks(
+    tasks: list[EvaluationTask],
+    workers: int | None = 1,
+    *,
+    scheduler: str | None = None,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Every backtest as one Dask task (``stock_lstm.cluster``): on a local cluster of
+    ``workers`` processes, or on the cluster of ``scheduler`` (``tcp://host:port``, where the
+    CSV folder must be an absolute path every worker mounts). Rows in the order of ``tasks``;
+    a backtest whose workers all died becomes a failed row like any other failure.
+    """
+    from stock_lstm.cluster import open_executor, shared_path
 
-    if workers <= 1:
-        return [run_task(task) for task in tqdm(tasks, desc="backtests", unit="fit")]
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        return list(tqdm(pool.map(run_task, tasks), total=len(tasks), desc="backtests"))
+    calls = {}
+    for number, task in enumerate(tasks):
+        folder = shared_path(Path(task.source_dir), "--csv-dir", scheduler)
+        label = f"{number}:{task.ticker}/{task.label}/seed{task.params.get('seed')}"
+        calls[label] = (replace(task, source_dir=str(folder)),)
+    with open_executor(scheduler, workers=workers) as executor:
+        results = executor.map(run_task, calls, desc="backtests", unit="fit", progress=progress)
+    rows = []
+    for label, task in zip(calls, tasks, strict=True):
+        identity = {"ticker": task.ticker, "label": task.label, "seed": task.params.get("seed")}
+        rows.append({**identity, **results[label]})
+    return rows
 
 
 def _fmt(value: Any, digits: int = 3) -> str:

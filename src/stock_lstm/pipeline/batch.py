@@ -1,0 +1,297 @@
+"""``stock-lstm run STAGE... --tickers A,B,C``: the runner for many tickers, one Dask task each.
+
+Every ticker of a batch shares one ``run_id``, so its reports land in
+``reports/<TICKER>/<run_id>/`` as a single-ticker run's do. A ticker's train stage records its
+progress in a training job whose id is derived from ``(run_id, ticker)``
+(``training_job_id``): a task that runs again (Dask re-runs it when its worker died) finds
+that job completed and returns its model instead of training a second one, and the registry
+refuses a second model for one job anyway (``register_model(job_id=...)``). Re-running a
+batch with the same ``--run-id`` therefore trains only the tickers that have no model from
+it yet.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from stock_lstm.cluster import (
+    environment,
+    settings_environment,
+    settings_from_dict,
+    worker_name,
+    worker_settings,
+)
+from stock_lstm.config import Settings
+from stock_lstm.errors import InvalidParameterError, StockLSTMError
+from stock_lstm.pipeline.reports import RUN_MANIFEST, build_index, write_manifest
+from stock_lstm.pipeline.stages import STAGES, default_notebooks_dir, resolve_stages
+from stock_lstm.tickers import ticker_file_stem, validate_ticker
+
+if TYPE_CHECKING:
+    from stock_lstm.cluster import Executor
+
+#: Namespace of the job ids derived from (run_id, ticker); any fixed UUID would do.
+_JOB_NAMESPACE = uuid.UUID("6f1d7c1e-3a52-4b8e-9a51-2f0c6f3b9d10")
+#: Parameters the batch sets per ticker itself.
+BATCH_PARAMETERS = ("job_id",)
+
+
+def training_job_id(run_id: str, ticker: str) -> str:
+    """The training job of ``ticker`` in batch ``run_id``: the same on every attempt."""
+    return uuid.uuid5(_JOB_NAMESPACE, f"{run_id}/{ticker}").hex
+
+
+def parse_tickers(text: str | None = None, file: Path | None = None) -> list[str]:
+    """Tickers from ``A,B,C`` and/or a file (one per line, ``#`` starts a comment), validated,
+    upper-cased and de-duplicated in the order given."""
+    names: list[str] = []
+    if text:
+        names.extend(part for part in text.split(","))
+    if file is not None:
+        try:
+            lines = Path(file).read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise InvalidParameterError(f"cannot read --tickers-file {file}: {exc}") from exc
+        names.extend(line.split("#", 1)[0] for line in lines)
+    tickers: list[str] = []
+    for name in names:
+        if not name.strip():
+            continue
+        ticker = validate_ticker(name)
+        if ticker not in tickers:
+            tickers.append(ticker)
+    if not tickers:
+        raise InvalidParameterError(
+            "no tickers given: --tickers AAPL,MSFT or --tickers-file FILE (one per line)"
+        )
+    return tickers
+
+
+def _attempt_run_id(reports_dir: Path, ticker: str, run_id: str) -> str:
+    """``run_id``, or ``run_id-attemptN`` when an earlier attempt left its folder behind.
+
+    A folder still marked ``running`` belonged to an attempt whose worker died: it is marked
+    failed, pointing at the new attempt, so the index does not show it running forever.
+    """
+    folder = reports_dir / ticker_file_stem(ticker)
+    if not (folder / run_id).exists():
+        return run_id
+    attempt = 2
+    while (folder / f"{run_id}-attempt{attempt}").exists():
+        attempt += 1
+    chosen = f"{run_id}-attempt{attempt}"
+    previous = folder / (run_id if attempt == 2 else f"{run_id}-attempt{attempt - 1}")
+    manifest_path = previous / RUN_MANIFEST
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return chosen
+    if manifest.get("status") == "running":
+        manifest["status"] = "failed"
+        manifest["error"] = f"the worker running this attempt died; retried as {chosen}"
+        write_manifest(previous, manifest)
+    return chosen
+
+
+def _completed_model(settings: Settings, job_id: str) -> dict[str, Any] | None:
+    """The model a completed attempt of ``job_id`` registered, as a row, or None."""
+    from stock_lstm.db import Database
+    from stock_lstm.errors import JobNotFoundError
+    from stock_lstm.models import jobs
+    from stock_lstm.models.registry import get_model
+
+    db = Database(settings.database_url, busy_timeout_seconds=settings.sqlite_busy_timeout_seconds)
+    try:
+        try:
+            job = jobs.get_job(db, job_id)
+        except JobNotFoundError:
+            return None
+        if not job.version_id:
+            return None
+        record = get_model(db, job.version_id)
+        return {
+            "version_id": record.version_id,
+            "active": record.is_active,
+            "metrics": record.metrics,
+            "report": record.report_path,
+        }
+    finally:
+        db.dispose()
+
+
+def _score(metrics: Mapping[str, Any] | None, run_dir: Path | None) -> dict[str, Any]:
+    """The numbers a summary row shows: test rMAE at h=1 (test MAE / persistence MAE) and
+    the gate for a training, else the backtest's rMAE at h=1 when one ran."""
+    if metrics:
+        return {
+            "test_rmae_h1": metrics.get("rmae"),
+            "gate": (metrics.get("gate") or {}).get("status"),
+        }
+    summary = run_dir / "summary.json" if run_dir else None
+    if summary is not None and summary.is_file():
+        try:
+            rmae = json.loads(summary.read_text(encoding="utf-8")).get("rmae", {})
+        except (OSError, ValueError):
+            return {}
+        return {"backtest_rmae_h1": rmae.get("1")}
+    return {}
+
+
+def run_stages_task(
+    settings: dict[str, Any],
+    ticker: str,
+    stages: list[str],
+    parameters: dict[str, Any],
+    run_id: str,
+    job_id: str | None = None,
+) -> dict[str, Any]:
+    """One ticker's stages on a worker (a Dask task); returns its summary row.
+
+    ``job_id`` (default: ``training_job_id(run_id, ticker)``) is the train stage's job; when
+    an earlier attempt completed it, its model is reported and the train stage is not run
+    again. Expected failures come back as ``status: failed``; others raise (Dask retries).
+    """
+    from stock_lstm.pipeline.runner import PipelineError, run_pipeline
+
+    began = time.perf_counter()
+    config = settings_from_dict(settings)
+    job_id = job_id or (training_job_id(run_id, ticker) if "train" in stages else None)
+    row: dict[str, Any] = {"ticker": ticker, "run_id": run_id, "worker": worker_name()}
+    reused = _completed_model(config, job_id) if job_id else None
+    row["reused"] = reused is not None
+    to_run = [stage for stage in stages if not (reused and stage == "train")]
+    stage_parameters = dict(parameters)
+    if "train" in to_run and job_id:
+        stage_parameters["job_id"] = job_id
+    run_dir: Path | None = None
+    metrics = reused["metrics"] if reused else None
+    if reused:
+        row.update(version_id=reused["version_id"], report=reused["report"])
+    if to_run:
+        reports_dir = Path(config.reports_dir)
+        attempt = _attempt_run_id(reports_dir, ticker, run_id)
+        run_dir = reports_dir / ticker_file_stem(ticker) / attempt
+        row["run_id"] = attempt
+        try:
+            with environment(settings_environment(config)):
+                result = run_pipeline(
+                    to_run, ticker, config, stage_parameters, run_id=attempt, progress=False
+                )
+        except PipelineError as exc:
+            row.update(status="failed", error=str(exc), run_dir=str(run_dir))
+            row["report"] = _last_report(run_dir)
+            row["seconds"] = round(time.perf_counter() - began, 1)
+            return row
+        except StockLSTMError as exc:
+            row.update(status="failed", error=str(exc))
+            row["seconds"] = round(time.perf_counter() - began, 1)
+            return row
+        if result.version_id:
+            row["version_id"] = result.version_id
+            metrics = result.metrics
+        row["run_dir"] = str(run_dir)
+        train_html = run_dir / f"{STAGES['train']}.html"
+        row["report"] = str(train_html) if train_html.is_file() else _last_report(run_dir)
+    row.update(status="ok", **_score(metrics, run_dir))
+    row["seconds"] = round(time.perf_counter() - began, 1)
+    return row
+
+
+def _last_report(run_dir: Path) -> str | None:
+    """The newest HTML report of a run folder (the failing stage's, for a failed run)."""
+    pages = sorted(run_dir.glob("*.html"), key=lambda path: path.name)
+    return str(pages[-1]) if pages else None
+
+
+@dataclass
+class BatchResult:
+    """Rows per ticker, in the order given, and the run they belong to."""
+
+    run_id: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[str]:
+        return [row["ticker"] for row in self.rows if row.get("status") != "ok"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "results": self.rows, "failed": self.failed}
+
+
+def check_parameters(
+    stages: Sequence[str], parameters: Mapping[str, Any], notebooks_dir: Path | None = None
+) -> list[str]:
+    """Resolved stages, after checking every ``-p`` name against their notebooks (here, before
+    any worker starts) and refusing the ones the batch sets itself."""
+    from stock_lstm.pipeline.runner import split_parameters
+
+    resolved = resolve_stages(list(stages))
+    for name in parameters:
+        if name in BATCH_PARAMETERS:
+            raise InvalidParameterError(
+                f"parameter {name!r} is set per ticker by a --tickers run: drop it"
+            )
+    split_parameters(resolved, dict(parameters), notebooks_dir or default_notebooks_dir())
+    return resolved
+
+
+def run_tickers(
+    executor: Executor,
+    stages: Sequence[str],
+    tickers: Sequence[str],
+    settings: Settings,
+    parameters: Mapping[str, Any] | None = None,
+    *,
+    run_id: str | None = None,
+    progress: bool = True,
+) -> BatchResult:
+    """Run ``stages`` for every ticker as one task each on ``executor``; see the module
+    docstring. Returns when every ticker has finished or failed."""
+    from stock_lstm.pipeline.runner import check_kernel, new_run_id
+
+    parameters = dict(parameters or {})
+    resolved = check_parameters(stages, parameters)
+    if not executor.remote:
+        check_kernel()  # the local workers use this machine's kernel
+    shared = worker_settings(settings)
+    run_id = run_id or new_run_id()
+    calls = {
+        validate_ticker(ticker): (shared, validate_ticker(ticker), resolved, parameters, run_id)
+        for ticker in tickers
+    }
+    results = executor.map(run_stages_task, calls, desc="tickers", unit="ticker", progress=progress)
+    rows = [{"ticker": ticker, "run_id": run_id, **results[ticker]} for ticker in calls]
+    reports_dir = Path(shared["reports_dir"])
+    if reports_dir.is_dir():  # after every task: the workers' own rebuilds may interleave
+        build_index(reports_dir)
+    return BatchResult(run_id, rows)
+
+
+def _number(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, int | float) else "–"
+
+
+def format_summary(result: BatchResult) -> str:
+    """One line per ticker: status, the score beside persistence, the report to read."""
+    lines = [f"run {result.run_id}", f"  {'ticker':<10}{'status':<8}{'score':<34}report"]
+    for row in result.rows:
+        if "test_rmae_h1" in row:
+            score = f"test rMAE h=1 {_number(row['test_rmae_h1'])}"
+            if row.get("gate"):
+                score += f" (gate {row['gate']})"
+        elif "backtest_rmae_h1" in row:
+            score = f"backtest rMAE h=1 {_number(row['backtest_rmae_h1'])}"
+        else:
+            score = "–"
+        report = row.get("report") or "–"
+        if row.get("status") != "ok":
+            report = f"{row.get('error', 'failed')} ({report})"
+        lines.append(f"  {row['ticker']:<10}{row.get('status', '?'):<8}{score:<34}{report}")
+    lines.append("  (rMAE = model MAE / persistence MAE; below 1 beats tomorrow = today)")
+    return "\n".join(lines)
