@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from stock_lstm import __version__
 from stock_lstm.clock import Clock, utc_now
 from stock_lstm.config import Settings, get_settings
-from stock_lstm.data.cache import SyncResult, get_prices, sync_prices
+from stock_lstm.data.cache import PriceFrames, SyncResult, get_prices, sync_prices
 from stock_lstm.data.sources import PriceSource, source_from_spec
 from stock_lstm.db import Database
 from stock_lstm.errors import InvalidParameterError
@@ -54,6 +54,8 @@ class AppContext:
     source: PriceSource
     clock: Clock = utc_now
     model_cache: ModelCache = field(default_factory=ModelCache)
+    #: Price frames reused while their rows are unchanged (forecasts read whole histories).
+    price_frames: PriceFrames = field(default_factory=PriceFrames)
 
     @classmethod
     def create(
@@ -73,7 +75,7 @@ class AppContext:
             ),
             source=source_from_spec(source_spec, history_years=settings.history_years, clock=clock),
             clock=clock,
-            model_cache=ModelCache(settings.model_cache_size),
+            model_cache=ModelCache(settings.model_cache_size, threads=settings.torch_threads),
         )
 
     def with_source(self, spec: str | None) -> AppContext:
@@ -81,7 +83,9 @@ class AppContext:
         if spec is None:
             return self
         source = source_from_spec(spec, history_years=self.settings.history_years, clock=self.clock)
-        return AppContext(self.settings, self.db, source, self.clock, self.model_cache)
+        return AppContext(
+            self.settings, self.db, source, self.clock, self.model_cache, self.price_frames
+        )
 
 
 def check_date_range(start: date | None, end: date | None) -> None:
@@ -138,6 +142,7 @@ def load_prices(
         end=end,
         min_rows=min_rows,
         purpose=purpose,
+        frames=ctx.price_frames,
     )
 
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -98,6 +100,8 @@ class _Summary:
     first_date: date | None
     last_date: date | None
     updated_at: datetime | None
+    #: Sums of the close and volume columns: with the rest, what identifies the rows held.
+    checksum: tuple[float | None, float | None] = (None, None)
 
 
 @dataclass(frozen=True)
@@ -169,9 +173,11 @@ def _summary(
         func.min(PriceCache.date),
         func.max(PriceCache.date),
         func.min(PriceCache.updated_at),
+        func.sum(PriceCache.close),
+        func.sum(PriceCache.volume),
     ).where(*_ticker_conditions(ticker, start, end))
-    rows, first, last, updated = session.execute(statement).one()
-    return _Summary(int(rows or 0), first, last, updated)
+    rows, first, last, updated, close_sum, volume_sum = session.execute(statement).one()
+    return _Summary(int(rows or 0), first, last, updated, (close_sum, volume_sum))
 
 
 def cache_status(
@@ -377,13 +383,43 @@ def sync_prices(
     cache is reused whatever the range unless ``start`` predates it by more than a week.
     Raises ``DataSourceError`` only when the source fails and nothing is cached.
     """
+    result, _unchanged = _sync(
+        db,
+        source,
+        ticker,
+        expiry_hours=expiry_hours,
+        clock=clock,
+        force=force,
+        start=start,
+        end=end,
+        min_rows=min_rows,
+        purpose=purpose,
+    )
+    return result
+
+
+def _sync(
+    db: Database,
+    source: PriceSource,
+    ticker: str,
+    *,
+    expiry_hours: float,
+    clock: Clock,
+    force: bool,
+    start: date | None,
+    end: date | None,
+    min_rows: int,
+    purpose: str,
+) -> tuple[SyncResult, _Summary | None]:
+    """``sync_prices``, plus the in-range summary when nothing was written (else ``None``)."""
     symbol = validate_ticker(ticker)
     check_date_range(start, end)
     expiry = _expiry(expiry_hours)
     now = _now(clock)
     with db.session() as session:
         cached = _summary(session, symbol)
-        in_range = _summary(session, symbol, start, end)
+        whole = start is None and end is None
+        in_range = cached if whole else _summary(session, symbol, start, end)
     earlier = needs_earlier_history(cached.first_date, start)
     fresh = cached.rows > 0 and is_fresh(cached.updated_at, now, expiry)
     requirement = _RowRequirement(min_rows, start, end, purpose) if min_rows > 0 else None
@@ -391,7 +427,7 @@ def sync_prices(
     if fresh and not force and not earlier:
         if requirement is not None:
             requirement.check(symbol, in_range)
-        return SyncResult(
+        fresh_result = SyncResult(
             ticker=symbol,
             rows=in_range.rows,
             first_date=in_range.first_date,
@@ -406,6 +442,7 @@ def sync_prices(
             updated_at=cached.updated_at,
             source=source.name,
         )
+        return fresh_result, in_range
 
     try:
         download = _download(
@@ -416,7 +453,7 @@ def sync_prices(
             raise
         if requirement is not None:
             requirement.check(symbol, in_range)
-        return _stale_result(symbol, source, cached, in_range, error)
+        return _stale_result(symbol, source, cached, in_range, error), in_range
 
     written = _write_with_retry(db, symbol, download, now, requirement)
     with db.session() as session:
@@ -428,7 +465,7 @@ def sync_prices(
         source.name,
         "incremental" if download.incremental else "full",
     )
-    return SyncResult(
+    written_result = SyncResult(
         ticker=symbol,
         rows=after.rows,
         first_date=after.first_date,
@@ -443,6 +480,47 @@ def sync_prices(
         updated_at=now,
         source=source.name,
     )
+    return written_result, None
+
+
+class PriceFrames:
+    """Price frames loaded recently, reused while the database still holds the same rows.
+
+    Why: a forecast needs a ticker's whole cached history (thousands of rows), and reading it
+    back through SQL costs many times the forecast itself. The cache rule still runs on every
+    call; its summary query (row count, first and last day, oldest ``updated_at``, sums of
+    close and volume) identifies the rows held, so an unchanged summary means an unchanged
+    frame. Every write stamps a new ``updated_at`` on all of a ticker's rows, and the sums
+    catch a rewrite under a frozen (test) clock. Thread-safe; callers get their own copy.
+    """
+
+    def __init__(self, max_size: int = 64) -> None:
+        self.max_size = max_size
+        self._items: OrderedDict[tuple[Any, ...], tuple[_Summary, pd.DataFrame]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...], summary: _Summary) -> pd.DataFrame | None:
+        """A copy of the frame stored under ``key`` if it was loaded under ``summary``."""
+        with self._lock:
+            item = self._items.get(key)
+            if item is None or item[0] != summary:
+                return None
+            self._items.move_to_end(key)
+            return item[1].copy()
+
+    def put(self, key: tuple[Any, ...], summary: _Summary, frame: pd.DataFrame) -> None:
+        with self._lock:
+            self._items[key] = (summary, frame.copy())
+            self._items.move_to_end(key)
+            while len(self._items) > self.max_size:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 def get_prices(
@@ -457,9 +535,14 @@ def get_prices(
     end: date | None = None,
     min_rows: int = 0,
     purpose: str = "this",
+    frames: PriceFrames | None = None,
 ) -> tuple[pd.DataFrame, SyncResult]:
-    """Sync, then load the cached prices within ``[start, end]`` (the usual entry point)."""
-    result = sync_prices(
+    """Sync, then load the cached prices within ``[start, end]`` (the usual entry point).
+
+    With ``frames``, a frame loaded earlier is reused while the rows are unchanged (see
+    :class:`PriceFrames`); the cache rule runs either way.
+    """
+    result, unchanged = _sync(
         db,
         source,
         ticker,
@@ -471,7 +554,15 @@ def get_prices(
         min_rows=min_rows,
         purpose=purpose,
     )
-    return load_cached_prices(db, result.ticker, start=start, end=end), result
+    key = (result.ticker, start, end)
+    if frames is not None and unchanged is not None:
+        reused = frames.get(key, unchanged)
+        if reused is not None:
+            return reused, result
+    prices = load_cached_prices(db, result.ticker, start=start, end=end)
+    if frames is not None and unchanged is not None:
+        frames.put(key, unchanged, prices)
+    return prices, result
 
 
 def delete_cached_prices(db: Database, ticker: str) -> int:

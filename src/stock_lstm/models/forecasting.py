@@ -112,12 +112,20 @@ def load_model(record: ModelRecord) -> LoadedModel:
 
 
 class ModelCache:
-    """LRU cache of loaded models keyed by version id (thread-safe)."""
+    """LRU cache of loaded models keyed by version id (thread-safe).
 
-    def __init__(self, max_size: int = 32) -> None:
+    Loading the first model is what brings torch into a serving process, so the cache also
+    sets torch's thread count then (``threads``; ``None``: one per core). A forecast is one
+    small forward pass: a second intra-op thread cannot speed it up, but it spins against
+    the request threads and any training on the same cores (tens of ms at p99).
+    """
+
+    def __init__(self, max_size: int = 32, *, threads: int | None = 1) -> None:
         self.max_size = max_size
+        self.threads = threads
         self._items: OrderedDict[str, LoadedModel] = OrderedDict()
         self._lock = threading.Lock()
+        self._threads_set = False
 
     def get(self, record: ModelRecord) -> LoadedModel:
         with self._lock:
@@ -125,6 +133,11 @@ class ModelCache:
             if loaded is not None:
                 self._items.move_to_end(record.version_id)
                 return loaded
+        if not self._threads_set:
+            from stock_lstm.models.training import set_torch_threads
+
+            set_torch_threads(self.threads)
+            self._threads_set = True
         loaded = load_model(record)
         with self._lock:
             self._items[record.version_id] = loaded
