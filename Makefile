@@ -23,7 +23,7 @@ NBVAL = $(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax --nbval-kerne
 
 .DEFAULT_GOAL := help
 .PHONY: help setup sync eda train predict pipeline backtest evaluate reports lab api test \
-	test-unit test-notebooks \
+	test-unit test-notebooks test-postgres migration \
 	lint format clean
 
 help: ## List the targets
@@ -82,13 +82,23 @@ test-unit: $(STAMP) ## pytest tests/
 test-notebooks: $(STAMP) ## Execute the notebooks with nbval on generated prices (temp folders)
 	$(NBVAL)
 
+test-postgres: $(STAMP) ## Database tests + a CLI train/predict on a throw-away PostgreSQL server
+	$(BIN)/python scripts/test_postgres.py
+
+MSG ?=
+migration: $(STAMP) ## Autogenerate the next Alembic revision from the models (MSG="what changed")
+	@test -n "$(MSG)" || { echo 'usage: make migration MSG="what changed"' >&2; exit 2; }
+	$(BIN)/python -m stock_lstm.db revision -m "$(MSG)"
+	$(BIN)/ruff check --fix --quiet src/stock_lstm/db/migrations/versions
+	$(BIN)/ruff format --quiet src/stock_lstm/db/migrations/versions
+
 lint: $(STAMP) ## ruff check + ruff format --check
-	$(BIN)/ruff check src tests notebooks
-	$(BIN)/ruff format --check src tests notebooks
+	$(BIN)/ruff check src tests notebooks scripts
+	$(BIN)/ruff format --check src tests notebooks scripts
 
 format: $(STAMP) ## Apply ruff's fixes and formatting
-	$(BIN)/ruff check --fix src tests notebooks
-	$(BIN)/ruff format src tests notebooks
+	$(BIN)/ruff check --fix src tests notebooks scripts
+	$(BIN)/ruff format src tests notebooks scripts
 
 clean: ## Remove the venv and caches (keeps data/, models/, reports/)
 	rm -rf $(VENV) .pytest_cache .ruff_cache

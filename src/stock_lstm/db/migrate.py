@@ -222,8 +222,8 @@ def new_revision(message: str) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m stock_lstm.db.migrate revision -m MSG | check`` (used by ``make migration``)."""
-    parser = argparse.ArgumentParser(prog="python -m stock_lstm.db.migrate", description=__doc__)
+    """``python -m stock_lstm.db revision -m MSG | check`` (used by ``make migration``)."""
+    parser = argparse.ArgumentParser(prog="python -m stock_lstm.db", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     revision = commands.add_parser("revision", help="autogenerate the next revision")
     revision.add_argument("-m", "--message", required=True)
@@ -242,7 +242,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DatabaseSchemaError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
