@@ -149,9 +149,11 @@ class TrainingStarted(BaseModel):
 
 
 class EpochLoss(BaseModel):
+    """One epoch's losses; a loss that was not finite (a diverging epoch) is stored as null."""
+
     epoch: int
-    train_loss: float
-    val_loss: float
+    train_loss: float | None
+    val_loss: float | None
 
 
 class JobResponse(BaseModel):

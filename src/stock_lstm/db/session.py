@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,10 +24,36 @@ def _prepare_sqlite_file(url: str) -> None:
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
 
+#: Backends whose SQLAlchemy dialect takes a ``json_serializer`` (the ones with JSON columns).
+_JSON_BACKENDS = frozenset({"sqlite", "postgresql", "mysql", "mariadb"})
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
+
+
+def dumps_json(value: Any) -> str:
+    """JSON column text with NaN and +-Infinity as ``null``, the same on every backend.
+
+    Standard JSON has no such numbers: PostgreSQL rejects them (a diverged epoch's loss would
+    fail the progress update there) while SQLite stored them; ``null`` is what both can keep.
+    """
+    return json.dumps(_finite(value), allow_nan=False)
+
+
 def make_engine(url: str, *, busy_timeout_seconds: float = 30.0) -> Engine:
     """Create an engine; SQLite gets WAL mode, a busy timeout and foreign keys."""
-    is_sqlite = make_url(url).get_backend_name() == "sqlite"
+    backend = make_url(url).get_backend_name()
+    is_sqlite = backend == "sqlite"
     kwargs: dict[str, Any] = {}
+    if backend in _JSON_BACKENDS:
+        kwargs["json_serializer"] = dumps_json
     if is_sqlite:
         _prepare_sqlite_file(url)
         kwargs["connect_args"] = {"timeout": busy_timeout_seconds, "check_same_thread": False}
