@@ -81,7 +81,9 @@ TokenRequired = Depends(require_token)
 
 
 def ticker_path(
-    ticker: Annotated[str, Path(description="Yahoo Finance symbol, e.g. AAPL or PETR4.SA.")],
+    ticker: Annotated[
+        str, Path(description="Yahoo Finance symbol, e.g. AAPL or PETR4.SA.", examples=["AAPL"])
+    ],
 ) -> str:
     """The path's ticker, canonical; a malformed one is a 422 (``InvalidTickerError``)."""
     return validate_ticker(ticker)
