@@ -6,11 +6,14 @@ These run on SQLite in ``make test`` and on PostgreSQL in ``make test-postgres``
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from stock_lstm.db import Database, ModelRegistry, TrainingJob
 
@@ -93,3 +96,63 @@ def test_the_partial_unique_index_allows_many_inactive_rows_but_one_active(db: D
         session.add(registry_row("v-active", active=True))
     with pytest.raises(IntegrityError), db.transaction() as session:
         session.add(registry_row("v-second-active", active=True))
+
+
+def test_concurrent_activations_of_one_ticker_both_succeed_and_leave_one_active(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two registrations race past the deactivation before either inserts its active row.
+
+    SQLite serializes writers at ``BEGIN IMMEDIATE`` so the race cannot happen there; on
+    PostgreSQL the loser meets the partial unique index and must retry, not fail.
+    """
+    if db.engine.dialect.name == "sqlite":
+        pytest.skip("SQLite writers are serialized at BEGIN IMMEDIATE: no race to provoke")
+    from stock_lstm.models import registry
+
+    with db.transaction() as session:
+        session.add(registry_row("v0", active=True))
+    barrier = threading.Barrier(2)
+    first_calls: list[str] = []
+    guard = threading.Lock()
+    deactivate = registry._deactivate_ticker
+
+    def racing_deactivate(session: Session, ticker: str) -> None:
+        with guard:
+            first = len(first_calls) < 2
+            first_calls.append(threading.current_thread().name)
+        if first:  # both transactions are open before either deactivates
+            barrier.wait(timeout=30)
+        deactivate(session, ticker)
+
+    monkeypatch.setattr(registry, "_deactivate_ticker", racing_deactivate)
+    errors: list[BaseException] = []
+
+    def register(version_id: str) -> None:
+        try:
+            registry.register_model(
+                db,
+                ticker="AAPL",
+                artifacts=registry.SavedArtifacts(
+                    version_id=version_id,
+                    model_path=tmp_path / f"{version_id}.pt",
+                    scaler_path=tmp_path / f"{version_id}.joblib",
+                    model_sha256="0" * 64,
+                    scaler_sha256="0" * 64,
+                ),
+                params={},
+                metrics={},
+                data=registry.TrainingDataSummary(date(2024, 1, 2), date(2025, 1, 2), 250, "0"),
+                code_version="test",
+            )
+        except BaseException as error:  # reported below, with the thread's name
+            errors.append(error)
+
+    threads = [threading.Thread(target=register, args=(v,), name=v) for v in ("v1", "v2")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    active = [r.version_id for r in registry.list_models(db, "AAPL") if r.is_active]
+    assert len(active) == 1 and active[0] in {"v1", "v2"}

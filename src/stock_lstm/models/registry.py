@@ -2,18 +2,23 @@
 
 Activation is one transaction that first deactivates the ticker's current model and then
 activates the new one; a partial unique index makes a second active row impossible even
-under concurrent writers. A registration made for a training job completes that job in the
-same transaction, and a job registers at most one model: a retried task (its first worker
-died after registering) gets the first model back instead of adding a second.
+under concurrent writers (on PostgreSQL the activation that loses such a race is retried, so
+the last writer wins as it does on SQLite). A registration made for a training job
+completes that job in the same transaction, and a job registers at most one model: a retried
+task (its first worker died after registering) gets the first model back instead of adding a
+second.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from stock_lstm.clock import Clock, utc_now
@@ -22,6 +27,16 @@ from stock_lstm.errors import ConflictError, ModelNotFoundError
 from stock_lstm.models.artifacts import SavedArtifacts
 from stock_lstm.models.jobs import COMPLETED
 from stock_lstm.tickers import validate_ticker
+
+logger = logging.getLogger(__name__)
+
+#: The index a concurrent activation of the same ticker meets on a server with row locks
+#: (PostgreSQL: both transactions deactivate, then the second insert collides). SQLite
+#: serializes writers at BEGIN IMMEDIATE, so there it only guards against bugs.
+ONE_ACTIVE_INDEX = "uq_model_registry_one_active"
+#: Attempts at an activation that lost that race; the retry sees the winner and replaces it.
+ACTIVATION_ATTEMPTS = 3
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -87,6 +102,21 @@ def _deactivate_ticker(session: Session, ticker: str) -> None:
     session.flush()
 
 
+def _retry_lost_activation(action: Callable[[], _T], what: str) -> _T:
+    """Run one activation transaction, again if a concurrent one activated first.
+
+    The last writer wins, as it does on SQLite where the writers simply queue.
+    """
+    for attempt in range(1, ACTIVATION_ATTEMPTS + 1):
+        try:
+            return action()
+        except IntegrityError as error:
+            if ONE_ACTIVE_INDEX not in str(error.orig) or attempt == ACTIVATION_ATTEMPTS:
+                raise
+            logger.info("%s: a concurrent activation won; retrying (%d)", what, attempt)
+    raise AssertionError("unreachable")
+
+
 def register_model(
     db: Database,
     *,
@@ -109,7 +139,7 @@ def register_model(
     nothing is written.
     """
     ticker = validate_ticker(ticker)
-    row = ModelRegistry(
+    values: dict[str, Any] = dict(
         version_id=artifacts.version_id,
         ticker=ticker,
         created_at=clock(),
@@ -125,21 +155,25 @@ def register_model(
         data_sha256=data.data_sha256,
         code_version=code_version,
         report_path=report_path,
-        is_active=False,
+        is_active=activate,
     )
-    with db.transaction() as session:
-        job = session.get(TrainingJob, job_id, with_for_update=True) if job_id else None
-        if job is not None and job.version_id:
-            raise AlreadyRegisteredError(job.job_id, job.version_id)
-        if activate:
-            _deactivate_ticker(session, ticker)
-        row.is_active = activate
-        session.add(row)
-        if job is not None:
-            job.status, job.progress, job.finished_at = COMPLETED, 100.0, row.created_at
-            job.version_id, job.error = row.version_id, None
-        session.flush()
-        return ModelRecord.from_row(row)
+
+    def insert() -> ModelRecord:
+        with db.transaction() as session:
+            job = session.get(TrainingJob, job_id, with_for_update=True) if job_id else None
+            if job is not None and job.version_id:
+                raise AlreadyRegisteredError(job.job_id, job.version_id)
+            if activate:
+                _deactivate_ticker(session, ticker)
+            row = ModelRegistry(**values)
+            session.add(row)
+            if job is not None:
+                job.status, job.progress, job.finished_at = COMPLETED, 100.0, row.created_at
+                job.version_id, job.error = row.version_id, None
+            session.flush()
+            return ModelRecord.from_row(row)
+
+    return _retry_lost_activation(insert, f"registering {artifacts.version_id}")
 
 
 def _row(session: Session, version_id: str) -> ModelRegistry:
@@ -153,12 +187,16 @@ def _row(session: Session, version_id: str) -> ModelRegistry:
 
 def activate_version(db: Database, version_id: str) -> ModelRecord:
     """Make ``version_id`` its ticker's active model (the previous one becomes inactive)."""
-    with db.transaction() as session:
-        row = _row(session, version_id)
-        _deactivate_ticker(session, row.ticker)
-        row.is_active = True
-        session.flush()
-        return ModelRecord.from_row(row)
+
+    def activate() -> ModelRecord:
+        with db.transaction() as session:
+            row = _row(session, version_id)
+            _deactivate_ticker(session, row.ticker)
+            row.is_active = True
+            session.flush()
+            return ModelRecord.from_row(row)
+
+    return _retry_lost_activation(activate, f"activating {version_id}")
 
 
 def get_model(db: Database, version_id: str) -> ModelRecord:
