@@ -292,8 +292,12 @@ def _local_cluster(workers: int | None, dashboard: bool) -> tuple[Client, LocalC
     return client, cluster
 
 
-def _remote_client(address: str) -> Client:
+def connect_scheduler(address: str) -> Client:
+    """A client of the scheduler at ``address`` that has at least one worker, or a
+    ``ClusterError`` saying what to start."""
     from distributed import Client
+
+    _quiet_dask_logs()
 
     try:
         client = Client(address, timeout=CONNECT_TIMEOUT_SECONDS)
@@ -338,7 +342,7 @@ def open_executor(
     began = time.perf_counter()
     _quiet_dask_logs()
     if scheduler:
-        client = _remote_client(scheduler)
+        client = connect_scheduler(scheduler)
         cluster = None
         n = len(client.scheduler_info(n_workers=-1).get("workers", {}))
         description = f"Dask scheduler {scheduler} ({n} worker(s) now)"

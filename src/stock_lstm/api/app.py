@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from stock_lstm import __version__
 from stock_lstm.api import routes
 from stock_lstm.api.schemas import API_PREFIX
-from stock_lstm.api.training_pool import RunTraining, TrainingPool, run_notebook_training
+from stock_lstm.api.training_pool import RunTraining, make_training_pool
 from stock_lstm.config import Settings
 from stock_lstm.db import Database, ModelRegistry
 from stock_lstm.errors import StockLSTMError
@@ -230,7 +230,8 @@ def create_app(
         interrupted = jobs.reconcile_jobs(ctx.db, include_unowned=True, clock=ctx.clock)
         if interrupted:
             log.warning("marked %d interrupted training job(s) failed", len(interrupted))
-        pool = TrainingPool(ctx, run_training or run_notebook_training, metrics)
+        # A Dask cluster's when STOCK_LSTM_DASK_SCHEDULER is set, else a local thread pool.
+        pool = make_training_pool(ctx, metrics, run_training)
         app.state.training_pool = pool
         try:
             yield

@@ -10,6 +10,10 @@ Workers are daemon threads: stopping the server does not wait for a training tha
 an hour. Such a job stays "running" in the database, owned by the process that trains it; the
 next start-up (or any CLI command) marks it failed once that process is gone
 (``jobs.reconcile_jobs``). Jobs still waiting in the queue are marked failed at shutdown.
+
+With ``STOCK_LSTM_DASK_SCHEDULER`` set, ``ClusterTrainingPool`` sends each job to that Dask
+cluster instead (the same notebook, run by ``pipeline.batch.run_stages_task`` on a worker),
+so a server's trainings spread over the cluster's machines.
 """
 
 from __future__ import annotations
@@ -21,13 +25,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stock_lstm.errors import ConflictError, StockLSTMError
 from stock_lstm.models import jobs
 from stock_lstm.models.jobs import JobRecord
 from stock_lstm.monitoring.metrics import ApiMetrics
 from stock_lstm.workflows import AppContext
+
+if TYPE_CHECKING:
+    from distributed import Future
 
 log = logging.getLogger(__name__)
 
@@ -126,13 +133,21 @@ class TrainingPool:
                     f"it with GET /api/v1/training/status/{busy.job_id} and start again when "
                     "it has finished"
                 )
-            if self._queue.qsize() >= self._max_queued:
+            if self._pending() >= self._max_queued:
                 raise TrainingUnavailableError(
                     f"{self._max_queued} training jobs are already waiting: retry later"
                 )
             job = jobs.create_job(self.ctx.db, ticker, job_params, clock=self.ctx.clock)
-            self._queue.put(TrainingTask(job.job_id, ticker, hyperparameters, start, end))
+            self._dispatch(TrainingTask(job.job_id, ticker, hyperparameters, start, end))
         return job
+
+    def _pending(self) -> int:
+        """Jobs accepted but not taken by a worker yet."""
+        return self._queue.qsize()
+
+    def _dispatch(self, task: TrainingTask) -> None:
+        """Hand a new job to the workers."""
+        self._queue.put(task)
 
     def _unfinished_job(self, ticker: str) -> JobRecord | None:
         for status in jobs.UNFINISHED:
@@ -211,3 +226,126 @@ class TrainingPool:
         deadline = time.monotonic() + SHUTDOWN_JOIN_SECONDS
         for thread in self._threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
+
+
+class ClusterTrainingPool(TrainingPool):
+    """The same rules as ``TrainingPool`` (one unfinished job per ticker, a bounded backlog),
+    but each job runs as a Dask task on the cluster at ``scheduler``.
+
+    The task is ``run_stages_task`` (injectable for tests): the train notebook with the job's
+    id, so the job's progress, its owner (the worker's kernel) and its model are written by
+    the worker, and a task Dask runs again finds the job's model instead of training twice.
+    Here, when the task ends, a job it did not complete is marked failed with the reason.
+    The settings go to the workers as data: a SQLite database or relative folders are
+    refused when the pool starts (``cluster.worker_settings``).
+
+    At shutdown, jobs still queued are cancelled and failed; jobs already running finish
+    on their workers (as the local pool's daemon threads do) and record their own end.
+    """
+
+    def __init__(
+        self,
+        ctx: AppContext,
+        metrics: ApiMetrics,
+        *,
+        scheduler: str,
+        task: Callable[..., dict[str, Any]] | None = None,
+        max_queued: int = DEFAULT_MAX_QUEUED,
+    ) -> None:
+        from stock_lstm.cluster import connect_scheduler, worker_settings
+        from stock_lstm.pipeline.batch import run_stages_task
+
+        # No threads and no queue of our own (no super().__init__): the cluster is both.
+        self.ctx = ctx
+        self.metrics = metrics
+        self._max_queued = max_queued
+        self._submit_lock = threading.Lock()
+        self._closed = False
+        self._worker_settings = worker_settings(ctx.settings)
+        self._task = task or run_stages_task
+        self._futures: dict[Future, TrainingTask] = {}
+        self._futures_lock = threading.Lock()
+        self._client = connect_scheduler(scheduler)
+        log.info("training jobs go to the Dask scheduler at %s", scheduler)
+
+    def _pending(self) -> int:
+        """Jobs on the cluster that have not finished (queued there or running)."""
+        with self._futures_lock:
+            return sum(not future.done() for future in self._futures)
+
+    def _dispatch(self, task: TrainingTask) -> None:
+        from stock_lstm.cluster import TASK_RETRIES
+        from stock_lstm.pipeline.runner import new_run_id
+
+        parameters: dict[str, Any] = dict(task.hyperparameters)
+        if task.start is not None:
+            parameters["start"] = task.start.isoformat()
+        if task.end is not None:
+            parameters["end"] = task.end.isoformat()
+        future = self._client.submit(
+            self._task,
+            self._worker_settings,
+            task.ticker,
+            ["train"],
+            parameters,
+            new_run_id(self.ctx.clock),
+            task.job_id,
+            key=f"train-{task.ticker}-{task.job_id}",
+            retries=TASK_RETRIES,
+            pure=False,
+        )
+        began = time.perf_counter()
+        with self._futures_lock:
+            self._futures[future] = task
+        self.metrics.training_running.inc()
+        future.add_done_callback(lambda done: self._finished(done, task, began))
+
+    def _finished(self, future: Future, task: TrainingTask, began: float) -> None:
+        """Runs in the Dask client's thread when a job's task ends, however it ended."""
+        from stock_lstm.cluster import failure_row
+
+        try:
+            row = future.result()
+        except BaseException as exc:  # raised twice, all its workers died, or cancelled
+            row = failure_row(exc)
+        try:
+            if row.get("status") == "ok":
+                self._fail_unless_completed(task.job_id)
+            else:
+                log.warning("training job %s (%s) failed: %s", task.job_id, task.ticker, row)
+                self._fail_unless_failed(task.job_id, str(row.get("error") or "failed"))
+        finally:
+            with self._futures_lock:
+                self._futures.pop(future, None)
+            self.metrics.training_running.dec()
+            self.metrics.training_duration.observe(time.perf_counter() - began)
+            self.metrics.training_jobs.labels(self._final_status(task.job_id)).inc()
+
+    def shutdown(self) -> None:
+        """Stop accepting jobs, cancel and fail the queued ones, disconnect from the cluster."""
+        with self._submit_lock:
+            self._closed = True
+        with self._futures_lock:
+            waiting = list(self._futures.items())
+        for future, task in waiting:
+            try:
+                queued = jobs.get_job(self.ctx.db, task.job_id).status == jobs.QUEUED
+            except Exception:
+                queued = False
+            if queued:
+                future.cancel()
+                self._fail_unless_failed(
+                    task.job_id, "the server shut down before the job started: start it again"
+                )
+        self._client.close()
+
+
+def make_training_pool(
+    ctx: AppContext, metrics: ApiMetrics, run_training: RunTraining | None = None
+) -> TrainingPool:
+    """The cluster pool when ``STOCK_LSTM_DASK_SCHEDULER`` is set (and no ``run_training``
+    is injected), else the local pool of threads running ``run_training`` (default: the
+    train notebook)."""
+    if run_training is None and ctx.settings.dask_scheduler:
+        return ClusterTrainingPool(ctx, metrics, scheduler=ctx.settings.dask_scheduler)
+    return TrainingPool(ctx, run_training or run_notebook_training, metrics)
