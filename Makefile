@@ -22,7 +22,7 @@ NBVAL = $(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax --nbval-kerne
 	--nbval-sanitize-with notebooks/nbval_sanitize.cfg notebooks/
 
 .DEFAULT_GOAL := help
-.PHONY: help setup sync eda train predict pipeline backtest evaluate reports lab api test \
+.PHONY: help setup sync eda train train-all predict pipeline backtest evaluate reports lab api test \
 	test-unit test-notebooks test-postgres migration \
 	lint format clean
 
@@ -57,10 +57,20 @@ pipeline: $(STAMP) ## All four notebooks for TICKER in one run
 backtest: $(STAMP) ## Notebook 05: walk-forward backtest vs persistence and drift (ORIGINS=, HORIZON=)
 	$(RUN) backtest
 
+TICKERS ?=
+TICKERS_FILE ?=
+TICKERS_FLAGS = $(if $(TICKERS),--tickers $(TICKERS),) $(if $(TICKERS_FILE),--tickers-file $(TICKERS_FILE),)
+# --workers only when WORKERS is given on the command line or in the environment: the
+# local cluster's own default is one worker process per core.
+WORKERS_FLAG = $(if $(filter command line environment,$(origin WORKERS)),--workers $(WORKERS),)
+train-all: $(STAMP) ## Notebook 03 for many tickers, one Dask task each (TICKERS=AAPL,MSFT or TICKERS_FILE=)
+	@test -n "$(TICKERS)$(TICKERS_FILE)" || { echo "give TICKERS=AAPL,MSFT or TICKERS_FILE=FILE" >&2; exit 2; }
+	$(BIN)/stock-lstm run train $(TICKERS_FLAGS) $(WORKERS_FLAG) $(SOURCE_FLAG) $(PARAMS)
+
 EVAL_DIR ?= ../shared/data/prices
 SEEDS ?= 1,2,3
 WORKERS ?= 2
-evaluate: $(STAMP) ## Backtest every ticker in EVAL_DIR (SEEDS=, WORKERS=) -> bench/evaluation/
+evaluate: $(STAMP) ## Backtest every ticker in EVAL_DIR on a Dask cluster (SEEDS=, WORKERS=) -> bench/evaluation/
 	$(BIN)/stock-lstm evaluate --csv-dir $(EVAL_DIR) --seeds $(SEEDS) --workers $(WORKERS) \
 		--output-dir bench/evaluation
 
