@@ -82,7 +82,8 @@ def install_postgresql() -> Path:
         stdout=subprocess.DEVNULL,
     )
     # The package may start its own cluster on 5432; ours runs on its own port, stop theirs.
-    subprocess.run(["service", "postgresql", "stop"], capture_output=True, check=False)
+    if shutil.which("service"):
+        subprocess.run(["service", "postgresql", "stop"], capture_output=True, check=False)
     bindir = find_bindir()
     if bindir is None:
         raise SystemExit(
