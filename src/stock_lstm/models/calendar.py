@@ -61,9 +61,15 @@ def next_trading_days(ticker: str, after: date, count: int) -> list[date]:
     """The ``count`` sessions strictly after ``after`` on the ticker's exchange.
 
     Falls back to weekdays (Mon-Fri) beyond the calendar's known range, which exchange
-    calendars only publish about a year ahead.
+    calendars only publish about a year ahead. Answers are remembered: every forecast of a
+    ticker asks the same question until its prices gain a day.
     """
-    calendar = _calendar(exchange_for_ticker(ticker))
+    return list(_next_sessions(exchange_for_ticker(ticker), after, count))
+
+
+@lru_cache(maxsize=1024)
+def _next_sessions(exchange: str, after: date, count: int) -> tuple[date, ...]:
+    calendar = _calendar(exchange)
     start = pd.Timestamp(after) + pd.Timedelta(days=1)
     days: list[date] = []
     if calendar.first_session <= start <= calendar.last_session:
@@ -74,4 +80,4 @@ def next_trading_days(ticker: str, after: date, count: int) -> list[date]:
     while len(days) < count:
         cursor = cursor + pd.offsets.BDay(1)
         days.append(cursor.date())
-    return days
+    return tuple(days)

@@ -218,7 +218,9 @@ def make_forecast(
             f"{loaded.record.ticker} has {len(prices)} cached rows; the model needs the last "
             f"{needed}: run `stock-lstm sync {loaded.record.ticker}`"
         )
-    values = prices[list(loaded.feature_columns)].to_numpy(dtype=np.float64)[-needed:]
+    values = np.column_stack(
+        [prices[column].to_numpy(dtype=np.float64)[-needed:] for column in loaded.feature_columns]
+    )
     window = loaded.encoder.encode_inputs(values)[-loaded.sequence_length :]
     last_close = float(prices["close"].iloc[-1])
     path = predict_paths(
