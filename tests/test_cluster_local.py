@@ -168,3 +168,23 @@ def test_a_sweep_ranks_its_points_beside_persistence_and_registers_nothing(
         ctx.db.dispose()
     models_dir = Path(cli_env.models_dir)
     assert not models_dir.exists() or not any(models_dir.iterdir())
+
+
+def test_evaluate_backtests_each_ticker_as_a_task_of_the_same_seam(
+    cli_executor: Executor, price_dir: Path
+) -> None:
+    from stock_lstm.evaluation.evaluate import build_tasks, default_params, run_tasks
+
+    tasks = build_tasks(
+        price_dir,
+        ["AAPL", "NOPE"],
+        [1],
+        horizon=2,
+        origins=5,
+        refit_every=None,
+        base_params=default_params({**TINY, "horizon": 2}),
+        include_original=False,
+    )
+    rows = run_tasks(tasks, workers=2, progress=False)
+    assert [(row["ticker"], row["status"]) for row in rows] == [("AAPL", "ok"), ("NOPE", "failed")]
+    assert rows[0]["rmae_h1"] > 0 and "NOPE" in rows[1]["error"]
