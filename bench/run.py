@@ -33,6 +33,7 @@ FIGURES: dict[str, tuple[str, bool, int]] = {
     "memory": ("bench.memory", True, 600),
     "api": ("bench.api_load", True, 600),
     "evaluate": ("bench.many_tickers", False, 1200),
+    "dask": ("bench.dask_overhead", False, 300),
 }
 RESULTS = REPO / "bench" / "results.json"
 
