@@ -58,12 +58,17 @@ def test_relative_folders_with_a_remote_scheduler_are_refused(tmp_path: Path, fo
 
 
 def test_the_cli_refuses_sqlite_on_a_cluster_before_connecting(
-    cli_env: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    cli_env: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     from stock_lstm.config import get_settings
 
     # Nothing listens on this port: the refusal must come before any connection attempt.
     monkeypatch.setenv("STOCK_LSTM_DASK_SCHEDULER", "tcp://127.0.0.1:9")
+    # SQLite explicitly: under `make test-postgres` cli_env's database is a PostgreSQL one.
+    monkeypatch.setenv("STOCK_LSTM_DATABASE_URL", f"sqlite:///{tmp_path / 'x.db'}")
     get_settings.cache_clear()
     code = main(["run", "train", "--tickers", "AAPL,MSFT", "-p", "epochs", "1"])
     assert code == 2
