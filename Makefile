@@ -23,7 +23,7 @@ NBVAL = $(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax --nbval-kerne
 
 .DEFAULT_GOAL := help
 .PHONY: help setup sync eda train train-all predict pipeline backtest evaluate reports lab api test \
-	test-unit test-notebooks test-postgres migration \
+	test-unit test-notebooks test-postgres migration bench \
 	lint format clean
 
 help: ## List the targets
@@ -74,6 +74,16 @@ evaluate: $(STAMP) ## Backtest every ticker in EVAL_DIR on a Dask cluster (SEEDS
 	$(BIN)/stock-lstm evaluate --csv-dir $(EVAL_DIR) --seeds $(SEEDS) --workers $(WORKERS) \
 		--output-dir bench/evaluation
 
+BENCH_ARGS ?=
+bench: $(STAMP) ## Benchmarks on the shared prices -> bench/results.json + a table (BENCH_ARGS="--skip evaluate")
+	@command -v wrk >/dev/null || { \
+		echo "bench: the API figure needs wrk (an HTTP load generator): installing the Debian package"; \
+		if [ "$$(id -u)" = 0 ]; then apt-get install -y -qq wrk >/dev/null 2>&1 || \
+			{ apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }; \
+		else sudo apt-get install -y -qq wrk; fi || \
+		echo "bench: could not install wrk (apt-get install wrk); the API figure will be skipped"; }
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
 api: $(STAMP) ## Serve the HTTP API on 127.0.0.1:8000 (docs at /docs)
 	$(BIN)/stock-lstm serve --host 127.0.0.1 --port 8000
 
@@ -103,12 +113,12 @@ migration: $(STAMP) ## Autogenerate the next Alembic revision from the models (M
 	$(BIN)/ruff format --quiet src/stock_lstm/db/migrations/versions
 
 lint: $(STAMP) ## ruff check + ruff format --check
-	$(BIN)/ruff check src tests notebooks scripts
-	$(BIN)/ruff format --check src tests notebooks scripts
+	$(BIN)/ruff check src tests notebooks scripts bench
+	$(BIN)/ruff format --check src tests notebooks scripts bench
 
 format: $(STAMP) ## Apply ruff's fixes and formatting
-	$(BIN)/ruff check --fix src tests notebooks scripts
-	$(BIN)/ruff format src tests notebooks scripts
+	$(BIN)/ruff check --fix src tests notebooks scripts bench
+	$(BIN)/ruff format src tests notebooks scripts bench
 
 clean: ## Remove the venv and caches (keeps data/, models/, reports/)
 	rm -rf $(VENV) .pytest_cache .ruff_cache
