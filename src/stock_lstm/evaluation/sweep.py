@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 NOT_IN_GRID = ("horizon",)
 #: A guard against a typo that multiplies a grid into days of work.
 MAX_POINTS = 1000
+PERSISTENCE_LABEL = "persistence (tomorrow = today)"
 
 
 def _kinds() -> dict[str, type]:
@@ -262,7 +263,7 @@ def _num(value: Any, spec: str) -> str:
 def format_sweep(result: SweepResult) -> str:
     """The ranked table, persistence and drift placed where their rMAE ranks them."""
     names = list(result.grid)
-    width = max([len(row["label"]) for row in result.rows] + [len("persistence"), 10]) + 2
+    width = max([len(row["label"]) for row in result.rows] + [len(PERSISTENCE_LABEL)]) + 2
     first = next((row for row in result.rows if row.get("status") == "ok"), {})
     lines = [
         f"{result.ticker}: {len(result.rows)} grid point(s) over {', '.join(names)}; "
@@ -285,7 +286,7 @@ def format_sweep(result: SweepResult) -> str:
         failed, value = _rank_key(row)
         entries.append((math.inf if failed else value, 1, text))
     for name, values in result.baselines.items():
-        shown = "persistence (tomorrow = today)" if name == "persistence" else "drift"
+        shown = PERSISTENCE_LABEL if name == "persistence" else "drift"
         text = (
             f"{'':>4}  {shown:<{width}}{_num(values['rmae_h1'], '9.3f')}"
             f"{_num(values['mae_h1'], '11.4f')}"
