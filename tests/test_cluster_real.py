@@ -195,9 +195,17 @@ def _models(settings: Settings) -> list:
         db.dispose()
 
 
-def test_run_tickers_trains_on_the_real_cluster_workers(
+def test_the_cli_and_the_api_train_on_the_real_cluster_workers(
     real_cluster: RealCluster, shared_settings: Settings, tmp_path: Path
 ) -> None:
+    """A server and a batch share the cluster: the API's job and the CLI's tickers run at once
+    on the two worker processes (which also keeps this test to one round of training)."""
+    from distributed import wait
+    from fastapi.testclient import TestClient
+
+    from stock_lstm.api.app import create_app
+    from stock_lstm.api.training_pool import ClusterTrainingPool
+
     env = {
         **_clean_environment(),
         "STOCK_LSTM_DASK_SCHEDULER": real_cluster.address,
@@ -209,47 +217,39 @@ def test_run_tickers_trains_on_the_real_cluster_workers(
     tiny = [arg for name, value in TINY.items() for arg in ("-p", name, str(value))]
     caller = tmp_path / "caller"
     caller.mkdir()
-    done = subprocess.run(
-        [str(BIN / "stock-lstm"), "run", "train", "--tickers", "AAPL,MSFT", *tiny, "--json"],
-        cwd=caller,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert f"Dask scheduler {real_cluster.address}" in done.stderr
-    rows = {row["ticker"]: row for row in json.loads(done.stdout)["results"]}
-    assert all(row["status"] == "ok" for row in rows.values())
-    worker_pids = {int(row["worker"].rsplit(":", 1)[1]) for row in rows.values()}
-    assert worker_pids <= _descendants(real_cluster.worker_pid)  # ran in `dask worker`'s children
-
-    models = _models(shared_settings)
-    assert sorted(m.ticker for m in models) == ["AAPL", "MSFT"] and all(m.is_active for m in models)
-    assert all(Path(m.model_path).is_file() and Path(m.report_path).is_file() for m in models)
-    assert not any(caller.iterdir())  # nothing landed in the caller's folder
-
-
-def test_the_api_sends_trainings_to_the_cluster(
-    real_cluster: RealCluster, shared_settings: Settings
-) -> None:
-    from distributed import wait
-    from fastapi.testclient import TestClient
-
-    from stock_lstm.api.app import create_app
-    from stock_lstm.api.training_pool import ClusterTrainingPool
-
-    settings = shared_settings.model_copy(update={"dask_scheduler": real_cluster.address})
-    app = create_app(settings)
+    app = create_app(shared_settings.model_copy(update={"dask_scheduler": real_cluster.address}))
     with TestClient(app) as client:
         pool = app.state.training_pool
         assert isinstance(pool, ClusterTrainingPool)
         started = client.post("/api/v1/training/start", json={"ticker": "TEST", **TINY})
         assert started.status_code == 202, started.text
         job_id = started.json()["job_id"]
+        done = subprocess.run(
+            [str(BIN / "stock-lstm"), "run", "train", "--tickers", "AAPL", *tiny, "--json"],
+            cwd=caller,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT,
+            check=False,
+        )
         wait(list(pool._futures), timeout=RUN_TIMEOUT)
         status = client.get(f"/api/v1/training/status/{job_id}").json()
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"Dask scheduler {real_cluster.address}" in done.stderr
+    rows = json.loads(done.stdout)["results"]
+    assert [(row["ticker"], row["status"]) for row in rows] == [("AAPL", "ok")]
     assert status["status"] == jobs.COMPLETED, status
-    models = [m for m in _models(shared_settings) if m.ticker == "TEST"]
-    assert [m.version_id for m in models] == [status["version_id"]] and models[0].is_active
+    # Both ran in the `dask worker` command's processes, not here and not in the CLI.
+    worker_pid = int(rows[0]["worker"].rsplit(":", 1)[1])
+    assert worker_pid in _descendants(real_cluster.worker_pid)
+
+    models = {m.ticker: m for m in _models(shared_settings)}
+    assert sorted(models) == ["AAPL", "TEST"] and all(m.is_active for m in models.values())
+    assert models["TEST"].version_id == status["version_id"]
+    assert models["AAPL"].version_id == rows[0]["version_id"]
+    assert all(
+        Path(m.model_path).is_file() and Path(m.report_path).is_file() for m in models.values()
+    )
+    assert not any(caller.iterdir())  # nothing landed in the caller's folder
