@@ -830,7 +830,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from stock_lstm.api.serve import serve
 
-    serve(args.host, args.port, insecure=args.insecure, settings=_settings_from(args))
+    settings = _settings_from(args)
+    if settings.dask_scheduler:
+        from stock_lstm.cluster import worker_settings
+
+        worker_settings(settings)  # one error line now, not a failed start-up later
+    serve(args.host, args.port, insecure=args.insecure, settings=settings)
     return 0
 
 

@@ -131,7 +131,7 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
 def settings_from_dict(values: Mapping[str, Any]) -> Settings:
     """The worker side of ``worker_settings``: every field given, none read from the
     worker's environment (which may belong to another deployment)."""
-    return Settings(**values)
+    return Settings(**{**values, **dict.fromkeys(_CALLER_ONLY_SETTINGS)})
 
 
 def settings_environment(settings: Settings) -> dict[str, str]:
