@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -61,10 +62,12 @@ def run_figure(module: str, extra: list[str], limit: int) -> dict[str, Any]:
 
 def markdown(results: dict[str, Any]) -> str:
     info = results["machine"]
+    loads = [x for f in results["figures"].values() for x in f.get("load_average_1min", [])]
     lines = [
         f"Measured {results['finished'][:16].replace('T', ' ')} UTC at commit "
         f"{results['commit']} on {info['nproc']} cores ({info['cpu']}), Python "
-        f"{info['python']}, torch {info['torch']}.",
+        f"{info['python']}, torch {info['torch']}; 1-minute load average "
+        f"{min(loads, default=0):.1f}-{max(loads, default=0):.1f} around the figures.",
         "",
         "| figure | result | how |",
         "|---|---|---|",
@@ -121,7 +124,9 @@ def main() -> int:
             if needs_world:
                 extra += ["--world", str(world)]
             print(f"bench: {name}...", end=" ", flush=True)
+            load_before = os.getloadavg()[0]
             figure = run_figure(module, extra, limit)
+            figure["load_average_1min"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
             results["figures"][name] = figure
             failed = f" FAILED: {figure['error']}" if "error" in figure else ""
             print(f"{figure['seconds']:.0f} s{failed}", flush=True)

@@ -506,7 +506,7 @@ class PriceFrames:
             if item is None or item[0] != summary:
                 return None
             self._items.move_to_end(key)
-            return item[1].copy()
+        return item[1].copy()  # outside the lock: kept frames are never modified
 
     def put(self, key: tuple[Any, ...], summary: _Summary, frame: pd.DataFrame) -> None:
         with self._lock:
