@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import subprocess
+import threading
 from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
@@ -27,6 +28,7 @@ from stock_lstm.models.forecasting import Forecast, ModelCache, make_forecast, v
 from stock_lstm.models.registry import (
     ModelRecord,
     TrainingDataSummary,
+    active_version_id,
     get_active_model,
     register_model,
 )
@@ -44,6 +46,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Forecasts one process computes at once. A forecast is CPU work that mostly holds the GIL,
+#: so the API's request threads beyond a few only queue for it, and each holds a database
+#: connection meanwhile: past the pool's 5 they open (and close) new ones per request.
+FORECAST_SLOTS = 4
+
 
 @dataclass
 class AppContext:
@@ -56,6 +63,10 @@ class AppContext:
     model_cache: ModelCache = field(default_factory=ModelCache)
     #: Price frames reused while their rows are unchanged (forecasts read whole histories).
     price_frames: PriceFrames = field(default_factory=PriceFrames)
+    #: Forecasts running at once (see ``FORECAST_SLOTS``), shared by every copy of the context.
+    forecast_slots: threading.BoundedSemaphore = field(
+        default_factory=lambda: threading.BoundedSemaphore(FORECAST_SLOTS)
+    )
 
     @classmethod
     def create(
@@ -84,7 +95,13 @@ class AppContext:
             return self
         source = source_from_spec(spec, history_years=self.settings.history_years, clock=self.clock)
         return AppContext(
-            self.settings, self.db, source, self.clock, self.model_cache, self.price_frames
+            self.settings,
+            self.db,
+            source,
+            self.clock,
+            self.model_cache,
+            self.price_frames,
+            self.forecast_slots,
         )
 
 
@@ -483,12 +500,15 @@ def predict_ticker(
     ``on_sync`` is told whether the prices came from the cache (the API counts hits/misses).
     """
     days = validate_days(days)
-    record = get_active_model(ctx.db, validate_ticker(ticker))
-    loaded = ctx.model_cache.get(record)
-    prices, sync = load_prices(ctx, record.ticker)
-    if on_sync is not None:
-        on_sync(sync.from_cache)
-    forecast = make_forecast(loaded, prices, days, interval_level=ctx.settings.interval_level)
+    ticker = validate_ticker(ticker)
+    with ctx.forecast_slots:
+        loaded = ctx.model_cache.loaded(active_version_id(ctx.db, ticker))
+        if loaded is None:
+            loaded = ctx.model_cache.get(get_active_model(ctx.db, ticker))
+        prices, sync = load_prices(ctx, ticker)
+        if on_sync is not None:
+            on_sync(sync.from_cache)
+        forecast = make_forecast(loaded, prices, days, interval_level=ctx.settings.interval_level)
     if sync.warning:
         forecast.warnings.append(sync.warning)
     return forecast

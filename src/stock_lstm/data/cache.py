@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Select, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -165,19 +165,37 @@ def _ticker_conditions(
     return conditions
 
 
-def _summary(
-    session: Session, ticker: str, start: date | None = None, end: date | None = None
-) -> _Summary:
-    statement = select(
+def _summary_query() -> Select[Any]:
+    return select(
         func.count(PriceCache.id),
         func.min(PriceCache.date),
         func.max(PriceCache.date),
         func.min(PriceCache.updated_at),
         func.sum(PriceCache.close),
         func.sum(PriceCache.volume),
-    ).where(*_ticker_conditions(ticker, start, end))
-    rows, first, last, updated, close_sum, volume_sum = session.execute(statement).one()
+    )
+
+
+#: The whole-history summary, built once: the cache rule runs it on every price read.
+_WHOLE_HISTORY_SUMMARY = _summary_query().where(PriceCache.ticker == bindparam("ticker"))
+
+
+def _as_summary(row: Any) -> _Summary:
+    rows, first, last, updated, close_sum, volume_sum = row
     return _Summary(int(rows or 0), first, last, updated, (close_sum, volume_sum))
+
+
+def _summary(
+    session: Session, ticker: str, start: date | None = None, end: date | None = None
+) -> _Summary:
+    statement = _summary_query().where(*_ticker_conditions(ticker, start, end))
+    return _as_summary(session.execute(statement).one())
+
+
+def _whole_history_summary(db: Database, ticker: str) -> _Summary:
+    """``_summary`` of every row, on a plain connection (no ORM session: this is hot)."""
+    with db.engine.connect() as connection:
+        return _as_summary(connection.execute(_WHOLE_HISTORY_SUMMARY, {"ticker": ticker}).one())
 
 
 def cache_status(
@@ -416,10 +434,12 @@ def _sync(
     check_date_range(start, end)
     expiry = _expiry(expiry_hours)
     now = _now(clock)
-    with db.session() as session:
-        cached = _summary(session, symbol)
-        whole = start is None and end is None
-        in_range = cached if whole else _summary(session, symbol, start, end)
+    if start is None and end is None:
+        cached = in_range = _whole_history_summary(db, symbol)
+    else:
+        with db.session() as session:
+            cached = _summary(session, symbol)
+            in_range = _summary(session, symbol, start, end)
     earlier = needs_earlier_history(cached.first_date, start)
     fresh = cached.rows > 0 and is_fresh(cached.updated_at, now, expiry)
     requirement = _RowRequirement(min_rows, start, end, purpose) if min_rows > 0 else None

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -205,6 +205,13 @@ def get_model(db: Database, version_id: str) -> ModelRecord:
         return ModelRecord.from_row(_row(session, version_id))
 
 
+def _no_active_model(ticker: str) -> ModelNotFoundError:
+    return ModelNotFoundError(
+        f"no active model for {ticker}: train one with `make train TICKER={ticker}` "
+        f"or `stock-lstm train {ticker}`"
+    )
+
+
 def get_active_model(db: Database, ticker: str) -> ModelRecord:
     """The ticker's active version, or ``ModelNotFoundError`` telling how to train one."""
     ticker = validate_ticker(ticker)
@@ -215,11 +222,29 @@ def get_active_model(db: Database, ticker: str) -> ModelRecord:
             )
         ).one_or_none()
         if row is None:
-            raise ModelNotFoundError(
-                f"no active model for {ticker}: train one with `make train TICKER={ticker}` "
-                f"or `stock-lstm train {ticker}`"
-            )
+            raise _no_active_model(ticker)
         return ModelRecord.from_row(row)
+
+
+#: Built once, run on a plain connection: ``active_version_id`` is on every forecast's path.
+_ACTIVE_VERSION_ID = select(ModelRegistry.version_id).where(
+    ModelRegistry.ticker == bindparam("ticker"), ModelRegistry.is_active.is_(True)
+)
+
+
+def active_version_id(db: Database, ticker: str) -> str:
+    """Just the id of the ticker's active version (``ModelNotFoundError`` as above).
+
+    Why: a forecast looks the active version up on every request, so an activation is seen
+    at once; when that version is already loaded, its id is all it needs, and reading one
+    indexed column skips decoding the row's JSON metrics (most of the lookup's cost).
+    """
+    ticker = validate_ticker(ticker)
+    with db.engine.connect() as connection:
+        version_id = connection.execute(_ACTIVE_VERSION_ID, {"ticker": ticker}).scalar_one_or_none()
+    if version_id is None:
+        raise _no_active_model(ticker)
+    return version_id
 
 
 def list_models(db: Database, ticker: str | None = None) -> list[ModelRecord]:
