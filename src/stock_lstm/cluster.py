@@ -146,24 +146,6 @@ def settings_environment(settings: Settings) -> dict[str, str]:
     return environment
 
 
-@contextlib.contextmanager
-def environment(values: Mapping[str, str]) -> Iterator[None]:
-    """``os.environ`` updated with ``values`` for the block, restored afterwards.
-
-    Process-wide: safe because workers run one task at a time (one thread per worker).
-    """
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 def failure_row(error: BaseException) -> dict[str, Any]:
     """The row of a task that raised even after its retry, or whose workers all died."""
     text = str(error).strip().splitlines()

@@ -5,6 +5,9 @@ CLI flags override these per call; nothing deeper in the package reads the envir
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from pathlib import Path
 
@@ -82,3 +85,22 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """Settings read once from the environment (tests build their own ``Settings``)."""
     return Settings()
+
+
+@contextlib.contextmanager
+def temporary_environment(values: Mapping[str, str]) -> Iterator[None]:
+    """``os.environ`` updated with ``values`` for the block, restored afterwards.
+
+    How settings reach a notebook kernel (it reads ``STOCK_LSTM_*`` when it starts).
+    Process-wide: callers run one such block at a time per process.
+    """
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

@@ -21,13 +21,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stock_lstm.cluster import (
-    environment,
     settings_environment,
     settings_from_dict,
     worker_name,
     worker_settings,
 )
-from stock_lstm.config import Settings
+from stock_lstm.config import Settings, temporary_environment
 from stock_lstm.errors import InvalidParameterError, StockLSTMError
 from stock_lstm.pipeline.reports import RUN_MANIFEST, build_index, write_manifest
 from stock_lstm.pipeline.stages import STAGES, default_notebooks_dir, resolve_stages
@@ -179,7 +178,7 @@ def run_stages_task(
         run_dir = reports_dir / ticker_file_stem(ticker) / attempt
         row["run_id"] = attempt
         try:
-            with environment(settings_environment(config)):
+            with temporary_environment(settings_environment(config)):
                 result = run_pipeline(
                     to_run, ticker, config, stage_parameters, run_id=attempt, progress=False
                 )

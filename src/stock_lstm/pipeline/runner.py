@@ -9,12 +9,11 @@ cell, so a failed run never registers or activates anything.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from stock_lstm.clock import Clock, utc_now
-from stock_lstm.config import Settings
+from stock_lstm.config import Settings, temporary_environment
 from stock_lstm.errors import InvalidParameterError, StockLSTMError
 from stock_lstm.pipeline.reports import build_index, render_html, write_manifest
 from stock_lstm.pipeline.stages import KERNEL_NAME, STAGES, default_notebooks_dir, resolve_stages
@@ -157,20 +156,6 @@ def kernel_environment(settings: Settings) -> dict[str, str]:
     return env
 
 
-@contextlib.contextmanager
-def _environment(values: Mapping[str, str]) -> Iterator[None]:
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 def _first_line(exc: BaseException) -> str:
     ename = getattr(exc, "ename", None) or type(exc).__name__
     evalue = str(getattr(exc, "evalue", None) or exc).strip().splitlines()
@@ -223,7 +208,7 @@ def run_pipeline(
     write_manifest(run_dir, result.manifest())
 
     failure: str | None = None
-    with _environment(kernel_environment(settings)):
+    with temporary_environment(kernel_environment(settings)):
         for stage in stages:
             stem = STAGES[stage]
             output = run_dir / f"{stem}.ipynb"
