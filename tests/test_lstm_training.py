@@ -20,6 +20,7 @@ from stock_lstm.data.synthetic import synthetic_prices
 from stock_lstm.errors import InvalidParameterError
 from stock_lstm.evaluation.holdout import evaluate_model
 from stock_lstm.evaluation.metrics import score
+from stock_lstm.models import training
 from stock_lstm.models.lstm import LSTMForecaster
 from stock_lstm.models.training import (
     PARAM_CHOICES,
@@ -172,6 +173,34 @@ def test_training_leaves_the_global_rng_alone(learnable: PreparedData) -> None:
     torch.manual_seed(123)
     train_model(learnable, replace(SMALL, epochs=1), threads=1)
     torch.testing.assert_close(torch.rand(3), expected)
+
+
+def test_heap_tuning_is_undone_after_training_even_when_it_raises(
+    learnable: PreparedData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """glibc's allocator is tuned for the training only; the defaults come back after it."""
+    calls: list[tuple[int, int]] = []
+
+    def record(parameter: int, value: int) -> int:
+        calls.append((parameter, value))
+        return 1
+
+    monkeypatch.setattr(training, "_mallopt", lambda: record)
+    train_model(learnable, replace(SMALL, epochs=1), threads=1)
+    assert calls[-2:] == [
+        (training._M_MMAP_MAX, training._DEFAULT_MMAP_MAX),
+        (training._M_TRIM_THRESHOLD, training._DEFAULT_TRIM_THRESHOLD),
+    ]
+    calls.clear()
+
+    def fail(_report: EpochReport) -> None:
+        raise RuntimeError("a callback failed")
+
+    with pytest.raises(RuntimeError):
+        train_model(learnable, replace(SMALL, epochs=2), threads=1, callbacks=[fail])
+    assert calls[0] == (training._M_MMAP_MAX, 0)
+    assert calls[-1] == (training._M_TRIM_THRESHOLD, training._DEFAULT_TRIM_THRESHOLD)
+    assert training._heap_users == 0
 
 
 def test_callbacks_get_one_report_per_epoch(learnable: PreparedData) -> None:

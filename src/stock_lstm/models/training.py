@@ -8,11 +8,14 @@ losses on the same machine.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import math
 import os
 import sys
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -189,6 +192,53 @@ def set_torch_threads(threads: int | None) -> int:
     return count
 
 
+#: glibc ``mallopt`` parameters (malloc.h) and their defaults, restored after training.
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+_DEFAULT_TRIM_THRESHOLD, _DEFAULT_MMAP_MAX = 128 * 1024, 65536
+#: Freed heap glibc may keep while training, instead of handing it back to the OS.
+_TRAINING_TRIM_THRESHOLD = 1 << 30
+_heap_lock = threading.Lock()
+_heap_users = 0
+
+
+def _mallopt() -> Callable[[int, int], int] | None:
+    try:
+        return ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        return None
+
+
+@contextlib.contextmanager
+def _reuse_freed_memory() -> Iterator[None]:
+    """While training, let glibc reuse freed blocks instead of unmapping them.
+
+    Why: glibc serves large blocks (a batch's LSTM activations and workspaces) with ``mmap``
+    and returns them with ``munmap``, so every batch page-faults its buffers in again: at
+    batch 256 on AAPL, 125,000 page faults and 0.5 s of system time per 1.9 s epoch. Served
+    from the heap and kept there, the same buffers are reused (a few hundred faults, a
+    quarter less time); peak RSS grows by about one batch's buffers. The defaults come back
+    (and the freed heap goes back to the OS) when the last training of the process ends.
+    """
+    global _heap_users
+    mallopt = _mallopt()
+    if mallopt is None:
+        yield
+        return
+    with _heap_lock:
+        if _heap_users == 0:
+            mallopt(_M_MMAP_MAX, 0)
+            mallopt(_M_TRIM_THRESHOLD, _TRAINING_TRIM_THRESHOLD)
+        _heap_users += 1
+    try:
+        yield
+    finally:
+        with _heap_lock:
+            _heap_users -= 1
+            if _heap_users == 0:
+                mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
+                mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
+
+
 def _as_tensor(values: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))
 
@@ -237,7 +287,7 @@ def train_model(
     X_val, y_val = _as_tensor(data.X_val), _as_tensor(data.y_val)
     n_train = X_train.shape[0]
 
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), _reuse_freed_memory():
         torch.manual_seed(params.seed)
         generator = torch.Generator().manual_seed(params.seed)
         model = LSTMForecaster(
