@@ -290,6 +290,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     evaluate.add_argument("--no-original", action="store_true", help="skip the original model")
+    evaluate.add_argument(
+        "--strategy",
+        choices=("direct", "recursive"),
+        help="the evaluated model's strategy (default: the project default, direct)",
+    )
+    evaluate.add_argument(
+        "--target",
+        choices=("log_return", "price"),
+        help="the evaluated model's target (default: the project default, log_return)",
+    )
     evaluate.add_argument("--output-dir", default="bench/evaluation", help="(bench/evaluation)")
     evaluate.set_defaults(handler=_cmd_evaluate)
 
@@ -812,7 +822,16 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         horizon=args.horizon,
         origins=args.origins,
         refit_every=args.refit_every,
-        base_params=default_params({"horizon": max(args.horizon, 1)}),
+        base_params=default_params(
+            {
+                "horizon": max(args.horizon, 1),
+                **{
+                    name: getattr(args, name)
+                    for name in ("strategy", "target")
+                    if getattr(args, name)
+                },
+            }
+        ),
         include_original=not args.no_original,
     )
     rows = run_tasks(
