@@ -567,3 +567,11 @@ def test_unknown_routes_and_methods_are_json_4xx(client: TestClient) -> None:
     assert wrong_method.status_code == 405 and detail(wrong_method)
     openapi = client.get("/openapi.json").json()
     assert "/api/v1/predict/batch" in openapi["paths"] and "/health" in openapi["paths"]
+
+
+def test_the_startup_heap_is_frozen_out_of_the_collector(client: TestClient) -> None:
+    """Full collections over torch's objects paused every request (see _freeze_startup_heap)."""
+    import gc
+
+    assert client.get("/health").status_code == 200
+    assert gc.get_freeze_count() > 100_000

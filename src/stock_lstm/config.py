@@ -42,6 +42,14 @@ class Settings(BaseSettings):
         "many times slower (OpenMP threads spin against each other). None: one per core.",
     )
     model_cache_size: int = Field(32, ge=1, description="Loaded models kept in memory.")
+    price_recheck_seconds: float = Field(
+        1.0,
+        ge=0,
+        le=3600,
+        description="A long-running process (the API) trusts a ticker's cache summary read "
+        "less than this many seconds ago instead of querying it again for every forecast; "
+        "its own writes are seen at once, another process's up to this late. 0: always query.",
+    )
     sqlite_busy_timeout_seconds: float = Field(30.0, gt=0)
     gate_threshold: float = Field(
         1.0,

@@ -87,6 +87,7 @@ class AppContext:
             source=source_from_spec(source_spec, history_years=settings.history_years, clock=clock),
             clock=clock,
             model_cache=ModelCache(settings.model_cache_size, threads=settings.torch_threads),
+            price_frames=PriceFrames(recheck_seconds=settings.price_recheck_seconds),
         )
 
     def with_source(self, spec: str | None) -> AppContext:

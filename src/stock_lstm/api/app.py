@@ -7,6 +7,7 @@ that names the field. Only a genuine bug is a 500.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -205,6 +206,28 @@ class MetricsMiddleware:
 # --- the app --------------------------------------------------------------------------------
 
 
+def _freeze_startup_heap() -> None:
+    """Import what forecasts need, then move every object alive now out of the collector's way.
+
+    Why: torch, pandas and SQLAlchemy leave about a million long-lived objects, and each full
+    (oldest-generation) collection walked all of them: a 150-200 ms pause of every request in
+    flight, every few seconds under load (p99 176 ms against p50 34 ms with 20 clients).
+    Frozen objects are never collected or walked; they were never going to be freed anyway.
+    Once per process: later apps (tests build many) stay collectable.
+    """
+    global _heap_frozen
+    if _heap_frozen:
+        return
+    import stock_lstm.models.lstm  # noqa: F401  (torch: imported on the first forecast anyway)
+
+    gc.collect()
+    gc.freeze()
+    _heap_frozen = True
+
+
+_heap_frozen = False
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -225,6 +248,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        _freeze_startup_heap()
         # Jobs whose process died (a killed server, a kill -9'd kernel) and jobs without an
         # owner would block their ticker's next training forever; live owners keep theirs.
         interrupted = jobs.reconcile_jobs(ctx.db, include_unowned=True, clock=ctx.clock)

@@ -18,6 +18,8 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -252,6 +254,27 @@ def _price_rows(ticker: str, frame: pd.DataFrame, now: datetime) -> list[dict[st
     return rows
 
 
+_generations: weakref.WeakKeyDictionary[Database, int] = weakref.WeakKeyDictionary()
+_generations_lock = threading.Lock()
+
+
+def write_generation(db: Database) -> int:
+    """How many price writes and deletes this process has made through ``db``.
+
+    Read before a summary query and compared later, it tells whether this process has changed
+    the cache since (see :class:`PriceFrames`); other processes' writes are not counted.
+    """
+    with _generations_lock:
+        return _generations.get(db, 0)
+
+
+def _wrote(db: Database) -> None:
+    """Count a committed write (call after the commit: a reader that saw the old rows
+    recorded the old generation, so its remembered summary is no longer trusted)."""
+    with _generations_lock:
+        _generations[db] = _generations.get(db, 0) + 1
+
+
 def _chunks(items: Sequence[date], size: int) -> Iterable[Sequence[date]]:
     for offset in range(0, len(items), size):
         yield items[offset : offset + size]
@@ -296,10 +319,12 @@ def _write_with_retry(
 ) -> int:
     """Write; if a concurrent sync inserted the same days first, replace them once more."""
     try:
-        return _write(db, ticker, download, now, requirement)
+        written = _write(db, ticker, download, now, requirement)
     except IntegrityError:
         logger.info("concurrent write of %s prices detected; retrying once", ticker)
-        return _write(db, ticker, download, now, requirement)
+        written = _write(db, ticker, download, now, requirement)
+    _wrote(db)
+    return written
 
 
 @dataclass(frozen=True)
@@ -416,6 +441,27 @@ def sync_prices(
     return result
 
 
+def _fresh_result(
+    symbol: str, source: PriceSource, cached: _Summary, in_range: _Summary
+) -> SyncResult:
+    """The answer of the cache rule when the cached rows are used as they are."""
+    return SyncResult(
+        ticker=symbol,
+        rows=in_range.rows,
+        first_date=in_range.first_date,
+        last_date=in_range.last_date,
+        from_cache=True,
+        dropped_rows=0,
+        drop_reasons={},
+        downloaded_rows=0,
+        incremental=False,
+        stale=False,
+        warning=None,
+        updated_at=cached.updated_at,
+        source=source.name,
+    )
+
+
 def _sync(
     db: Database,
     source: PriceSource,
@@ -447,22 +493,7 @@ def _sync(
     if fresh and not force and not earlier:
         if requirement is not None:
             requirement.check(symbol, in_range)
-        fresh_result = SyncResult(
-            ticker=symbol,
-            rows=in_range.rows,
-            first_date=in_range.first_date,
-            last_date=in_range.last_date,
-            from_cache=True,
-            dropped_rows=0,
-            drop_reasons={},
-            downloaded_rows=0,
-            incremental=False,
-            stale=False,
-            warning=None,
-            updated_at=cached.updated_at,
-            source=source.name,
-        )
-        return fresh_result, in_range
+        return _fresh_result(symbol, source, cached, in_range), in_range
 
     try:
         download = _download(
@@ -507,33 +538,85 @@ class PriceFrames:
     """Price frames loaded recently, reused while the database still holds the same rows.
 
     Why: a forecast needs a ticker's whole cached history (thousands of rows), and reading it
-    back through SQL costs many times the forecast itself. The cache rule still runs on every
-    call; its summary query (row count, first and last day, oldest ``updated_at``, sums of
-    close and volume) identifies the rows held, so an unchanged summary means an unchanged
-    frame. Every write stamps a new ``updated_at`` on all of a ticker's rows, and the sums
-    catch a rewrite under a frozen (test) clock. Thread-safe; callers get their own copy.
+    back through SQL costs many times the forecast itself. The cache rule runs on every call;
+    its summary query (row count, first and last day, oldest ``updated_at``, sums of close
+    and volume) identifies the rows held, so an unchanged summary means an unchanged frame.
+    Every write stamps a new ``updated_at`` on all of a ticker's rows, and the sums catch a
+    rewrite under a frozen (test) clock. Thread-safe; callers get their own copy.
+
+    With ``recheck_seconds`` > 0 (the API's setting), a summary checked less than that long
+    ago is trusted without asking the database again, as long as this process has not written
+    prices through the same :class:`Database` since (``write_generation``). The summary query
+    was a third of a served forecast's time under load; what it costs is that a write by
+    *another* process (a CLI sync, a training kernel) is seen up to ``recheck_seconds`` late.
+    Freshness itself is always decided on the current clock.
     """
 
-    def __init__(self, max_size: int = 64) -> None:
+    def __init__(self, max_size: int = 64, *, recheck_seconds: float = 0.0) -> None:
+        if not recheck_seconds >= 0:
+            raise InvalidParameterError(
+                f"recheck_seconds must be 0 or more, got {recheck_seconds!r}"
+            )
         self.max_size = max_size
-        self._items: OrderedDict[tuple[Any, ...], tuple[_Summary, pd.DataFrame]] = OrderedDict()
+        self.recheck_seconds = recheck_seconds
+        self._items: OrderedDict[tuple[Any, ...], _Frame] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, key: tuple[Any, ...], summary: _Summary) -> pd.DataFrame | None:
         """A copy of the frame stored under ``key`` if it was loaded under ``summary``."""
         with self._lock:
             item = self._items.get(key)
-            if item is None or item[0] != summary:
+            if item is None or item.summary != summary:
                 return None
             self._items.move_to_end(key)
-        return item[1].copy()  # outside the lock: kept frames are never modified
+        return item.frame.copy()  # outside the lock: kept frames are never modified
 
-    def put(self, key: tuple[Any, ...], summary: _Summary, frame: pd.DataFrame) -> None:
+    def recent(self, key: tuple[Any, ...], generation: int) -> tuple[_Summary, pd.DataFrame] | None:
+        """The summary and a copy of the frame under ``key`` if its summary was read less
+        than ``recheck_seconds`` ago and no write of this process came in between."""
+        if self.recheck_seconds <= 0:
+            return None
         with self._lock:
-            self._items[key] = (summary, frame.copy())
+            item = self._items.get(key)
+            if (
+                item is None
+                or item.generation != generation
+                or time.monotonic() - item.checked_at >= self.recheck_seconds
+            ):
+                return None
+            self._items.move_to_end(key)
+        return item.summary, item.frame.copy()
+
+    def put(
+        self,
+        key: tuple[Any, ...],
+        summary: _Summary,
+        frame: pd.DataFrame,
+        *,
+        generation: int = -1,
+        checked_at: float = -math.inf,
+    ) -> None:
+        """Keep ``frame`` as loaded under ``summary``, read at ``checked_at`` (monotonic
+        clock, taken *before* the query) when this process's write generation was
+        ``generation``."""
+        with self._lock:
+            self._items[key] = _Frame(summary, frame.copy(), generation, checked_at)
             self._items.move_to_end(key)
             while len(self._items) > self.max_size:
                 self._items.popitem(last=False)
+
+    def touch(
+        self, key: tuple[Any, ...], summary: _Summary, generation: int, checked_at: float
+    ) -> None:
+        """Record that the frame under ``key`` was found unchanged by a summary query."""
+        with self._lock:
+            item = self._items.get(key)
+            if item is not None and item.summary == summary:
+                self._items[key] = _Frame(summary, item.frame, generation, checked_at)
+
+    def forget(self, key: tuple[Any, ...]) -> None:
+        with self._lock:
+            self._items.pop(key, None)
 
     def clear(self) -> None:
         with self._lock:
@@ -541,6 +624,16 @@ class PriceFrames:
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """A kept frame, the summary it was loaded under, and when that summary was last read."""
+
+    summary: _Summary
+    frame: pd.DataFrame
+    generation: int
+    checked_at: float
 
 
 def get_prices(
@@ -560,8 +653,20 @@ def get_prices(
     """Sync, then load the cached prices within ``[start, end]`` (the usual entry point).
 
     With ``frames``, a frame loaded earlier is reused while the rows are unchanged (see
-    :class:`PriceFrames`); the cache rule runs either way.
+    :class:`PriceFrames`); the cache rule runs either way, on a summary read at most
+    ``frames.recheck_seconds`` ago.
     """
+    symbol = validate_ticker(ticker)
+    key = (symbol, start, end)
+    generation = write_generation(db)
+    plain = start is None and end is None and not force and min_rows == 0
+    if frames is not None and plain:
+        recent = frames.recent(key, generation)
+        if recent is not None:
+            summary, prices = recent
+            if is_fresh(summary.updated_at, _now(clock), _expiry(expiry_hours)):
+                return prices, _fresh_result(symbol, source, summary, summary)
+    checked_at = time.monotonic()
     result, unchanged = _sync(
         db,
         source,
@@ -574,14 +679,17 @@ def get_prices(
         min_rows=min_rows,
         purpose=purpose,
     )
-    key = (result.ticker, start, end)
-    if frames is not None and unchanged is not None:
-        reused = frames.get(key, unchanged)
-        if reused is not None:
-            return reused, result
-    prices = load_cached_prices(db, result.ticker, start=start, end=end)
-    if frames is not None and unchanged is not None:
-        frames.put(key, unchanged, prices)
+    if frames is None:
+        return load_cached_prices(db, symbol, start=start, end=end), result
+    if unchanged is None:  # just written: what was kept no longer describes the rows
+        frames.forget(key)
+        return load_cached_prices(db, symbol, start=start, end=end), result
+    reused = frames.get(key, unchanged)
+    if reused is not None:
+        frames.touch(key, unchanged, generation, checked_at)
+        return reused, result
+    prices = load_cached_prices(db, symbol, start=start, end=end)
+    frames.put(key, unchanged, prices, generation=generation, checked_at=checked_at)
     return prices, result
 
 
@@ -590,4 +698,5 @@ def delete_cached_prices(db: Database, ticker: str) -> int:
     symbol = validate_ticker(ticker)
     with db.transaction() as session:
         deleted = session.execute(delete(PriceCache).where(PriceCache.ticker == symbol))
+    _wrote(db)
     return int(deleted.rowcount or 0)

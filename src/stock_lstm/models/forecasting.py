@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,8 @@ from stock_lstm.models.calendar import next_trading_days
 from stock_lstm.models.registry import ModelRecord
 
 MIN_DAYS, MAX_DAYS = 1, 30
+#: Forecasts remembered per loaded model version (distinct windows x days x levels).
+FORECAST_MEMO_SIZE = 128
 
 
 @dataclass
@@ -31,6 +33,10 @@ class LoadedModel:
     sequence_length: int
     strategy: str
     max_days: int
+    #: Forecasts already made by this version, by input window (see ``make_forecast``).
+    forecasts: ForecastMemo = field(
+        default_factory=lambda: ForecastMemo(), repr=False, compare=False
+    )
 
     def interval_quantiles(self, level: float) -> list[float | None] | None:
         """Per-horizon conformal quantiles for ``level`` recorded at training, if any."""
@@ -78,6 +84,46 @@ class Forecast:
             "gate": self.gate,
             "warnings": list(self.warnings),
         }
+
+
+class ForecastMemo:
+    """Small LRU of one model version's forecasts, keyed by everything a forecast depends on.
+
+    Why: a served model is asked the same question many times a day (its prices change once
+    a day), and the forward pass, bounds and calendar cost more than the rest of a request.
+    The key holds the exact input window's bytes, so a changed price is a new key; stored
+    forecasts are immutable, and callers get a copy of the mutable lists.
+    """
+
+    def __init__(self, max_size: int = FORECAST_MEMO_SIZE) -> None:
+        self.max_size = max_size
+        self._items: OrderedDict[tuple[Any, ...], Forecast] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...]) -> Forecast | None:
+        with self._lock:
+            found = self._items.get(key)
+            if found is None:
+                return None
+            self._items.move_to_end(key)
+        return replace(found, predictions=list(found.predictions), warnings=list(found.warnings))
+
+    def put(self, key: tuple[Any, ...], forecast: Forecast) -> None:
+        stored = replace(
+            forecast, predictions=list(forecast.predictions), warnings=list(forecast.warnings)
+        )
+        with self._lock:
+            self._items[key] = stored
+            self._items.move_to_end(key)
+            while len(self._items) > self.max_size:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 def validate_days(days: object) -> int:
@@ -237,8 +283,13 @@ def make_forecast(
     values = np.column_stack(
         [prices[column].to_numpy(dtype=np.float64)[-needed:] for column in loaded.feature_columns]
     )
-    window = loaded.encoder.encode_inputs(values)[-loaded.sequence_length :]
     last_close = float(prices["close"].iloc[-1])
+    last_date = prices.index[-1].date()
+    memo_key = (values.tobytes(), last_close, last_date, days, interval_level)
+    remembered = loaded.forecasts.get(memo_key)
+    if remembered is not None:
+        return remembered
+    window = loaded.encoder.encode_inputs(values)[-loaded.sequence_length :]
     path = predict_paths(
         loaded.model,
         loaded.encoder,
@@ -251,7 +302,6 @@ def make_forecast(
     quantiles = loaded.interval_quantiles(interval_level)
     if quantiles:
         lower, upper = interval(path, quantiles)
-    last_date = prices.index[-1].date()
     dates = next_trading_days(loaded.record.ticker, last_date, days)
     gate = loaded.record.metrics.get("gate")
     warnings: list[str] = []
@@ -263,7 +313,7 @@ def make_forecast(
             return None
         return round(float(values[0, step]), 6)
 
-    return Forecast(
+    forecast = Forecast(
         ticker=loaded.record.ticker,
         version_id=loaded.record.version_id,
         last_date=last_date,
@@ -278,3 +328,5 @@ def make_forecast(
         gate=gate if isinstance(gate, dict) else None,
         warnings=warnings,
     )
+    loaded.forecasts.put(memo_key, forecast)
+    return forecast
