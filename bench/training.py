@@ -9,7 +9,9 @@ timed seconds / ``TIMED_EPOCHS``; the table shows the median over the runs.
 The headline comparison gives both loops the project's thread count
 (``STOCK_LSTM_TORCH_THREADS``, 1), so the ratio is about how the loop is written. A tutorial
 leaves torch at its default (one thread per core): that is measured once more, alone and
-briefly (``DEFAULT_THREAD_EPOCHS``), because on a busy machine it can take a minute an epoch.
+briefly (``DEFAULT_THREAD_EPOCHS``), because on a busy machine it can take a minute an epoch;
+so is the project's trainer at that thread count (what ``STOCK_LSTM_TORCH_THREADS=2`` buys on
+an idle machine).
 """
 
 from __future__ import annotations
@@ -59,12 +61,12 @@ def main() -> None:
     def per_epoch(ends: list[float], timed: int) -> float:
         return (ends[-1] - ends[WARMUP_EPOCHS - 1]) / timed
 
-    def project(params: TrainParams) -> tuple[float, dict[str, float]]:
+    def project(params: TrainParams, count: int = threads) -> tuple[float, dict[str, float]]:
         ends: list[float] = []
         result = train_model(
             data,
             params,
-            threads=threads,
+            threads=count,
             callbacks=[lambda _report: ends.append(time.perf_counter())],
         )
         last = result.history[-1]
@@ -99,10 +101,12 @@ def main() -> None:
                 seconds[name].append(took)
         default_params = replace(params, epochs=WARMUP_EPOCHS + DEFAULT_THREAD_EPOCHS)
         default_s, _ = reference(default_params, DEFAULT_THREADS)
+        project_default_s, _ = project(default_params, DEFAULT_THREADS)
         project_s, reference_s = median(seconds["project"]), median(seconds["reference"])
         raw[f"batch_{batch}"] = {
             "seconds_per_epoch": seconds,
             "reference_default_threads_seconds_per_epoch": default_s,
+            "project_default_threads_seconds_per_epoch": project_default_s,
             "last_losses": losses,
         }
         rows += [
@@ -124,6 +128,12 @@ def main() -> None:
             row(
                 f"training AAPL, batch {batch}: tutorial loop at torch's default threads",
                 f"{rate(default_s)} ({DEFAULT_THREADS} threads)",
+                f"1 run x {DEFAULT_THREAD_EPOCHS} epoch after {WARMUP_EPOCHS} warm-up",
+            ),
+            row(
+                f"training AAPL, batch {batch}: stock_lstm `train_model` at torch's default "
+                "threads",
+                f"{rate(project_default_s)} ({DEFAULT_THREADS} threads)",
                 f"1 run x {DEFAULT_THREAD_EPOCHS} epoch after {WARMUP_EPOCHS} warm-up",
             ),
         ]
