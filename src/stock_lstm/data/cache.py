@@ -387,21 +387,7 @@ def _stale_result(
         f"rows up to {cached.last_date} (downloaded {stamp}): the data may be out of date"
     )
     logger.warning("STALE PRICES: %s", warning)
-    return SyncResult(
-        ticker=ticker,
-        rows=in_range.rows,
-        first_date=in_range.first_date,
-        last_date=in_range.last_date,
-        from_cache=True,
-        dropped_rows=0,
-        drop_reasons={},
-        downloaded_rows=0,
-        incremental=False,
-        stale=True,
-        warning=warning,
-        updated_at=cached.updated_at,
-        source=source.name,
-    )
+    return _cached_result(ticker, source, cached, in_range, warning=warning)
 
 
 def sync_prices(
@@ -441,10 +427,16 @@ def sync_prices(
     return result
 
 
-def _fresh_result(
-    symbol: str, source: PriceSource, cached: _Summary, in_range: _Summary
+def _cached_result(
+    symbol: str,
+    source: PriceSource,
+    cached: _Summary,
+    in_range: _Summary,
+    *,
+    warning: str | None = None,
 ) -> SyncResult:
-    """The answer of the cache rule when the cached rows are used as they are."""
+    """The answer of the cache rule when the cached rows are used as they are (``warning``:
+    because the source failed, so they are stale)."""
     return SyncResult(
         ticker=symbol,
         rows=in_range.rows,
@@ -455,8 +447,8 @@ def _fresh_result(
         drop_reasons={},
         downloaded_rows=0,
         incremental=False,
-        stale=False,
-        warning=None,
+        stale=warning is not None,
+        warning=warning,
         updated_at=cached.updated_at,
         source=source.name,
     )
@@ -493,7 +485,7 @@ def _sync(
     if fresh and not force and not earlier:
         if requirement is not None:
             requirement.check(symbol, in_range)
-        return _fresh_result(symbol, source, cached, in_range), in_range
+        return _cached_result(symbol, source, cached, in_range), in_range
 
     try:
         download = _download(
@@ -665,7 +657,7 @@ def get_prices(
         if recent is not None:
             summary, prices = recent
             if is_fresh(summary.updated_at, _now(clock), _expiry(expiry_hours)):
-                return prices, _fresh_result(symbol, source, summary, summary)
+                return prices, _cached_result(symbol, source, summary, summary)
     checked_at = time.monotonic()
     result, unchanged = _sync(
         db,
