@@ -71,7 +71,7 @@ def main() -> None:
         )
         last = result.history[-1]
         losses = {"train_loss": last["train_loss"], "val_loss": last["val_loss"]}
-        return per_epoch(ends, TIMED_EPOCHS), losses
+        return per_epoch(ends, params.epochs - WARMUP_EPOCHS), losses
 
     def reference(params: TrainParams, count: int = threads) -> tuple[float, dict[str, float]]:
         torch.set_num_threads(count)
