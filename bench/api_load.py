@@ -5,7 +5,8 @@
 "days_ahead": 5}`` (``bench/predict.lua``), after an uncounted ``WARMUP_SECONDS`` run.
 Then the same again while a training job started through ``POST /api/v1/training/start``
 (another ticker, enough epochs to outlast the window) is running: the run only counts if the
-job's epoch counter moved during it. Errors are responses with status >= 400 plus socket errors (connect, read, write, timeout).
+job's epoch counter moved during it. Errors are responses with status >= 400 plus socket
+errors (connect, read, write, timeout).
 """
 
 from __future__ import annotations
