@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
+from alembic import command as alembic_command
 from sqlalchemy import Engine, insert, inspect, select, text
 
 from stock_lstm.db import Base, Database, PriceCache, TrainingJob, migrate
@@ -89,7 +90,7 @@ def test_a_new_database_is_built_by_the_migrations_and_matches_the_models(
 def test_the_drift_check_sees_a_model_change_without_a_migration(engine: Engine) -> None:
     """A database at the first revision lacks the owner columns: the check must say so."""
     with engine.connect() as connection:
-        migrate.command.upgrade(migrate.alembic_config(connection), "0001")
+        alembic_command.upgrade(migrate.alembic_config(connection), "0001")
         connection.commit()
     added = {
         diff[3].name
@@ -159,8 +160,8 @@ def test_reopening_a_database_at_head_runs_no_migration(
     def refuse(*_args: object, **_kwargs: object) -> None:
         raise AssertionError("a database at head must not be migrated again")
 
-    monkeypatch.setattr(migrate.command, "upgrade", refuse)
-    monkeypatch.setattr(migrate.command, "stamp", refuse)
+    monkeypatch.setattr(alembic_command, "upgrade", refuse)
+    monkeypatch.setattr(alembic_command, "stamp", refuse)
     Database(database_url).dispose()
 
 
@@ -225,3 +226,19 @@ def test_the_migrations_ship_with_the_package() -> None:
     assert any(name.startswith("db/migrations/versions/0001_") for name in files)
     missing = [name for name in files if not any(fnmatch.fnmatch(name, p) for p in patterns)]
     assert missing == []
+
+
+def test_the_fast_head_check_names_alembics_head() -> None:
+    """Opening a database at head skips Alembic when the newest numbered file is stamped:
+    that shortcut is only right while the numbering rule names the real head."""
+    assert migrate._newest_revision_file() == migrate.head_revision()
+
+
+def test_opening_a_database_at_head_does_not_import_alembic(database_url: str) -> None:
+    Database(database_url).dispose()  # created and migrated: at head now
+    code = (
+        "import sys; from stock_lstm.db import Database; "
+        f"Database({database_url!r}).dispose(); print('alembic' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

@@ -10,9 +10,10 @@ without a separate deployment step, and it must do so safely when
 * two processes open it for the first time at once: the upgrade runs under a database lock
   (SQLite ``BEGIN IMMEDIATE``, a PostgreSQL advisory lock) and re-reads the revision inside it.
 
-Opening a database that is already at head costs one query. The Alembic configuration is
-built in code (``script_location`` inside this package), so an installed wheel migrates the
-same way a checkout does. New revisions: ``make migration MSG="what changed"``.
+Opening a database that is already at head costs one query and no Alembic import. The
+Alembic configuration is built in code (``script_location`` inside this package), so an
+installed wheel migrates the same way a checkout does. New revisions: ``make migration
+MSG="what changed"``.
 """
 
 from __future__ import annotations
@@ -26,18 +27,17 @@ import zlib
 from collections.abc import Sequence
 from functools import cache, lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, inspect, pool, text
 from sqlalchemy.exc import DBAPIError
 
 from stock_lstm.db.models import Base
 from stock_lstm.errors import DatabaseSchemaError
+
+if TYPE_CHECKING:  # Alembic is imported only when a migration or a check needs it
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +57,8 @@ def alembic_config(connection: Connection | None = None, url: str | None = None)
     ``connection``: env.py migrates over it (the caller owns its transaction and lock);
     ``url``: used by env.py when no connection is given (the ``alembic`` command line).
     """
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.set_main_option("file_template", _FILE_TEMPLATE)
@@ -69,6 +71,8 @@ def alembic_config(connection: Connection | None = None, url: str | None = None)
 
 @lru_cache(maxsize=1)
 def _script() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config())
 
 
@@ -90,6 +94,8 @@ def revisions_oldest_first() -> list[str]:
 
 def current_revision(connection: Connection) -> str | None:
     """The revision stamped in ``alembic_version``, or None (new or pre-migration database)."""
+    from alembic.runtime.migration import MigrationContext
+
     return MigrationContext.configure(connection).get_current_revision()
 
 
@@ -110,6 +116,8 @@ def _table_columns(connection: Connection) -> dict[str, frozenset[str]]:
 @cache
 def schema_at(revision: str) -> dict[str, frozenset[str]]:
     """Tables and column names at ``revision``, built by migrating a throw-away SQLite database."""
+    from alembic import command
+
     engine = create_engine("sqlite://", poolclass=pool.StaticPool)
     try:
         with engine.connect() as connection:
@@ -145,6 +153,8 @@ def _lock(connection: Connection) -> None:
 
 
 def _migrate(connection: Connection, head: str) -> None:
+    from alembic import command
+
     current = current_revision(connection)
     if current == head:
         return
@@ -158,12 +168,39 @@ def _migrate(connection: Connection, head: str) -> None:
     command.upgrade(config, "head")
 
 
+@cache
+def _newest_revision_file() -> str | None:
+    """The highest numbered revision file's id (``0002`` for ``0002_training_job_owner.py``).
+
+    By this package's naming rule that is the head; anything unusual (no numbered file, a
+    database stamped elsewhere) only means the full check with Alembic runs instead.
+    """
+    numbers = [
+        path.name.split("_", 1)[0]
+        for path in (MIGRATIONS_DIR / "versions").glob("*.py")
+        if path.name.split("_", 1)[0].isdigit()
+    ]
+    return max(numbers, default=None)
+
+
+def _stamped_revision(engine: Engine) -> str | None:
+    """``alembic_version``'s revision by plain SQL; None when there is no single stamp."""
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(text("SELECT version_num FROM alembic_version")).all()
+    except DBAPIError:  # no table yet: a new or pre-migration database
+        return None
+    return str(rows[0][0]) if len(rows) == 1 else None
+
+
 def upgrade_to_head(engine: Engine) -> None:
     """Bring ``engine``'s database to the newest revision (a no-op query when it is there).
 
     Safe against a concurrent first open: the upgrade re-reads the revision under a lock. On
     backends without a lock here, a race that fails is retried once by re-reading the revision.
     """
+    if _stamped_revision(engine) == _newest_revision_file():
+        return  # at head: Alembic (a tenth of a second to import) is not needed
     head = head_revision()
     with engine.connect() as connection:
         if current_revision(connection) == head:
@@ -187,6 +224,9 @@ def schema_differences(engine: Engine) -> list[Any]:
 
     A model change without a migration shows up here (the test suite asserts it is empty).
     """
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         return list(compare_metadata(context, Base.metadata))
@@ -200,6 +240,8 @@ def new_revision(message: str) -> Path:
     """
     if not message.strip():
         raise DatabaseSchemaError('a revision needs a message: make migration MSG="what changed"')
+    from alembic import command
+
     numbers = [int(rev) for rev in revisions_oldest_first() if rev.isdigit()]
     rev_id = f"{max(numbers, default=0) + 1:04d}"
     with tempfile.TemporaryDirectory() as folder:
