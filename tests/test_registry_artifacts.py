@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -156,3 +157,18 @@ def test_unwritable_models_folder_is_an_artifact_error(tmp_path: Path) -> None:
     blocker.write_text("x")
     with pytest.raises(ArtifactError, match="cannot write"):
         _save(blocker / "models", "AAPL_1")
+
+
+def test_a_full_disk_is_an_artifact_error_and_leaves_no_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torch's own file writer reports ENOSPC as a bare RuntimeError; the model is written as
+    plain bytes instead, so a full disk is the same one-line error as any unwritable folder."""
+
+    def full(_path: Path, _data: object) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    with pytest.raises(ArtifactError, match="No space left on device; free some space"):
+        _save(tmp_path / "models", "AAPL_1")
+    assert list((tmp_path / "models").iterdir()) == []

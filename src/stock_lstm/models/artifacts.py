@@ -12,7 +12,9 @@ because a joblib file is a pickle and a replaced one could run code.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
+import io
 import os
 import tempfile
 import time
@@ -133,10 +135,11 @@ def ensure_writable_directory(directory: Path) -> None:
 
 
 def _unwritable_message(directory: Path, exc: OSError) -> str:
-    return (
-        f"cannot write model files to {directory}: {exc.strerror or exc}; "
-        "make the folder writable or set STOCK_LSTM_MODELS_DIR"
-    )
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        remedy = "free some space on that disk or set STOCK_LSTM_MODELS_DIR to another one"
+    else:
+        remedy = "make the folder writable or set STOCK_LSTM_MODELS_DIR"
+    return f"cannot write model files to {directory}: {exc.strerror or exc}; {remedy}"
 
 
 def save_artifacts(
@@ -164,7 +167,13 @@ def save_artifacts(
     try:
         directory.mkdir(parents=True, exist_ok=True)
         remove_stale_temp_files(directory)
-        model_sha = _write_atomically(model_path, lambda tmp: torch.save(payload, tmp))
+        model_bytes = io.BytesIO()
+        # Serialized in memory first: torch's own file writer reports a full disk as a bare
+        # RuntimeError ("unexpected pos ..."); a plain write raises OSError(ENOSPC) instead.
+        torch.save(payload, model_bytes)
+        model_sha = _write_atomically(
+            model_path, lambda tmp: tmp.write_bytes(model_bytes.getbuffer())
+        )
         scaler_sha = _write_atomically(scaler_path, lambda tmp: joblib.dump(scaler, tmp))
     except BaseException as exc:
         with contextlib.suppress(OSError):
