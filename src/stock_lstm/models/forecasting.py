@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
@@ -13,6 +12,7 @@ import numpy as np
 
 from stock_lstm.errors import InvalidParameterError, NotEnoughDataError
 from stock_lstm.evaluation.conformal import interval
+from stock_lstm.lru import LruCache
 from stock_lstm.models.artifacts import load_model_payload, load_scaler
 from stock_lstm.models.calendar import next_trading_days
 from stock_lstm.models.registry import ModelRecord
@@ -96,31 +96,24 @@ class ForecastMemo:
     """
 
     def __init__(self, max_size: int = FORECAST_MEMO_SIZE) -> None:
-        self.max_size = max_size
-        self._items: OrderedDict[tuple[Any, ...], Forecast] = OrderedDict()
-        self._lock = threading.Lock()
+        self._items: LruCache[tuple[Any, ...], Forecast] = LruCache(max_size)
 
     def get(self, key: tuple[Any, ...]) -> Forecast | None:
-        with self._lock:
-            found = self._items.get(key)
-            if found is None:
-                return None
-            self._items.move_to_end(key)
+        found = self._items.get(key)
+        if found is None:
+            return None
         return replace(found, predictions=list(found.predictions), warnings=list(found.warnings))
 
     def put(self, key: tuple[Any, ...], forecast: Forecast) -> None:
-        stored = replace(
-            forecast, predictions=list(forecast.predictions), warnings=list(forecast.warnings)
+        self._items.put(
+            key,
+            replace(
+                forecast, predictions=list(forecast.predictions), warnings=list(forecast.warnings)
+            ),
         )
-        with self._lock:
-            self._items[key] = stored
-            self._items.move_to_end(key)
-            while len(self._items) > self.max_size:
-                self._items.popitem(last=False)
 
     def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
+        self._items.clear()
 
     def __len__(self) -> int:
         return len(self._items)
@@ -171,8 +164,7 @@ class ModelCache:
     def __init__(self, max_size: int = 32, *, threads: int | None = 1) -> None:
         self.max_size = max_size
         self.threads = threads
-        self._items: OrderedDict[str, LoadedModel] = OrderedDict()
-        self._lock = threading.Lock()
+        self._items: LruCache[str, LoadedModel] = LruCache(max_size)
         self._configured = threading.local()
 
     def _configure_thread(self) -> None:
@@ -185,35 +177,24 @@ class ModelCache:
 
     def loaded(self, version_id: str) -> LoadedModel | None:
         """The version if it is in memory (no loading, no database)."""
-        with self._lock:
-            loaded = self._items.get(version_id)
-            if loaded is not None:
-                self._items.move_to_end(version_id)
+        loaded = self._items.get(version_id)
         if loaded is not None:
             self._configure_thread()
         return loaded
 
     def get(self, record: ModelRecord) -> LoadedModel:
         self._configure_thread()
-        with self._lock:
-            loaded = self._items.get(record.version_id)
-            if loaded is not None:
-                self._items.move_to_end(record.version_id)
-                return loaded
-        loaded = load_model(record)
-        with self._lock:
-            self._items[record.version_id] = loaded
-            self._items.move_to_end(record.version_id)
-            while len(self._items) > self.max_size:
-                self._items.popitem(last=False)
+        loaded = self._items.get(record.version_id)
+        if loaded is None:
+            loaded = load_model(record)
+            self._items.put(record.version_id, loaded)
         return loaded
 
     def __len__(self) -> int:
         return len(self._items)
 
     def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
+        self._items.clear()
 
 
 STRATEGIES = ("direct", "recursive")
