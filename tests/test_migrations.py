@@ -37,9 +37,16 @@ def columns(engine: Engine, table: str) -> set[str]:
     return {column["name"] for column in inspect(engine).get_columns(table)}
 
 
+OLD_TABLES = ("price_cache", "training_jobs", "model_registry")
+
+
 def create_pre_migration_schema(engine: Engine) -> None:
-    """What ``Base.metadata.create_all`` built before migrations: no owner columns."""
-    Base.metadata.create_all(engine)
+    """What ``Base.metadata.create_all`` built before migrations: no owner columns, and
+    none of the tables added since (calibration_states)."""
+    Base.metadata.create_all(
+        engine,
+        tables=[table for name, table in Base.metadata.tables.items() if name in OLD_TABLES],
+    )
     with engine.begin() as connection:
         for column in OWNER_COLUMNS:
             connection.execute(text(f"ALTER TABLE training_jobs DROP COLUMN {column}"))

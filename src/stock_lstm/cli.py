@@ -41,6 +41,16 @@ TRAIN_PARAM_HELP: dict[str, tuple[type, str]] = {
         "the original design)",
     ),
     "horizon": (int, "trading days a direct head forecasts (1..30, default 30)"),
+    "inputs": (
+        str,
+        "what each day shows the network: close (its log-return) or ohlcv (return, high/low "
+        "range, overnight gap, volume against its 20-day mean)",
+    ),
+    "output": (
+        str,
+        "point (one value per day, MSE) or quantiles (nine non-crossing quantiles per day, "
+        "pinball loss; the median is the point forecast)",
+    ),
 }
 
 
@@ -279,8 +289,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--tickers", help="comma-separated subset (default: every file)")
     evaluate.add_argument("--seeds", default="1,2,3", help="comma-separated seeds (1,2,3)")
     evaluate.add_argument("--horizon", type=int, default=5, help="days ahead scored (5)")
-    evaluate.add_argument("--origins", type=int, default=100, help="origins per ticker (100)")
-    evaluate.add_argument("--refit-every", type=int, help="refit every K origins (one fit)")
+    evaluate.add_argument("--origins", type=int, default=500, help="origins per ticker (500)")
+    evaluate.add_argument(
+        "--refit-every", type=int, default=100, help="refit every K origins (100)"
+    )
     evaluate.add_argument(
         "--workers",
         type=int,
@@ -289,7 +301,14 @@ def build_parser() -> argparse.ArgumentParser:
         "STOCK_LSTM_DASK_SCHEDULER names a cluster",
     )
     evaluate.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    evaluate.add_argument("--no-original", action="store_true", help="skip the original model")
+    evaluate.add_argument(
+        "--original", action="store_true", help="also score the original design (one seed)"
+    )
+    evaluate.add_argument(
+        "--point-model",
+        action="store_true",
+        help="also score the point model on the close (the default before quantiles; one seed)",
+    )
     evaluate.add_argument(
         "--strategy",
         choices=("direct", "recursive"),
@@ -300,6 +319,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("log_return", "price"),
         help="the evaluated model's target (default: the project default, log_return)",
     )
+    evaluate.add_argument(
+        "--inputs", choices=("close", "ohlcv"), help="the evaluated model's inputs"
+    )
+    evaluate.add_argument(
+        "--output", choices=("point", "quantiles"), help="the evaluated model's head"
+    )
+    evaluate.add_argument("--epochs", type=int, help="maximum epochs per fit (default 100)")
     evaluate.add_argument("--output-dir", default="bench/evaluation", help="(bench/evaluation)")
     evaluate.set_defaults(handler=_cmd_evaluate)
 
@@ -433,6 +459,41 @@ def format_metrics_table(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+INTERVAL_LABELS = {
+    "model": "model (online)",
+    "model_static": "model, frozen at training",
+    "garch_t": "GARCH(1,1)-t",
+    "ewma": "EWMA (0.94)",
+}
+
+
+def format_interval_table(metrics: dict[str, Any]) -> str:
+    """The test slice's intervals at h=1 beside the volatility anchors (empty if absent)."""
+    rows = metrics.get("intervals_h1") or {}
+    if not rows:
+        return ""
+    level = metrics.get("interval_level", 0.9)
+    lines = [
+        f"{level:.0%} interval at h=1, test set (Winkler and CRPS in % of the close; lower is "
+        "better):",
+        f"{'':<28}{'coverage':>9}{'Winkler':>9}{'CRPS':>8}",
+    ]
+    for name, label in INTERVAL_LABELS.items():
+        row = rows.get(name)
+        if row is None:
+            continue
+        crps = row.get("crps")
+        lines.append(
+            f"{label:<28}{_number(row.get('coverage'), 3):>9}{_number(row.get('winkler'), 2):>9}"
+            f"{_number(crps, 3):>8}"
+        )
+    return "\n".join(lines)
+
+
+def _number(value: Any, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from stock_lstm.workflows import register_outcome, train_ticker
 
@@ -475,6 +536,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 f"test set ({payload['metrics']['n']} days), model beside persistence "
                 "(tomorrow = today):",
                 format_metrics_table(payload["metrics"]),
+                *filter(None, [format_interval_table(payload["metrics"])]),
                 f"gate: {gate.get('status')} ({gate.get('reason')})",
                 f"artifacts: {payload['model_path']}, {payload['scaler_path']}",
             ]
@@ -827,12 +889,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                 "horizon": max(args.horizon, 1),
                 **{
                     name: getattr(args, name)
-                    for name in ("strategy", "target")
+                    for name in ("strategy", "target", "inputs", "output", "epochs")
                     if getattr(args, name)
                 },
             }
         ),
-        include_original=not args.no_original,
+        include_original=args.original,
+        include_point=args.point_model,
     )
     rows = run_tasks(
         tasks,

@@ -242,6 +242,8 @@ class TrainOutcome:
                 "persistence": dict(metrics["persistence"]),
                 "drift": dict(metrics.get("drift", {})),
                 "validation": dict(metrics.get("validation", {})),
+                "interval_level": metrics.get("interval_level"),
+                "intervals_h1": metrics.get("intervals_h1", {}),
             },
             "gate": self.gate,
         }
@@ -307,7 +309,7 @@ def train_ticker(
                 params.sequence_length,
                 fractions,
                 params.training_horizon,
-                make_encoder(params.target).first_valid_row,
+                make_encoder(params.target, params.inputs).first_valid_row,
             ),
             purpose=f"training with sequence_length {params.sequence_length} and a "
             f"{fractions.label()} split",
@@ -318,6 +320,7 @@ def train_ticker(
             fractions=fractions,
             target=params.target,
             horizon=params.training_horizon,
+            inputs=params.inputs,
         )
         all_callbacks = [*callbacks]
         if job_id:
@@ -489,6 +492,23 @@ def register_outcome(
     return record
 
 
+@dataclass(frozen=True)
+class DatabaseCalibrationStore:
+    """Versions' online calibration states in the database (``calibration_states``)."""
+
+    ctx: AppContext
+
+    def load(self, version_id: str) -> dict[str, Any] | None:
+        from stock_lstm.models.registry import load_calibration_state
+
+        return load_calibration_state(self.ctx.db, version_id)
+
+    def save(self, version_id: str, through: date, state: dict[str, Any]) -> None:
+        from stock_lstm.models.registry import save_calibration_state
+
+        save_calibration_state(self.ctx.db, version_id, through, state, clock=self.ctx.clock)
+
+
 def predict_ticker(
     ctx: AppContext,
     ticker: str,
@@ -509,7 +529,13 @@ def predict_ticker(
         prices, sync = load_prices(ctx, ticker)
         if on_sync is not None:
             on_sync(sync.from_cache)
-        forecast = make_forecast(loaded, prices, days, interval_level=ctx.settings.interval_level)
+        forecast = make_forecast(
+            loaded,
+            prices,
+            days,
+            interval_level=ctx.settings.interval_level,
+            store=DatabaseCalibrationStore(ctx),
+        )
     if sync.warning:
         forecast.warnings.append(sync.warning)
     return forecast

@@ -84,6 +84,8 @@ HYPERPARAMETER_HELP = {
     "horizon": "trading days a direct model forecasts in one pass",
     "target": "what the network learns to predict",
     "strategy": "direct (all days in one pass) or recursive (each prediction fed back)",
+    "inputs": "close (its log-return) or ohlcv (return, range, gap, volume)",
+    "output": "point (one value per day) or quantiles (a distribution per day)",
 }
 
 
@@ -279,6 +281,11 @@ class ForecastPoint(BaseModel):
     close: float = Field(description="Forecast close, in price units.")
     lower: float | None = Field(None, description="Lower bound of the prediction interval.")
     upper: float | None = Field(None, description="Upper bound of the prediction interval.")
+    quantiles: dict[str, float] | None = Field(
+        None,
+        description="Calibrated quantiles of the close by level ('0.025' ... '0.975'): the "
+        "50/80/90/95% intervals of a fan chart and the median.",
+    )
 
 
 class ForecastResponse(BaseModel):
@@ -288,7 +295,8 @@ class ForecastResponse(BaseModel):
     last_close: float
     predictions: list[ForecastPoint]
     interval_level: float | None = Field(
-        None, description="Coverage the split-conformal bounds aim for (e.g. 0.9)."
+        None,
+        description="Coverage the bounds aim for (e.g. 0.9); calibrated online as closes arrive.",
     )
     gate: dict[str, Any] | None = Field(
         None, description="The promotion gate's verdict on this model (status, value, reason)."
@@ -303,7 +311,9 @@ class ForecastResponse(BaseModel):
             last_date=forecast.last_date,
             last_close=forecast.last_close,
             predictions=[
-                ForecastPoint(date=p.date, close=p.close, lower=p.lower, upper=p.upper)
+                ForecastPoint(
+                    date=p.date, close=p.close, lower=p.lower, upper=p.upper, quantiles=p.quantiles
+                )
                 for p in forecast.predictions
             ],
             interval_level=forecast.interval_level,

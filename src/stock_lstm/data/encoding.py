@@ -11,6 +11,13 @@ Two encodings, chosen by the ``target`` training parameter:
   is exactly the persistence forecast, and nothing depends on the price level, so prices
   outside the training range are no problem.
 
+* ``log_return`` with ``inputs="ohlcv"`` (:class:`ReturnFeaturesEncoder`): the same targets,
+  but each day is described by five inputs read from the open, high, low, close and volume:
+  the daily log-return, the log high/low range (Parkinson's volatility proxy, several times
+  more efficient than a squared return), the overnight gap ``log(open / previous close)``, log
+  volume against its trailing 20-day mean, and a flag for days whose high/low or volume is
+  missing. Those are what make tomorrow's *uncertainty* forecastable, even when its mean is not.
+
 Every encoder maps outputs of shape (n, H) plus the last observed close (n,) to prices (n, H).
 A *step* is what a one-step (recursive) model predicts; it is fed back as the next input.
 """
@@ -21,6 +28,7 @@ import math
 from typing import ClassVar
 
 import numpy as np
+import pandas as pd
 
 from stock_lstm.errors import InvalidParameterError
 
@@ -118,6 +126,7 @@ class PriceEncoder:
     name: ClassVar[str] = "price"
     #: First row whose encoded input is defined.
     first_valid_row: ClassVar[int] = 0
+    inputs: ClassVar[str] = "close"
 
     def __init__(self) -> None:
         self.scaler = MinMaxScaler()
@@ -160,6 +169,7 @@ class LogReturnEncoder:
 
     name: ClassVar[str] = "log_return"
     first_valid_row: ClassVar[int] = 1
+    inputs: ClassVar[str] = "close"
 
     def __init__(self) -> None:
         self.scale_ = math.nan
@@ -212,13 +222,113 @@ class LogReturnEncoder:
         return np.asarray(last_close, dtype=np.float64)[:, None] * np.exp(log_offsets)
 
 
+#: Raw columns the ``ohlcv`` input set reads, in this order; the target is the close.
+OHLCV_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
+#: Trading days of the trailing mean that log volume is compared with.
+VOLUME_WINDOW = 20
+#: Names of the encoded ``ohlcv`` inputs, in column order.
+OHLCV_FEATURES: tuple[str, ...] = ("log_return", "log_range", "gap", "log_volume_ratio", "missing")
+
+
+def ohlcv_features(values: np.ndarray) -> np.ndarray:
+    """Raw (n, 5) open/high/low/close/volume -> unscaled features (n, 5), NaN where unknown.
+
+    Every feature of row ``t`` uses rows ``<= t`` only. A high/low range is unknown when the
+    high is not above the low (the frame normalizer fills a missing high/low with the close),
+    a gap when open, high, low and close are all equal (a filled open), a volume ratio when
+    the volume is not positive (a filled volume is 0). Column 4 is 1.0 on a day with any of
+    them unknown, else 0.0. Row 0 has no previous close: its return and gap are NaN.
+    """
+    raw = np.asarray(values, dtype=np.float64)
+    if raw.ndim != 2 or raw.shape[1] != len(OHLCV_COLUMNS):
+        raise ValueError(f"ohlcv inputs need (n, 5) open/high/low/close/volume, got {raw.shape}")
+    open_, high, low, close, volume = raw.T
+    previous = np.concatenate([[np.nan], close[:-1]])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_return = np.log(close / previous)
+        log_range = np.where((high > low) & (low > 0), np.log(high / low), np.nan)
+        filled_open = (open_ == high) & (high == low) & (low == close)
+        gap = np.where(~filled_open & (open_ > 0), np.log(open_ / previous), np.nan)
+        log_volume = np.where(volume > 0, np.log(volume), np.nan)
+    trailing = pd.Series(log_volume).rolling(VOLUME_WINDOW, min_periods=1).mean().to_numpy()
+    volume_ratio = log_volume - trailing
+    missing = (np.isnan(log_range) | np.isnan(volume_ratio) | filled_open).astype(np.float64)
+    return np.column_stack([log_return, log_range, gap, volume_ratio, missing])
+
+
+class ReturnFeaturesEncoder(LogReturnEncoder):
+    """Five standardized OHLCV inputs (see :func:`ohlcv_features`), log-return targets.
+
+    Fitted on the training rows only: the return keeps :class:`LogReturnEncoder`'s scale (so
+    targets and the return input share units); range, gap and volume ratio are centred and
+    scaled by their training mean and standard deviation. An unknown value becomes the
+    training mean (0 after scaling) and the ``missing`` flag says so, rather than a silent 0
+    range that would read as "a perfectly calm day".
+    """
+
+    name: ClassVar[str] = "log_return"
+    #: The volume ratio needs a full trailing window behind the first usable row.
+    first_valid_row: ClassVar[int] = VOLUME_WINDOW
+    inputs: ClassVar[str] = "ohlcv"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mean_ = np.zeros(len(OHLCV_FEATURES))
+        self.std_ = np.ones(len(OHLCV_FEATURES))
+
+    @property
+    def n_features(self) -> int:
+        return len(OHLCV_FEATURES)
+
+    def fit(self, train_values: np.ndarray, target_index: int = 3) -> ReturnFeaturesEncoder:
+        """Learn the return scale and the other inputs' mean/std on the training rows only."""
+        values = _as_2d(train_values)
+        if values.shape[1] != len(OHLCV_COLUMNS) or target_index != 3:
+            raise InvalidParameterError(
+                "inputs 'ohlcv' read open, high, low, close and volume, with the close as target"
+            )
+        LogReturnEncoder.fit(self, values[:, 3:4])
+        self.target_index = target_index
+        features = ohlcv_features(values)[self.first_valid_row :]
+        for column in (1, 2, 3):
+            known = features[:, column][np.isfinite(features[:, column])]
+            if known.size >= 2:
+                self.mean_[column] = float(np.mean(known))
+                self.std_[column] = max(float(np.std(known, ddof=1)), MIN_RETURN_SCALE)
+        self.std_[0] = self.scale_
+        return self
+
+    def encode_inputs(self, values: np.ndarray) -> np.ndarray:
+        """(n, 5) raw OHLCV -> (n, 5) scaled inputs; unknown values are 0 (the mean)."""
+        features = ohlcv_features(_as_2d(values))
+        scaled = (features - self.mean_) / self.std_
+        scaled[:, 4] = features[:, 4]
+        return np.nan_to_num(scaled, nan=0.0)
+
+    def encode_targets(self, values: np.ndarray, origins: np.ndarray, horizon: int) -> np.ndarray:
+        return LogReturnEncoder.encode_targets(self, _as_2d(values)[:, 3:4], origins, horizon)
+
+
 Encoder = PriceEncoder | LogReturnEncoder
+INPUT_SETS = ("close", "ohlcv")
 
 
-def make_encoder(target: str) -> Encoder:
-    """A fresh (unfitted) encoder for the ``target`` parameter."""
+def input_columns(inputs: str) -> tuple[str, ...]:
+    """The raw price columns an input set reads (``close`` or ``ohlcv``)."""
+    if inputs == "close":
+        return ("close",)
+    if inputs == "ohlcv":
+        return OHLCV_COLUMNS
+    raise InvalidParameterError(f"inputs must be one of {', '.join(INPUT_SETS)}, got {inputs!r}")
+
+
+def make_encoder(target: str, inputs: str = "close") -> Encoder:
+    """A fresh (unfitted) encoder for the ``target`` and ``inputs`` parameters."""
+    input_columns(inputs)
     if target == "price":
+        if inputs != "close":
+            raise InvalidParameterError("target 'price' reads the close only: use inputs 'close'")
         return PriceEncoder()
     if target == "log_return":
-        return LogReturnEncoder()
+        return ReturnFeaturesEncoder() if inputs == "ohlcv" else LogReturnEncoder()
     raise InvalidParameterError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
-from stock_lstm.data.encoding import Encoder, MinMaxScaler, make_encoder
+from stock_lstm.data.encoding import Encoder, MinMaxScaler, input_columns, make_encoder
 from stock_lstm.errors import DataSourceError, InvalidParameterError, NotEnoughDataError
 
 __all__ = [
@@ -313,11 +313,14 @@ def prepare_data(
     fractions: SplitFractions = SplitFractions(),
     target: str = "price",
     horizon: int = 1,
+    inputs: str = "close",
 ) -> PreparedData:
     """Split ``prices`` chronologically, fit the encoder on the training rows only, window.
 
     ``target`` picks the encoding (``price``: min-max levels, the original design;
-    ``log_return``: scaled returns, zero = persistence); ``horizon`` is how many days each
+    ``log_return``: scaled returns, zero = persistence); ``inputs`` what each day shows the
+    network (``close``: its return alone; ``ohlcv``: return, range, gap, volume, replacing
+    ``feature_columns``); ``horizon`` is how many days each
     sample's target holds (1 for a recursive model, H for a direct multi-horizon head).
     Raises :class:`NotEnoughDataError` when the series is too short (see
     :func:`minimum_rows`), :class:`InvalidParameterError` for unknown columns or settings.
@@ -327,7 +330,9 @@ def prepare_data(
             raise InvalidParameterError(f"{name} must be an integer, got {value!r}")
         if value < 1:
             raise InvalidParameterError(f"{name} must be >= 1, got {value}")
-    encoder = make_encoder(target)
+    encoder = make_encoder(target, inputs)
+    if inputs != "close":
+        feature_columns = input_columns(inputs)
     features, target_index = _select_columns(prices, feature_columns, target_column)
     frame = prices.loc[:, list(features)].astype(np.float64)
     _check_series(frame)
@@ -345,13 +350,13 @@ def prepare_data(
     train_rows, val_rows = split_bounds(n_rows, fractions)
     values = frame.to_numpy()
     encoder.fit(values[:train_rows], target_index)
-    inputs = encoder.encode_inputs(values)
+    encoded = encoder.encode_inputs(values)
     earliest = encoder.first_valid_row + sequence_length - 1
     dates = pd.DatetimeIndex(frame.index, name=frame.index.name)
 
     def samples(first_row: int, end_row: int) -> tuple[np.ndarray, np.ndarray, pd.DatetimeIndex]:
         origins = origins_between(first_row, end_row, horizon, earliest)
-        X = input_windows(inputs, origins, sequence_length)
+        X = input_windows(encoded, origins, sequence_length)
         y = encoder.encode_targets(values, origins, horizon).astype(np.float32)
         return X, np.ascontiguousarray(y), dates[origins + 1]
 
@@ -379,6 +384,6 @@ def prepare_data(
         train_end=pd.Timestamp(frame.index[train_rows - 1]),
         val_end=pd.Timestamp(frame.index[val_rows - 1]),
         prices=frame[target_column].copy(),
-        inputs=inputs,
+        inputs=encoded,
         values=values,
     )

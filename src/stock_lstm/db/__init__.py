@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from stock_lstm.db.models import Base, ModelRegistry, PriceCache, TrainingJob
+from stock_lstm.db.models import (
+    Base,
+    CalibrationStateRow,
+    ModelRegistry,
+    PriceCache,
+    TrainingJob,
+)
 from stock_lstm.db.session import Database
 
-__all__ = ["Base", "Database", "ModelRegistry", "PriceCache", "TrainingJob"]
+__all__ = [
+    "Base",
+    "CalibrationStateRow",
+    "Database",
+    "ModelRegistry",
+    "PriceCache",
+    "TrainingJob",
+]

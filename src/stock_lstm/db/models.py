@@ -110,6 +110,22 @@ class ModelRegistry(Base):
     is_active: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
+class CalibrationStateRow(Base):
+    """A model version's online interval calibration, carried forward as closes arrive.
+
+    Kept apart from the registry row, which is written once at registration: this one
+    changes on every forecast made after a new close. ``through`` is the last close's date
+    the state has seen; a write never moves it backwards.
+    """
+
+    __tablename__ = "calibration_states"
+
+    version_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    through: Mapped[date] = mapped_column(Date)
+    state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 # Never two active models for a ticker, enforced by the database itself.
 Index(
     "uq_model_registry_one_active",

@@ -20,8 +20,16 @@ import pandas as pd
 
 from stock_lstm.errors import InvalidParameterError, NotEnoughDataError
 from stock_lstm.evaluation.baselines import drift_paths, mean_log_return, persistence_paths
-from stock_lstm.evaluation.conformal import calibrate, interval
-from stock_lstm.evaluation.holdout import HoldoutForecasts, horizon_metrics, slice_forecasts
+from stock_lstm.evaluation.holdout import HoldoutForecasts, horizon_metrics
+from stock_lstm.evaluation.intervals import (
+    FORECASTERS,
+    Bounds,
+    interval_forecasts,
+    probabilistic_scores,
+    starting_calibration,
+)
+from stock_lstm.evaluation.probabilistic import volatility_terciles
+from stock_lstm.models.online_calibration import CALIBRATION_LEVELS
 
 BACKTEST_COLUMNS = (
     "origin_date",
@@ -33,7 +41,14 @@ BACKTEST_COLUMNS = (
     "drift",
     "lower",
     "upper",
+    "model_static_lower",
+    "model_static_upper",
+    "garch_t_lower",
+    "garch_t_upper",
+    "ewma_lower",
+    "ewma_upper",
 )
+"""Columns of ``backtest.csv``; a quantile model adds one column per quantile (``q0.05``)."""
 #: Share of each fitting window held out for early stopping and conformal calibration.
 VALIDATION_FRACTION = 0.15
 
@@ -97,6 +112,7 @@ def fit_window(prices: pd.DataFrame, params: Any, *, threads: int | None = None)
         fractions=fractions,
         target=params.target,
         horizon=params.training_horizon,
+        inputs=params.inputs,
     )
     result = train_model(data, params, threads=threads)
     return FittedWindow(result.model, data, result.epochs_run, result.best_epoch)
@@ -133,9 +149,6 @@ def walk_forward(
     progress: Callable[[int, int], None] | None = None,
 ) -> BacktestResult:
     """Run the backtest described in the module docstring on a normalized price frame."""
-    from stock_lstm.data.preprocessing import input_windows
-    from stock_lstm.models.forecasting import predict_paths
-
     config = config.validate()
     params = params.validate()
     if params.strategy == "direct" and params.horizon < config.horizon:
@@ -148,36 +161,19 @@ def walk_forward(
     groups = [origins[i : i + group_size] for i in range(0, len(origins), group_size)]
 
     parts: list[HoldoutForecasts] = []
-    lowers, uppers, fits = [], [], []
+    intervals: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    fits = []
     for index, group in enumerate(groups):
         first_origin = int(group[0])
         window = prices.iloc[:first_origin]  # strictly before the first origin it serves
         fitted = fit(window, params)
         data = fitted.data
-        validation = slice_forecasts(fitted.model, data, params.strategy, "val", config.horizon)
-        quantiles = calibrate(validation.actual, validation.forecast)[f"{config.interval_level:g}"]
-        values = prices[list(data.feature_columns)].to_numpy(dtype=np.float64)
-        inputs = data.encoder.encode_inputs(values[: int(group[-1]) + 1])
-        windows = input_windows(inputs, group, data.sequence_length)
-        forecast = predict_paths(
-            fitted.model, data.encoder, params.strategy, windows, closes[group], config.horizon
+        part, group_intervals = _forecast_group(
+            fitted.model, data, params.strategy, prices, group, config.horizon
         )
-        rows = group[:, None] + np.arange(1, config.horizon + 1)
-        mu = mean_log_return(closes[:first_origin])
-        parts.append(
-            HoldoutForecasts(
-                origins=group,
-                origin_dates=dates[group],
-                last_close=closes[group],
-                forecast=forecast,
-                actual=closes[rows],
-                persistence=persistence_paths(closes[group], config.horizon),
-                drift=drift_paths(closes[group], mu, config.horizon),
-            )
-        )
-        lower, upper = interval(forecast, quantiles)
-        lowers.append(lower)
-        uppers.append(upper)
+        parts.append(part)
+        for name, bounds in group_intervals.items():
+            intervals.setdefault(name, []).append(bounds)
         fits.append(
             {
                 "fit": index + 1,
@@ -192,18 +188,16 @@ def walk_forward(
         if progress:
             progress(index + 1, len(groups))
 
-    combined = HoldoutForecasts(
-        origins=np.concatenate([p.origins for p in parts]),
-        origin_dates=pd.DatetimeIndex(np.concatenate([p.origin_dates for p in parts])),
-        last_close=np.concatenate([p.last_close for p in parts]),
-        forecast=np.concatenate([p.forecast for p in parts]),
-        actual=np.concatenate([p.actual for p in parts]),
-        persistence=np.concatenate([p.persistence for p in parts]),
-        drift=np.concatenate([p.drift for p in parts]),
-    )
-    lower, upper = np.concatenate(lowers), np.concatenate(uppers)
-    frame = _long_frame(combined, lower, upper, dates)
+    combined = _concatenate(parts)
+    bounds = {
+        name: (np.concatenate([b[0] for b in parts_]), np.concatenate([b[1] for b in parts_]))
+        for name, parts_ in intervals.items()
+    }
+    level_index = CALIBRATION_LEVELS.index(config.interval_level)
+    lower, upper = (bound[..., level_index] for bound in bounds["model"])
+    frame = _long_frame(combined, bounds, level_index, dates)
     table = horizon_metrics(combined, lower, upper)
+    regimes = volatility_terciles(closes, combined.origins)
     summary = {
         "params": params.to_dict(),
         "config": asdict(config),
@@ -213,34 +207,98 @@ def walk_forward(
         "fits": len(fits),
         "horizons": table,
         "rmae": {str(row["horizon"]): row["rmae"] for row in table},
+        "probabilistic": probabilistic_scores(combined, bounds, regimes),
     }
     return BacktestResult(frame, summary, fits)
 
 
-def _long_frame(
-    forecasts: HoldoutForecasts, lower: np.ndarray, upper: np.ndarray, dates: pd.DatetimeIndex
-) -> pd.DataFrame:
-    n, horizon = forecasts.forecast.shape
-    steps = np.arange(1, horizon + 1)
-    target_rows = forecasts.origins[:, None] + steps
-    return pd.DataFrame(
-        {
-            "origin_date": np.repeat(forecasts.origin_dates.date, horizon),
-            "horizon": np.tile(steps, n),
-            "target_date": dates[target_rows.ravel()].date,
-            "actual": forecasts.actual.ravel(),
-            "model": forecasts.forecast.ravel(),
-            "persistence": forecasts.persistence.ravel(),
-            "drift": forecasts.drift.ravel(),
-            "lower": lower.ravel(),
-            "upper": upper.ravel(),
-        },
-        columns=list(BACKTEST_COLUMNS),
+def _forecast_group(
+    model: Any,
+    data: Any,
+    strategy: str,
+    prices: pd.DataFrame,
+    group: np.ndarray,
+    horizon: int,
+) -> tuple[HoldoutForecasts, Bounds]:
+    """One fit's forecasts at its origins, and every forecaster's price intervals (n, H, L)
+    (see ``evaluation.intervals``); the anchors are fitted on the same window as the model."""
+    from stock_lstm.data.preprocessing import input_windows
+    from stock_lstm.models.forecasting import predict_distribution
+
+    closes = prices["close"].to_numpy(dtype=np.float64)
+    first_origin = int(group[0])
+    start = starting_calibration(model, data, strategy, horizon)
+    values = prices[list(data.feature_columns)].to_numpy(dtype=np.float64)
+    inputs = data.encoder.encode_inputs(values[: int(group[-1]) + 1])
+    windows = input_windows(inputs, group, data.sequence_length)
+    forecast, quantiles = predict_distribution(
+        model, data.encoder, strategy, windows, closes[group], horizon
+    )
+    rows = group[:, None] + np.arange(1, horizon + 1)
+    mu = mean_log_return(closes[:first_origin])
+    part = HoldoutForecasts(
+        origins=group,
+        origin_dates=prices.index[group],
+        last_close=closes[group],
+        forecast=forecast,
+        actual=closes[rows],
+        persistence=persistence_paths(closes[group], horizon),
+        drift=drift_paths(closes[group], mu, horizon),
+        quantiles=quantiles,
+        quantile_levels=tuple(getattr(model, "quantiles", ())),
+    )
+    return part, interval_forecasts(part, closes, start).bounds
+
+
+def _concatenate(parts: list[HoldoutForecasts]) -> HoldoutForecasts:
+    has_quantiles = all(part.quantiles is not None for part in parts)
+    return HoldoutForecasts(
+        origins=np.concatenate([p.origins for p in parts]),
+        origin_dates=pd.DatetimeIndex(np.concatenate([p.origin_dates for p in parts])),
+        last_close=np.concatenate([p.last_close for p in parts]),
+        forecast=np.concatenate([p.forecast for p in parts]),
+        actual=np.concatenate([p.actual for p in parts]),
+        persistence=np.concatenate([p.persistence for p in parts]),
+        drift=np.concatenate([p.drift for p in parts]),
+        quantiles=np.concatenate([p.quantiles for p in parts]) if has_quantiles else None,
+        quantile_levels=parts[0].quantile_levels if has_quantiles else (),
     )
 
 
+def _long_frame(
+    forecasts: HoldoutForecasts,
+    bounds: dict[str, tuple[np.ndarray, np.ndarray]],
+    level_index: int,
+    dates: pd.DatetimeIndex,
+) -> pd.DataFrame:
+    """One row per origin and horizon: actual, point forecasts, the configured level's
+    interval of every forecaster, and the model's quantiles (``q0.05`` ...) if it has them."""
+    n, horizon = forecasts.forecast.shape
+    steps = np.arange(1, horizon + 1)
+    target_rows = forecasts.origins[:, None] + steps
+    columns: dict[str, Any] = {
+        "origin_date": np.repeat(forecasts.origin_dates.date, horizon),
+        "horizon": np.tile(steps, n),
+        "target_date": dates[target_rows.ravel()].date,
+        "actual": forecasts.actual.ravel(),
+        "model": forecasts.forecast.ravel(),
+        "persistence": forecasts.persistence.ravel(),
+        "drift": forecasts.drift.ravel(),
+    }
+    for name in FORECASTERS:
+        lower, upper = bounds[name]
+        prefix = "" if name == "model" else f"{name}_"
+        columns[f"{prefix}lower"] = lower[..., level_index].ravel()
+        columns[f"{prefix}upper"] = upper[..., level_index].ravel()
+    if forecasts.quantiles is not None:
+        for k, level in enumerate(forecasts.quantile_levels):
+            columns[f"q{level:g}"] = forecasts.quantiles[..., k].ravel()
+    return pd.DataFrame(columns)
+
+
 def headline(summary: dict[str, Any], horizons: tuple[int, ...] = (1, 5)) -> dict[str, Any]:
-    """The few numbers a table row shows: rMAE at h=1 and h=5, DM p, direction, coverage."""
+    """The few numbers a table row shows: rMAE at h=1 and h=5, DM p, direction, coverage,
+    and each interval forecaster's 90% coverage, Winkler score and CRPS at h=1."""
     rows = {row["horizon"]: row for row in summary["horizons"]}
     first = rows.get(1, {})
     out: dict[str, Any] = {
@@ -256,4 +314,14 @@ def headline(summary: dict[str, Any], horizons: tuple[int, ...] = (1, 5)) -> dic
         out[f"rmae_drift_h{h}"] = row["rmae_drift"] if row else math.nan
     coverages = [row.get("coverage") for row in rows.values() if row.get("coverage") is not None]
     out["coverage_mean"] = float(np.mean(coverages)) if coverages else None
+    for name, per_horizon in summary.get("probabilistic", {}).items():
+        for h in horizons:
+            if h > len(per_horizon):
+                continue
+            row = per_horizon[h - 1]
+            out[f"{name}_coverage90_h{h}"] = row["0.9"]["coverage"]
+            out[f"{name}_winkler90_h{h}"] = row["0.9"]["winkler"]
+            out[f"{name}_crps_h{h}"] = row.get("crps")
+        out[f"{name}_kupiec90_h1"] = per_horizon[0]["0.9"].get("kupiec_p")
+        out[f"{name}_christoffersen90_h1"] = per_horizon[0]["0.9"].get("christoffersen_p")
     return out

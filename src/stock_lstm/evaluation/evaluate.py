@@ -19,6 +19,9 @@ import numpy as np
 import pandas as pd
 
 ORIGINAL_DESIGN = {"target": "price", "strategy": "recursive"}
+#: The model before probabilistic forecasts: a point head on the close alone, whose
+#: intervals are static split-conformal bands (scored with online calibration too).
+POINT_MODEL = {"output": "point", "inputs": "close"}
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ def build_tasks(
     refit_every: int | None,
     base_params: dict[str, Any],
     include_original: bool = True,
+    include_point: bool = False,
 ) -> list[EvaluationTask]:
     from stock_lstm.data.sources import CsvSource
 
@@ -81,8 +85,15 @@ def build_tasks(
                     ticker, str(source_dir), "model", params, horizon, origins, refit_every
                 )
             )
+        if include_point:
+            params = {**base_params, **POINT_MODEL, "seed": seeds[0]}
+            tasks.append(
+                EvaluationTask(
+                    ticker, str(source_dir), "point", params, horizon, origins, refit_every
+                )
+            )
         if include_original:
-            params = {**base_params, **ORIGINAL_DESIGN, "seed": seeds[0]}
+            params = {**base_params, **ORIGINAL_DESIGN, **POINT_MODEL, "seed": seeds[0]}
             tasks.append(
                 EvaluationTask(
                     ticker, str(source_dir), "original", params, horizon, origins, refit_every
@@ -126,58 +137,111 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 
 def summarize(rows: list[dict[str, Any]], horizon: int) -> tuple[pd.DataFrame, str]:
-    """Per-ticker table (model averaged over seeds, with its seed spread) and markdown."""
+    """Per-ticker table (model averaged over seeds, with its seed spread) and markdown: the
+    point forecast beside persistence, then the 90% intervals at h=1 of the model (online
+    calibration), the model's intervals frozen at the fit, the point model's, GARCH-t, EWMA."""
     frame = pd.DataFrame(rows)
     ok = frame[frame["status"] == "ok"]
     model = ok[ok["label"] == "model"]
-    original = ok[ok["label"] == "original"].set_index("ticker")
+    by_label = {
+        label: ok[ok["label"] == label].set_index("ticker") for label in ("original", "point")
+    }
     h = f"rmae_h{horizon}"
     table_rows = []
     for ticker, group in model.groupby("ticker"):
-        table_rows.append(
-            {
-                "ticker": ticker,
-                "rmae_h1": group["rmae_h1"].mean(),
-                "rmae_h1_spread": group["rmae_h1"].max() - group["rmae_h1"].min(),
-                h: group[h].mean(),
-                "dm_p_h1": group["dm_p_h1"].mean(),
-                "directional_accuracy_h1": group["directional_accuracy_h1"].mean(),
-                "coverage_mean": group["coverage_mean"].mean(),
-                "drift_rmae_h1": group["rmae_drift_h1"].mean(),
-                "original_rmae_h1": original["rmae_h1"].get(ticker, np.nan),
-                f"original_{h}": original[h].get(ticker, np.nan),
-                "predicted_move_std_h1": group["predicted_move_std_h1"].mean(),
-                "actual_move_std_h1": group["actual_move_std_h1"].mean(),
-            }
-        )
+        row: dict[str, Any] = {
+            "ticker": ticker,
+            "seeds": len(group),
+            "rmae_h1": group["rmae_h1"].mean(),
+            "rmae_h1_spread": group["rmae_h1"].max() - group["rmae_h1"].min(),
+            h: group[h].mean(),
+            "dm_p_h1": group["dm_p_h1"].mean(),
+            "directional_accuracy_h1": group["directional_accuracy_h1"].mean(),
+            "drift_rmae_h1": group["rmae_drift_h1"].mean(),
+        }
+        for name in ("model", "model_static", "garch_t", "ewma"):
+            for metric in ("coverage90_h1", "winkler90_h1", "crps_h1", "kupiec90_h1"):
+                column = f"{name}_{metric}"
+                if column in group:
+                    row[column] = group[column].mean()
+        if "model_winkler90_h1" in group:
+            row["model_winkler90_h1_spread"] = (
+                group["model_winkler90_h1"].max() - group["model_winkler90_h1"].min()
+            )
+        for label, other in by_label.items():
+            for column in ("rmae_h1", h, "model_winkler90_h1", "model_static_winkler90_h1"):
+                if column in other:
+                    row[f"{label}_{column}"] = other[column].get(ticker, np.nan)
+        table_rows.append(row)
     table = pd.DataFrame(table_rows)
     lines = [
-        f"| ticker | rMAE h=1 (seed spread) | rMAE h={horizon} | DM p h=1 | direction h=1 "
-        f"| 90% coverage | drift rMAE h=1 | original rMAE h=1 | original rMAE h={horizon} "
-        "| predicted / actual move std h=1 |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        f"| ticker | rMAE h=1 (seed spread) | rMAE h={horizon} | DM p h=1 | 90% coverage h=1 "
+        "| Winkler h=1: model (seed spread) | frozen at fit | point model today | GARCH-t | EWMA "
+        "| CRPS h=1: model | GARCH-t | EWMA |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in table.to_dict("records"):
         lines.append(
             f"| {row['ticker']} | {_fmt(row['rmae_h1'])} ({_fmt(row['rmae_h1_spread'])}) "
             f"| {_fmt(row[h])} | {_fmt(row['dm_p_h1'], 2)} "
-            f"| {_fmt(row['directional_accuracy_h1'])} | {_fmt(row['coverage_mean'])} "
-            f"| {_fmt(row['drift_rmae_h1'])} | {_fmt(row['original_rmae_h1'])} "
-            f"| {_fmt(row[f'original_{h}'])} "
-            f"| {_fmt(row['predicted_move_std_h1'], 4)} / {_fmt(row['actual_move_std_h1'], 4)} |"
+            f"| {_fmt(row.get('model_coverage90_h1'))} "
+            f"| {_fmt(row.get('model_winkler90_h1'), 2)} "
+            f"({_fmt(row.get('model_winkler90_h1_spread'), 2)}) "
+            f"| {_fmt(row.get('model_static_winkler90_h1'), 2)} "
+            f"| {_fmt(row.get('point_model_static_winkler90_h1'), 2)} "
+            f"| {_fmt(row.get('garch_t_winkler90_h1'), 2)} "
+            f"| {_fmt(row.get('ewma_winkler90_h1'), 2)} "
+            f"| {_fmt(row.get('model_crps_h1'))} | {_fmt(row.get('garch_t_crps_h1'))} "
+            f"| {_fmt(row.get('ewma_crps_h1'))} |"
         )
     if not table.empty:
+
+        def median(column: str, digits: int = 3) -> str:
+            return _fmt(table[column].median(), digits) if column in table else "–"
+
         lines.append(
-            f"| **median** | {_fmt(table['rmae_h1'].median())} | {_fmt(table[h].median())} "
-            f"| | {_fmt(table['directional_accuracy_h1'].median())} "
-            f"| {_fmt(table['coverage_mean'].median())} | {_fmt(table['drift_rmae_h1'].median())} "
-            f"| {_fmt(table['original_rmae_h1'].median())} "
-            f"| {_fmt(table[f'original_{h}'].median())} | |"
+            f"| **median** | {median('rmae_h1')} | {median(h)} | "
+            f"| {median('model_coverage90_h1')} | {median('model_winkler90_h1', 2)} "
+            f"| {median('model_static_winkler90_h1', 2)} "
+            f"| {median('point_model_static_winkler90_h1', 2)} "
+            f"| {median('garch_t_winkler90_h1', 2)} | {median('ewma_winkler90_h1', 2)} "
+            f"| {median('model_crps_h1')} | {median('garch_t_crps_h1')} "
+            f"| {median('ewma_crps_h1')} |"
         )
+        lines.extend(_aims(table))
     failed = frame[frame["status"] != "ok"]
     for row in failed.to_dict("records"):
         lines.append(f"\nfailed: {row['ticker']} ({row['label']}): {row.get('error')}")
     return table, "\n".join(lines)
+
+
+def _aims(table: pd.DataFrame) -> list[str]:
+    """The probabilistic issue's aims, as measured (never asserted: a measurement)."""
+    lines = [""]
+    if "model_coverage90_h1" in table:
+        coverage = table["model_coverage90_h1"]
+        inside = int(coverage.between(0.86, 0.94).sum())
+        lines.append(
+            f"- 90% coverage at h=1 within 86-94%: {inside} of {len(table)} tickers "
+            f"(range {_fmt(coverage.min())}-{_fmt(coverage.max())})"
+        )
+    for other, label in (
+        ("garch_t_winkler90_h1", "GARCH-t"),
+        ("ewma_winkler90_h1", "EWMA"),
+        ("point_model_static_winkler90_h1", "the point model's static intervals"),
+    ):
+        if "model_winkler90_h1" in table and other in table and table[other].notna().any():
+            ratio = table["model_winkler90_h1"].mean() / table[other].mean()
+            direction = "lower (better)" if ratio < 1 else "higher (worse)"
+            lines.append(
+                f"- mean Winkler score at h=1 vs {label}: {ratio:.3f}x, "
+                f"{abs(1 - ratio) * 100:.1f}% {direction}"
+            )
+    lines.append(
+        f"- median rMAE at h=1: {_fmt(table['rmae_h1'].median())}; tickers above 1.02: "
+        f"{', '.join(table.loc[table['rmae_h1'] > 1.02, 'ticker']) or 'none'}"
+    )
+    return lines
 
 
 def write_outputs(out_dir: Path, rows: list[dict[str, Any]], horizon: int) -> str:

@@ -16,7 +16,7 @@ import pandas as pd
 
 from stock_lstm.data.preprocessing import PreparedData, origins_between
 from stock_lstm.evaluation.baselines import drift_paths, mean_log_return, persistence_paths
-from stock_lstm.evaluation.conformal import DEFAULT_LEVELS, calibrate, coverage, interval
+from stock_lstm.evaluation.conformal import coverage
 from stock_lstm.evaluation.metrics import score
 from stock_lstm.evaluation.significance import diebold_mariano, wilson_interval
 
@@ -34,6 +34,9 @@ class HoldoutForecasts:
     actual: np.ndarray
     persistence: np.ndarray
     drift: np.ndarray
+    #: Price quantiles (n, horizon, Q) of a quantile head, at ``quantile_levels``.
+    quantiles: np.ndarray | None = None
+    quantile_levels: tuple[float, ...] = ()
 
     @property
     def horizon(self) -> int:
@@ -48,14 +51,14 @@ def slice_forecasts(
     horizon: int,
 ) -> HoldoutForecasts:
     """Forecast ``horizon`` days from every origin whose next day lies in ``slice_name``."""
-    from stock_lstm.models.forecasting import predict_paths
+    from stock_lstm.models.forecasting import predict_distribution
 
     bounds = {"val": (data.train_rows, data.val_rows), "test": (data.val_rows, len(data.prices))}
     first_row, end_row = bounds[slice_name]
     origins = origins_between(first_row, end_row, 1, data.earliest_origin())
     closes = data.prices.to_numpy(dtype=np.float64)
     last_close = closes[origins]
-    forecast = predict_paths(
+    forecast, quantiles = predict_distribution(
         model, data.encoder, strategy, data.windows(origins), last_close, horizon
     )
     rows = origins[:, None] + np.arange(1, horizon + 1)
@@ -69,6 +72,8 @@ def slice_forecasts(
         actual=actual,
         persistence=persistence_paths(last_close, horizon),
         drift=drift_paths(last_close, mu, horizon),
+        quantiles=quantiles,
+        quantile_levels=tuple(getattr(model, "quantiles", ())),
     )
 
 
@@ -157,15 +162,41 @@ def evaluate_model(
     *,
     interval_level: float = DEFAULT_INTERVAL_LEVEL,
 ) -> TestEvaluation:
-    """Validation (gate, conformal calibration) and test (report) scores of a trained model."""
+    """Validation (gate, interval calibration) and test (report) scores of a trained model.
+
+    Test intervals are calibrated online (each test origin's interval uses the outcomes known
+    by that day only) and scored beside the same intervals frozen at training and beside
+    GARCH(1,1)-t and EWMA; ``metrics["calibration"]`` is the calibration state after the
+    last close, which forecasts carry on from.
+    """
+    from stock_lstm.evaluation.intervals import (
+        calibration_from_validation,
+        interval_forecasts,
+        probabilistic_scores,
+    )
+    from stock_lstm.evaluation.probabilistic import volatility_terciles
+    from stock_lstm.models.online_calibration import CALIBRATION_LEVELS, CalibrationState
+
     validation = slice_forecasts(model, data, strategy, "val", horizon)
-    conformal = calibrate(validation.actual, validation.forecast, DEFAULT_LEVELS)
+    start = calibration_from_validation(validation)
     val_h1 = horizon_metrics(_first_horizon(validation))[0]
 
     test = slice_forecasts(model, data, strategy, "test", horizon)
-    lower, upper = interval(test.forecast, conformal[f"{interval_level:g}"])
+    closes = data.prices.to_numpy(dtype=np.float64)
+    intervals = interval_forecasts(test, closes, start)
+    level = CALIBRATION_LEVELS.index(interval_level)
+    lower, upper = (bound[..., level] for bound in intervals.bounds["model"])
     rows = horizon_metrics(test, lower, upper)
+    probabilistic = probabilistic_scores(
+        test, intervals.bounds, volatility_terciles(closes, test.origins)
+    )
     first = rows[0]
+    state = CalibrationState(
+        levels=CALIBRATION_LEVELS,
+        theta=intervals.tracked.theta,
+        through=str(data.prices.index[-1].date()),
+        updates=intervals.tracked.updates,
+    )
     metrics: dict[str, Any] = {
         **first["model"],
         "n": first["n"],
@@ -179,8 +210,18 @@ def evaluate_model(
             "persistence_mae": val_h1["persistence"]["mae"],
             "rmae_h1": val_h1["rmae"],
         },
-        "conformal": conformal,
+        "conformal": start.conformal,
         "interval_level": interval_level,
+        "calibration": state.to_dict(),
+        "intervals_h1": {
+            name: {
+                "coverage": per_horizon[0][f"{interval_level:g}"]["coverage"],
+                "winkler": per_horizon[0][f"{interval_level:g}"]["winkler"],
+                "crps": per_horizon[0].get("crps"),
+            }
+            for name, per_horizon in probabilistic.items()
+            if per_horizon
+        },
     }
     return TestEvaluation(
         dates=data.prices.index[test.origins + 1],
@@ -192,6 +233,7 @@ def evaluate_model(
         lower=lower,
         upper=upper,
         interval_level=interval_level,
+        extra={"probabilistic": probabilistic, "bounds": intervals.bounds},
     )
 
 

@@ -6,18 +6,30 @@ import threading
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from stock_lstm.errors import InvalidParameterError, NotEnoughDataError
-from stock_lstm.evaluation.conformal import interval
 from stock_lstm.lru import LruCache
 from stock_lstm.models.artifacts import load_model_payload, load_scaler
 from stock_lstm.models.calendar import next_trading_days
+from stock_lstm.models.online_calibration import (
+    CALIBRATION_LEVELS,
+    CalibrationState,
+    base_intervals,
+    calibrated,
+    interval_quantiles,
+    log_outcomes,
+    to_prices,
+    track,
+)
 from stock_lstm.models.registry import ModelRecord
 
 MIN_DAYS, MAX_DAYS = 1, 30
+#: Most recent origins a stale calibration state is carried over (about 8 trading years);
+#: older outcomes say little about today's intervals and would only cost time.
+MAX_CATCH_UP_ROWS = 2000
 #: Forecasts remembered per loaded model version (distinct windows x days x levels).
 FORECAST_MEMO_SIZE = 128
 
@@ -37,19 +49,37 @@ class LoadedModel:
     forecasts: ForecastMemo = field(
         default_factory=lambda: ForecastMemo(), repr=False, compare=False
     )
+    #: The online interval calibration as last carried forward in this process.
+    calibration: CalibrationState | None = field(default=None, repr=False, compare=False)
+    calibration_lock: threading.Lock = field(
+        default_factory=threading.Lock, repr=False, compare=False
+    )
 
-    def interval_quantiles(self, level: float) -> list[float | None] | None:
-        """Per-horizon conformal quantiles for ``level`` recorded at training, if any."""
-        conformal = self.record.metrics.get("conformal") or {}
-        return conformal.get(f"{level:g}")
+    def starting_state(self) -> CalibrationState:
+        """The calibration registered with the version (after its test slice), or for a
+        version from before online calibration a neutral one (its static conformal band)
+        that starts from the version's last training close."""
+        saved = self.record.metrics.get("calibration")
+        if isinstance(saved, dict):
+            return CalibrationState.from_dict(saved)
+        horizon = self.max_days
+        return CalibrationState(
+            levels=CALIBRATION_LEVELS,
+            theta=np.zeros((horizon, len(CALIBRATION_LEVELS))),
+            through=self.record.last_date.isoformat(),
+        )
 
 
 @dataclass(frozen=True)
 class ForecastPoint:
+    """One forecast day: the point (median) close, the interval at the forecast's level and
+    the calibrated quantiles ``{"0.025": price, ..., "0.975": price}`` the fan chart draws."""
+
     date: date
     close: float
     lower: float | None = None
     upper: float | None = None
+    quantiles: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +108,7 @@ class Forecast:
                     "close": point.close,
                     "lower": point.lower,
                     "upper": point.upper,
+                    "quantiles": point.quantiles,
                 }
                 for point in self.predictions
             ],
@@ -213,10 +244,26 @@ def predict_paths(
     """Price forecasts (n, horizon) from encoded input windows (n, seq_len, n_features).
 
     ``direct``: the network's head outputs every horizon at once (cumulative log-returns for
-    the ``log_return`` target). ``recursive`` (the original design): a one-step network whose
-    prediction is appended to the window and fed back ``horizon`` times. ``last_close`` (n,)
-    is each window's last observed price, the anchor of return-based outputs.
+    the ``log_return`` target; the median of a quantile head). ``recursive`` (the original
+    design): a one-step network whose prediction is appended to the window and fed back
+    ``horizon`` times. ``last_close`` (n,) is each window's last observed price, the anchor
+    of return-based outputs.
     """
+    point, _ = predict_distribution(model, encoder, strategy, windows, last_close, horizon)
+    return point
+
+
+def predict_distribution(
+    model: Any,
+    encoder: Any,
+    strategy: str,
+    windows: np.ndarray,
+    last_close: np.ndarray,
+    horizon: int,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Point forecasts (n, horizon) and, for a quantile head, price quantiles (n, horizon, Q)
+    at ``model.quantiles`` (None for a point head). Decoding is monotone, so the quantiles
+    of the encoded output are the quantiles of the price."""
     import torch
 
     if strategy not in STRATEGIES:
@@ -228,12 +275,18 @@ def predict_paths(
         )
     if strategy == "recursive" and windows.shape[-1] != 1:
         raise InvalidParameterError("recursive forecasting needs a single input feature")
-    chunks = []
+    quantiles = tuple(getattr(model, "quantiles", ()))
+    chunks: list[np.ndarray] = []
+    quantile_chunks: list[np.ndarray] = []
     with torch.inference_mode():
         for start in range(0, windows.shape[0], FORECAST_CHUNK):
             x = torch.from_numpy(np.ascontiguousarray(windows[start : start + FORECAST_CHUNK]))
             if strategy == "direct":
-                chunks.append(model(x)[:, :horizon].double().numpy())
+                out = model(x)[:, :horizon]
+                if quantiles:
+                    quantile_chunks.append(out.double().numpy())
+                    out = out[..., model.median_index]
+                chunks.append(out.double().numpy())
                 continue
             steps = []
             for _ in range(horizon):
@@ -242,13 +295,122 @@ def predict_paths(
                 x = torch.cat([x[:, 1:, :], step.unsqueeze(-1)], dim=1)
             chunks.append(encoder.steps_to_outputs(torch.cat(steps, dim=1).double().numpy()))
     outputs = np.concatenate(chunks) if chunks else np.empty((0, horizon))
-    return encoder.decode(outputs, last_close)
+    point = encoder.decode(outputs, last_close)
+    if not quantiles:
+        return point, None
+    raw = (
+        np.concatenate(quantile_chunks)
+        if quantile_chunks
+        else np.empty((0, horizon, len(quantiles)))
+    )
+    decoded = np.stack(
+        [encoder.decode(raw[..., k], last_close) for k in range(len(quantiles))], axis=-1
+    )
+    return point, decoded
+
+
+class CalibrationStore(Protocol):
+    """Where versions' calibration states persist between processes (the database)."""
+
+    def load(self, version_id: str) -> dict[str, Any] | None: ...
+
+    def save(self, version_id: str, through: date, state: dict[str, Any]) -> None: ...
+
+
+def _price_rows(loaded: LoadedModel, prices: Any) -> np.ndarray:
+    return np.column_stack(
+        [prices[column].to_numpy(dtype=np.float64) for column in loaded.feature_columns]
+    )
+
+
+def _distribution_at(
+    loaded: LoadedModel, values: np.ndarray, closes: np.ndarray, rows: np.ndarray, horizon: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Base interval log offsets (n, horizon, L) of forecasts from origin ``rows`` of
+    ``values`` (raw feature rows, enough history before the first origin)."""
+    from stock_lstm.data.preprocessing import input_windows
+
+    inputs = loaded.encoder.encode_inputs(values[: int(rows.max()) + 1])
+    windows = input_windows(inputs, rows, loaded.sequence_length)
+    point, quantiles = predict_distribution(
+        loaded.model, loaded.encoder, loaded.strategy, windows, closes[rows], horizon
+    )
+    conformal = loaded.record.metrics.get("conformal") or {}
+    return base_intervals(point, quantiles, tuple(loaded.model.quantiles), closes[rows], conformal)
+
+
+def carry_calibration(
+    loaded: LoadedModel, prices: Any, store: CalibrationStore | None = None
+) -> CalibrationState:
+    """The version's calibration state after every close in ``prices``.
+
+    Starts from this process's copy, else the store's, else the registered one, and applies
+    only outcomes revealed after the state's ``through`` date, origin by origin (a forecast
+    from row ``o`` at horizon ``h`` is scored when row ``o + h`` closes), never a close past
+    the frame's end. A newer state is saved to ``store``.
+    """
+    with loaded.calibration_lock:
+        state = loaded.calibration
+        if state is None and store is not None:
+            saved = store.load(loaded.record.version_id)
+            state = CalibrationState.from_dict(saved) if saved else None
+        if state is None:
+            state = loaded.starting_state()
+        dates = prices.index
+        last_row = len(prices) - 1
+        through_row = int(dates.searchsorted(np.datetime64(state.through), side="right")) - 1
+        if through_row >= last_row or through_row < 0:
+            loaded.calibration = state
+            return state
+        horizon = state.theta.shape[0]
+        history = loaded.sequence_length + loaded.encoder.first_valid_row - 1
+        first = max(through_row - horizon + 1, last_row - MAX_CATCH_UP_ROWS, history)
+        rows = np.arange(first, last_row, dtype=np.int64)
+        if rows.size:
+            closes = prices["close"].to_numpy(dtype=np.float64)
+            lower, upper = _distribution_at(
+                loaded, _price_rows(loaded, prices), closes, rows, horizon
+            )
+            targets = rows[:, None] + np.arange(1, horizon + 1)
+            actual = np.where(targets <= last_row, closes[np.minimum(targets, last_row)], np.nan)
+            tracked = track(
+                state.theta,
+                lower,
+                upper,
+                log_outcomes(actual, closes[rows]),
+                rows,
+                levels=state.levels,
+                step=state.step,
+                revealed_after=through_row,
+            )
+            state = CalibrationState(
+                levels=state.levels,
+                theta=tracked.theta,
+                through=dates[last_row].date().isoformat(),
+                updates=state.updates + tracked.updates,
+                step=state.step,
+            )
+        else:
+            state = CalibrationState(
+                state.levels, state.theta, dates[last_row].date().isoformat(), state.updates
+            )
+        loaded.calibration = state
+    if store is not None:
+        store.save(loaded.record.version_id, dates[last_row].date(), state.to_dict())
+    return state
 
 
 def make_forecast(
-    loaded: LoadedModel, prices: Any, days: int, *, interval_level: float = 0.9
+    loaded: LoadedModel,
+    prices: Any,
+    days: int,
+    *,
+    interval_level: float = 0.9,
+    store: CalibrationStore | None = None,
 ) -> Forecast:
-    """Dated forecast (with split-conformal bounds) from the latest rows of ``prices``."""
+    """Dated forecast from the latest rows of ``prices``: the point (median) close, the
+    ``interval_level`` interval and the quantiles of the fan chart, all calibrated online
+    (see ``carry_calibration``)."""
     days = validate_days(days)
     if days > loaded.max_days:
         raise InvalidParameterError(
@@ -261,17 +423,16 @@ def make_forecast(
             f"{loaded.record.ticker} has {len(prices)} cached rows; the model needs the last "
             f"{needed}: run `stock-lstm sync {loaded.record.ticker}`"
         )
-    values = np.column_stack(
-        [prices[column].to_numpy(dtype=np.float64)[-needed:] for column in loaded.feature_columns]
-    )
+    values = _price_rows(loaded, prices.iloc[-needed:])
     last_close = float(prices["close"].iloc[-1])
     last_date = prices.index[-1].date()
     memo_key = (values.tobytes(), last_close, last_date, days, interval_level)
     remembered = loaded.forecasts.get(memo_key)
     if remembered is not None:
         return remembered
+    state = carry_calibration(loaded, prices, store)
     window = loaded.encoder.encode_inputs(values)[-loaded.sequence_length :]
-    path = predict_paths(
+    point, quantiles = predict_distribution(
         loaded.model,
         loaded.encoder,
         loaded.strategy,
@@ -279,33 +440,54 @@ def make_forecast(
         np.array([last_close]),
         days,
     )
-    lower = upper = None
-    quantiles = loaded.interval_quantiles(interval_level)
-    if quantiles:
-        lower, upper = interval(path, quantiles)
+    conformal = loaded.record.metrics.get("conformal") or {}
+    base_lower, base_upper = base_intervals(
+        point,
+        quantiles,
+        tuple(loaded.model.quantiles),
+        np.array([last_close]),
+        conformal,
+        state.levels,
+    )
+    theta = state.theta[None, :days]
+    lower_all, upper_all = to_prices(
+        *calibrated(base_lower, base_upper, theta), np.array([last_close])
+    )
+    fan, fan_levels = interval_quantiles(lower_all, upper_all, point)
+    level_index = state.level_index(interval_level)
     dates = next_trading_days(loaded.record.ticker, last_date, days)
     gate = loaded.record.metrics.get("gate")
     warnings: list[str] = []
     if isinstance(gate, dict) and gate.get("status") == "failed":
         warnings.append(f"gate: failed: {gate.get('reason', '')}")
 
-    def bound(values: np.ndarray | None, step: int) -> float | None:
-        if values is None or not np.isfinite(values[0, step]):
-            return None
-        return round(float(values[0, step]), 6)
+    def rounded(value: float) -> float | None:
+        return round(float(value), 6) if np.isfinite(value) else None
 
+    predictions = []
+    for step, day in enumerate(dates):
+        lower = upper = None
+        if level_index is not None:
+            lower = rounded(lower_all[0, step, level_index])
+            upper = rounded(upper_all[0, step, level_index])
+        bands = {f"{q:g}": rounded(fan[0, step, k]) for k, q in enumerate(fan_levels)}
+        predictions.append(
+            ForecastPoint(
+                day,
+                round(float(point[0, step]), 6),
+                lower,
+                upper,
+                bands if all(v is not None for v in bands.values()) else None,
+            )
+        )
+    has_interval = any(p.lower is not None for p in predictions)
     forecast = Forecast(
         ticker=loaded.record.ticker,
         version_id=loaded.record.version_id,
         last_date=last_date,
         last_close=last_close,
-        predictions=[
-            ForecastPoint(
-                day, round(float(path[0, step]), 6), bound(lower, step), bound(upper, step)
-            )
-            for step, day in enumerate(dates)
-        ],
-        interval_level=interval_level if quantiles else None,
+        predictions=predictions,
+        interval_level=interval_level if has_interval else None,
         gate=gate if isinstance(gate, dict) else None,
         warnings=warnings,
     )

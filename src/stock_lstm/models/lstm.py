@@ -1,11 +1,35 @@
-"""The network: a stacked LSTM read out by one linear layer on its last time step."""
+"""The network: a stacked LSTM read out by one linear layer on its last time step.
+
+The head gives either one value per horizon day (a point forecast, trained on MSE) or, with
+``quantiles``, a set of non-crossing quantiles per day (trained on the pinball loss): the
+median is the point forecast and the spread is the network's own, day-by-day uncertainty.
+"""
 
 from __future__ import annotations
+
+import math
+from statistics import NormalDist
+from typing import Any
 
 import torch
 from torch import nn
 
 from stock_lstm.errors import InvalidParameterError
+from stock_lstm.models.online_calibration import QUANTILE_LEVELS
+
+__all__ = ["QUANTILE_LEVELS", "LSTMForecaster", "pinball_loss"]
+
+
+def _inverse_softplus(value: float) -> float:
+    return value + math.log(-math.expm1(-value))
+
+
+def pinball_loss(
+    predicted: torch.Tensor, target: torch.Tensor, levels: torch.Tensor
+) -> torch.Tensor:
+    """Mean pinball (quantile) loss of quantiles (n, H, Q) against targets (n, H)."""
+    error = target.unsqueeze(-1) - predicted
+    return torch.maximum(levels * error, (levels - 1.0) * error).mean()
 
 
 class LSTMForecaster(nn.Module):
@@ -23,6 +47,7 @@ class LSTMForecaster(nn.Module):
         num_layers: int = 2,
         dropout: float = 0.2,
         horizon: int = 1,
+        quantiles: tuple[float, ...] | list[float] = (),
     ) -> None:
         super().__init__()
         for name, value in (
@@ -40,6 +65,16 @@ class LSTMForecaster(nn.Module):
         self.num_layers = num_layers
         self.dropout = float(dropout)
         self.horizon = horizon
+        self.quantiles = tuple(float(q) for q in quantiles)
+        if self.quantiles and (
+            0.5 not in self.quantiles
+            or list(self.quantiles) != sorted(set(self.quantiles))
+            or not all(0.0 < q < 1.0 for q in self.quantiles)
+        ):
+            raise InvalidParameterError(
+                f"quantiles must be distinct, ascending, inside (0, 1) and include 0.5, "
+                f"got {self.quantiles}"
+            )
         self.lstm = nn.LSTM(
             input_size=n_features,
             hidden_size=hidden_size,
@@ -47,23 +82,74 @@ class LSTMForecaster(nn.Module):
             batch_first=True,
             dropout=self.dropout if num_layers > 1 else 0.0,
         )
-        self.head = nn.Linear(hidden_size, horizon)
+        n_outputs = max(len(self.quantiles), 1)
+        self.head = nn.Linear(hidden_size, horizon * n_outputs)
         # Start close to a zero output: for the log_return target that is exactly the
         # persistence forecast, so training departs from the baseline only where it helps.
         nn.init.normal_(self.head.weight, std=0.01)
         nn.init.zeros_(self.head.bias)
+        if self.quantiles:
+            self._init_quantile_bias()
+            self.register_buffer("levels", torch.tensor(self.quantiles, dtype=torch.float32))
+
+    @property
+    def median_index(self) -> int:
+        """Position of the 0.5 quantile in the output's last axis (0 for a point head)."""
+        return self.quantiles.index(0.5) if self.quantiles else 0
+
+    def _init_quantile_bias(self) -> None:
+        """Start at a standard normal's quantiles: targets have unit variance per horizon, so
+        the first epoch already has a sensible (static) spread that training makes adaptive."""
+        normal = NormalDist()
+        z = [normal.inv_cdf(q) for q in self.quantiles]
+        m = self.median_index
+        bias = [0.0] * len(z)
+        for k in range(m + 1, len(z)):
+            bias[k] = _inverse_softplus(z[k] - z[k - 1])
+        for k in range(m - 1, -1, -1):
+            bias[k] = _inverse_softplus(z[k + 1] - z[k])
+        with torch.no_grad():
+            self.head.bias.copy_(torch.tensor(bias * self.horizon, dtype=torch.float32))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(batch, seq_len, n_features) -> (batch, horizon)."""
-        sequence_output, _ = self.lstm(x)
-        return self.head(sequence_output[:, -1, :])
+        """(batch, seq_len, n_features) -> (batch, horizon), or (batch, horizon, Q) quantiles.
 
-    def config(self) -> dict[str, int | float]:
-        """Constructor keyword arguments as plain Python values: ``LSTMForecaster(**config)``."""
-        return {
+        Quantiles cannot cross by construction: the head gives the median and positive
+        (softplus) gaps outwards from it, summed cumulatively.
+        """
+        sequence_output, _ = self.lstm(x)
+        out = self.head(sequence_output[:, -1, :])
+        if not self.quantiles:
+            return out
+        raw = out.view(out.shape[0], self.horizon, len(self.quantiles))
+        m = self.median_index
+        median = raw[..., m : m + 1]
+        above = median + torch.cumsum(nn.functional.softplus(raw[..., m + 1 :]), dim=-1)
+        below = median - torch.cumsum(nn.functional.softplus(raw[..., :m].flip(-1)), dim=-1).flip(
+            -1
+        )
+        return torch.cat([below, median, above], dim=-1)
+
+    def point(self, output: torch.Tensor) -> torch.Tensor:
+        """The point forecast (batch, horizon) of an output: the median of a quantile head."""
+        return output[..., self.median_index] if self.quantiles else output
+
+    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """MSE for a point head, the mean pinball loss over the quantiles for a quantile head."""
+        if self.quantiles:
+            return pinball_loss(output, target, self.levels)
+        return nn.functional.mse_loss(output, target)
+
+    def config(self) -> dict[str, Any]:
+        """Constructor keyword arguments as plain Python values: ``LSTMForecaster(**config)``
+        (``quantiles`` only for a quantile head, so a point head's config is as it always was)."""
+        config: dict[str, Any] = {
             "n_features": int(self.n_features),
             "hidden_size": int(self.hidden_size),
             "num_layers": int(self.num_layers),
             "dropout": float(self.dropout),
             "horizon": int(self.horizon),
         }
+        if self.quantiles:
+            config["quantiles"] = list(self.quantiles)
+        return config

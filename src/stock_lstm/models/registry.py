@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from stock_lstm.clock import Clock, utc_now
-from stock_lstm.db import Database, ModelRegistry, TrainingJob
+from stock_lstm.db import CalibrationStateRow, Database, ModelRegistry, TrainingJob
 from stock_lstm.errors import ConflictError, ModelNotFoundError
 from stock_lstm.models.artifacts import SavedArtifacts
 from stock_lstm.models.jobs import COMPLETED
@@ -262,3 +262,42 @@ def set_report_path(db: Database, version_id: str, report_path: str) -> None:
     """Link a version to its rendered training report."""
     with db.transaction() as session:
         _row(session, version_id).report_path = report_path
+
+
+def load_calibration_state(db: Database, version_id: str) -> dict[str, Any] | None:
+    """A version's saved online calibration state, or None before its first update."""
+    with db.session() as session:
+        row = session.get(CalibrationStateRow, version_id)
+        return dict(row.state) if row is not None else None
+
+
+def save_calibration_state(
+    db: Database,
+    version_id: str,
+    through: date,
+    state: dict[str, Any],
+    *,
+    clock: Clock = utc_now,
+) -> bool:
+    """Store a newer state for a version; never replaces one that has seen later closes.
+
+    Two processes that carry the same version forward compute the same state from the same
+    closes, so a lost race (the other inserted first) is not an error. Returns whether this
+    state was written.
+    """
+    try:
+        with db.transaction() as session:
+            row = session.get(CalibrationStateRow, version_id)
+            if row is None:
+                session.add(
+                    CalibrationStateRow(
+                        version_id=version_id, through=through, state=state, updated_at=clock()
+                    )
+                )
+                return True
+            if row.through >= through:
+                return False
+            row.through, row.state, row.updated_at = through, state, clock()
+            return True
+    except IntegrityError:
+        return False

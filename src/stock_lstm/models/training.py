@@ -1,4 +1,5 @@
-"""The training loop: Adam on MSE, early stopping on validation loss, best weights restored.
+"""The training loop: Adam on MSE (or the pinball loss of a quantile head), early stopping
+on validation loss, best weights restored.
 
 Kept lean on purpose because it runs on CPU: tensors are built once, each epoch draws one
 seeded permutation and slices batches by index (no DataLoader, no per-sample Dataset), and the
@@ -21,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 from tqdm import tqdm
 
 from stock_lstm.data.preprocessing import PreparedData
@@ -50,6 +50,8 @@ PARAM_RANGES: dict[str, tuple[float, float]] = {
 PARAM_CHOICES: dict[str, tuple[str, ...]] = {
     "target": ("log_return", "price"),
     "strategy": ("direct", "recursive"),
+    "inputs": ("close", "ohlcv"),
+    "output": ("point", "quantiles"),
 }
 
 #: An epoch improves on the best validation loss only by more than this (guards float noise).
@@ -87,6 +89,15 @@ class TrainParams:
     target: str = "log_return"
     strategy: str = "direct"
     horizon: int = MAX_HORIZON
+    inputs: str = "close"
+    output: str = "point"
+
+    @property
+    def quantile_levels(self) -> tuple[float, ...]:
+        """The head's quantile levels (empty for a point head)."""
+        from stock_lstm.models.online_calibration import QUANTILE_LEVELS
+
+        return QUANTILE_LEVELS if self.output == "quantiles" else ()
 
     @property
     def training_horizon(self) -> int:
@@ -121,6 +132,13 @@ class TrainParams:
                 raise InvalidParameterError(
                     f"{field.name} must be between {_show(low)} and {_show(high)}, got {value!r}"
                 )
+        if self.output == "quantiles" and self.strategy != "direct":
+            raise InvalidParameterError(
+                "output 'quantiles' needs strategy 'direct' (a recursive model cannot feed a "
+                "distribution back as its input)"
+            )
+        if self.inputs == "ohlcv" and self.target != "log_return":
+            raise InvalidParameterError("inputs 'ohlcv' needs target 'log_return'")
         return self
 
     def to_dict(self) -> dict[str, int | float | str]:
@@ -157,7 +175,8 @@ class TrainParams:
 
 @dataclass(frozen=True)
 class EpochReport:
-    """What a progress callback learns after each epoch (losses are MSE on scaled values)."""
+    """What a progress callback learns after each epoch (losses are MSE, or pinball for a
+    quantile head, on scaled values)."""
 
     epoch: int
     total_epochs: int
@@ -243,13 +262,14 @@ def _as_tensor(values: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))
 
 
-def _mean_squared_error(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> float:
-    """MSE of ``model`` over all of ``X``/``y`` in large chunks, without building a graph."""
+def _evaluation_loss(model: LSTMForecaster, X: torch.Tensor, y: torch.Tensor) -> float:
+    """The training loss of ``model`` over all of ``X``/``y`` in large chunks, no graph."""
     total = torch.zeros((), dtype=torch.float64)
     with torch.inference_mode():
         for start in range(0, X.shape[0], EVAL_CHUNK_SIZE):
-            diff = model(X[start : start + EVAL_CHUNK_SIZE]) - y[start : start + EVAL_CHUNK_SIZE]
-            total += diff.double().square().sum()
+            chunk = y[start : start + EVAL_CHUNK_SIZE]
+            loss = model.loss(model(X[start : start + EVAL_CHUNK_SIZE]), chunk)
+            total += loss.double() * chunk.numel()
     return total.item() / y.numel()
 
 
@@ -274,9 +294,10 @@ def train_model(
     """Train an :class:`LSTMForecaster` on ``data`` and return it with its history.
 
     Each epoch shuffles the training windows (seeded by ``params.seed``), takes Adam steps on
-    the MSE of scaled targets, then scores the whole validation set. Training stops after
-    ``params.patience`` epochs without improvement (0: never early) or when the training loss
-    stops being finite; the weights of the best validation epoch are restored. Every callback
+    the MSE of scaled targets (the pinball loss for ``output="quantiles"``), then scores the
+    whole validation set. Training stops after ``params.patience`` epochs without improvement
+    (0: never early) or when the training loss stops being finite; the weights of the best
+    validation epoch are restored. Every callback
     is called with an :class:`EpochReport` after each epoch. The global torch RNG is left as it
     was, so training does not disturb the caller's random state.
     """
@@ -296,9 +317,9 @@ def train_model(
             num_layers=params.num_layers,
             dropout=params.dropout,
             horizon=y_train.shape[1],
+            quantiles=params.quantile_levels,
         )
         optimizer = torch.optim.Adam(model.parameters(), lr=params.learning_rate)
-        loss_fn = nn.MSELoss()
 
         history: list[dict[str, float]] = []
         best_val_loss = math.inf
@@ -322,14 +343,14 @@ def train_model(
             for start in range(0, n_train, params.batch_size):
                 batch = permutation[start : start + params.batch_size]
                 optimizer.zero_grad(set_to_none=True)
-                loss = loss_fn(model(X_train[batch]), y_train[batch])
+                loss = model.loss(model(X_train[batch]), y_train[batch])
                 loss.backward()
                 optimizer.step()
                 loss_sum += loss.detach() * batch.shape[0]
             train_loss = loss_sum.item() / n_train
 
             model.eval()
-            val_loss = _mean_squared_error(model, X_val, y_val)
+            val_loss = _evaluation_loss(model, X_val, y_val)
             if val_loss < best_val_loss - IMPROVEMENT_TOLERANCE:
                 best_val_loss, best_epoch = val_loss, epoch
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -1,0 +1,152 @@
+"""Every interval forecaster of a set of origins, side by side, and their proper scores.
+
+The model's intervals start from its validation slice (split conformal on normalized
+scores, see ``models.online_calibration``) and are then corrected origin by origin as
+closes arrive ("model"); the same start without corrections ("model_static") is what an
+interval calibrated once at training gives. GARCH(1,1)-t and EWMA ("garch_t", "ewma") are
+fitted on the rows before the first origin. Training reports (the test slice) and
+walk-forward backtests both go through here, so they score the same things the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from stock_lstm.evaluation.anchors import ANCHORS, anchor_quantiles
+from stock_lstm.evaluation.conformal import calibrate
+from stock_lstm.evaluation.holdout import HoldoutForecasts, slice_forecasts
+from stock_lstm.evaluation.probabilistic import INTERVAL_LEVELS, horizon_scores
+from stock_lstm.models.online_calibration import (
+    CALIBRATION_LEVELS,
+    QUANTILE_LEVELS,
+    TrackResult,
+    base_intervals,
+    base_intervals_from_quantiles,
+    calibrated,
+    interval_quantiles,
+    log_outcomes,
+    starting_theta,
+    to_prices,
+    track,
+)
+
+#: Interval forecasters scored everywhere, in the order tables show them.
+FORECASTERS = ("model", "model_static", *ANCHORS)
+
+Bounds = dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class StartingCalibration:
+    """What a fit's validation slice says about its intervals: the static conformal band
+    half-widths per level and horizon (used by point models) and the starting ``theta``."""
+
+    conformal: dict[str, list[float | None]]
+    theta: np.ndarray
+
+
+def starting_calibration(model: Any, data: Any, strategy: str, horizon: int) -> StartingCalibration:
+    """Score the fit's validation forecasts to start its calibration (no test data read)."""
+    return calibration_from_validation(slice_forecasts(model, data, strategy, "val", horizon))
+
+
+def calibration_from_validation(validation: HoldoutForecasts) -> StartingCalibration:
+    """The starting calibration from validation forecasts already made."""
+    conformal = calibrate(validation.actual, validation.forecast, CALIBRATION_LEVELS)
+    lower, upper = base_intervals(
+        validation.forecast,
+        validation.quantiles,
+        validation.quantile_levels,
+        validation.last_close,
+        conformal,
+    )
+    theta = starting_theta(lower, upper, log_outcomes(validation.actual, validation.last_close))
+    return StartingCalibration(conformal, theta)
+
+
+@dataclass
+class IntervalForecasts:
+    """Price bounds (n, H, L at ``CALIBRATION_LEVELS``) of every forecaster, and the model's
+    calibration after the last known outcome (``tracked.theta``)."""
+
+    bounds: Bounds
+    tracked: TrackResult
+
+
+def interval_forecasts(
+    forecasts: HoldoutForecasts,
+    closes: np.ndarray,
+    start: StartingCalibration,
+    *,
+    anchors: bool = True,
+) -> IntervalForecasts:
+    """Intervals of the model (online and static) and, with ``anchors``, of GARCH-t and EWMA
+    fitted on the closes before the first origin. ``forecasts.actual`` may hold NaN for
+    outcomes not yet known; those never update the calibration."""
+    last_close = forecasts.last_close
+    lower, upper = base_intervals(
+        forecasts.forecast,
+        forecasts.quantiles,
+        forecasts.quantile_levels,
+        last_close,
+        start.conformal,
+    )
+    tracked = track(
+        start.theta, lower, upper, log_outcomes(forecasts.actual, last_close), forecasts.origins
+    )
+    bounds: Bounds = {
+        "model": to_prices(*calibrated(lower, upper, tracked.theta_used), last_close),
+        "model_static": to_prices(*calibrated(lower, upper, start.theta[None]), last_close),
+    }
+    if anchors:
+        first = int(forecasts.origins.min())
+        for name in ANCHORS:
+            quantiles = anchor_quantiles(
+                name, closes, forecasts.origins, first, forecasts.horizon, QUANTILE_LEVELS
+            )
+            anchor_bounds = base_intervals_from_quantiles(quantiles, QUANTILE_LEVELS, last_close)
+            bounds[name] = to_prices(*anchor_bounds, last_close)
+    return IntervalForecasts(bounds, tracked)
+
+
+def probabilistic_scores(
+    forecasts: HoldoutForecasts, bounds: Bounds, regimes: np.ndarray | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """Per forecaster, one row per horizon of ``probabilistic.horizon_scores``.
+
+    Every forecaster's distribution is read off its own intervals and centre (the model's
+    median, persistence for the anchors), so the model's pinball loss and CRPS include its
+    calibration, exactly as the anchors' do.
+    """
+    out: dict[str, list[dict[str, Any]]] = {}
+    for name in FORECASTERS:
+        if name not in bounds:
+            continue
+        lower, upper = bounds[name]
+        centre = forecasts.persistence if name in ANCHORS else forecasts.forecast
+        quantiles, levels = interval_quantiles(lower, upper, centre)
+        rows = []
+        for h in range(forecasts.horizon):
+            if np.isfinite(forecasts.actual[:, h]).sum() < 2:
+                break
+            intervals = {
+                level: (
+                    lower[:, h, CALIBRATION_LEVELS.index(level)],
+                    upper[:, h, CALIBRATION_LEVELS.index(level)],
+                )
+                for level in INTERVAL_LEVELS
+            }
+            scores = horizon_scores(
+                forecasts.actual[:, h],
+                forecasts.last_close,
+                quantiles[:, h, :],
+                levels,
+                intervals,
+                regimes,
+            )
+            rows.append({"horizon": h + 1, **scores})
+        out[name] = rows
+    return out
