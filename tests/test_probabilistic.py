@@ -33,6 +33,7 @@ from stock_lstm.models.online_calibration import (
     starting_theta,
     track,
 )
+from stock_lstm.workflows import AppContext
 
 # --- scores against hand-computed values -------------------------------------------------
 
@@ -301,3 +302,77 @@ def test_ohlcv_inputs_need_the_log_return_target() -> None:
         TrainParams(target="price", inputs="ohlcv").validate()
     with pytest.raises(InvalidParameterError, match="direct"):
         replace(TrainParams(), strategy="recursive", output="quantiles").validate()
+
+
+# --- the calibration a version carries between forecasts -----------------------------------
+
+
+def test_predict_carries_the_calibration_forward_and_persists_it(ctx: AppContext) -> None:
+    from stock_lstm.models.registry import get_active_model, load_calibration_state
+    from stock_lstm.models.training import TrainParams
+    from stock_lstm.workflows import load_prices, predict_ticker, register_outcome, train_ticker
+
+    prices, _ = load_prices(ctx, "TEST")
+    cut = prices.index[499].date()
+    params = TrainParams(
+        epochs=2,
+        hidden_size=8,
+        num_layers=1,
+        sequence_length=20,
+        horizon=5,
+        output="quantiles",
+        inputs="ohlcv",
+    )
+    register_outcome(ctx, train_ticker(ctx, "TEST", params, end=cut))
+    record = get_active_model(ctx.db, "TEST")
+    registered = CalibrationState.from_dict(record.metrics["calibration"])
+    assert registered.through == cut.isoformat()
+    assert load_calibration_state(ctx.db, record.version_id) is None
+
+    forecast = predict_ticker(ctx, "TEST", 5)
+    saved = CalibrationState.from_dict(load_calibration_state(ctx.db, record.version_id))
+    assert saved.through == prices.index[-1].date().isoformat()
+    # 100 new closes, each revealing one outcome per horizon (5) of earlier origins.
+    assert saved.updates - registered.updates == 100 * 5
+    assert not np.allclose(saved.theta, registered.theta)
+    point = forecast.predictions[0]
+    assert point.quantiles is not None and point.lower is not None
+    bands = list(point.quantiles.values())
+    assert bands == sorted(bands) and point.lower < point.close < point.upper
+    assert point.quantiles["0.05"] == pytest.approx(point.lower)
+
+    # A fresh process (empty model cache) starts from the saved state, not from training.
+    ctx.model_cache.clear()
+    again = predict_ticker(ctx, "TEST", 5)
+    assert again.predictions[0].upper == pytest.approx(point.upper)
+    assert load_calibration_state(ctx.db, record.version_id)["updates"] == saved.updates
+
+
+def test_a_point_model_from_before_online_calibration_still_predicts(ctx: AppContext) -> None:
+    from sqlalchemy import update
+
+    from stock_lstm.db import ModelRegistry
+    from stock_lstm.models.training import TrainParams
+    from stock_lstm.workflows import predict_ticker, register_outcome, train_ticker
+
+    params = TrainParams(epochs=1, hidden_size=8, num_layers=1, sequence_length=20, horizon=5)
+    record = register_outcome(ctx, train_ticker(ctx, "AAPL", params))
+    # What such a row held: conformal quantiles at 0.8/0.9/0.95, no calibration state.
+    old = {
+        key: value
+        for key, value in record.metrics.items()
+        if key not in ("calibration", "intervals_h1")
+    }
+    old["conformal"] = {k: v for k, v in old["conformal"].items() if k != "0.5"}
+    with ctx.db.transaction() as session:
+        session.execute(
+            update(ModelRegistry)
+            .where(ModelRegistry.version_id == record.version_id)
+            .values(metrics=old)
+        )
+    ctx.model_cache.clear()
+    forecast = predict_ticker(ctx, "AAPL", 3)
+    assert len(forecast.predictions) == 3
+    first = forecast.predictions[0]
+    assert first.lower is not None and first.lower < first.close < first.upper
+    assert first.quantiles is None  # no 50% band was ever calibrated for it

@@ -33,6 +33,8 @@ COLORS = {
     "test": "tab:green",
     "band": "tab:red",
 }
+#: Central intervals of the fan chart, widest first, with their shading.
+FAN_BANDS = ((0.9, 0.12), (0.8, 0.16), (0.5, 0.24))
 WIDE = (10.0, 4.5)
 TALL = (10.0, 6.5)
 #: Loss curves mark each epoch with a dot up to this many epochs.
@@ -335,8 +337,9 @@ def forecast_on_history(
 
     ``history``: closes indexed by date (e.g. the last 120 trading days); ``forecast``: a
     ``Forecast`` from ``workflows.predict_ticker``. The last point is labelled with its date
-    and close; a dotted line at the last close is the persistence forecast; the shaded band
-    is the forecast's prediction interval when its points carry ``lower``/``upper``.
+    and close; a dotted line at the last close is the persistence forecast; the shaded fan is
+    the forecast's 50/80/90% intervals when its points carry quantiles (else the one
+    ``lower``/``upper`` band).
     """
     fig = _new_figure()
     ax = fig.subplots()
@@ -345,7 +348,21 @@ def forecast_on_history(
     closes = [point.close for point in forecast.predictions]
     lowers = [getattr(point, "lower", None) for point in forecast.predictions]
     uppers = [getattr(point, "upper", None) for point in forecast.predictions]
-    if all(value is not None for value in (*lowers, *uppers)):
+    fans = [getattr(point, "quantiles", None) for point in forecast.predictions]
+    if all(fans):
+        start = [pd.Timestamp(forecast.last_date), *dates]
+        for level, alpha in FAN_BANDS:
+            low, high = f"{(1 - level) / 2:g}", f"{(1 + level) / 2:g}"
+            ax.fill_between(  # cones that open at the last known close
+                start,
+                [forecast.last_close, *(fan[low] for fan in fans)],
+                [forecast.last_close, *(fan[high] for fan in fans)],
+                color=COLORS["model"],
+                alpha=alpha,
+                lw=0,
+                label=f"{level:.0%} interval",
+            )
+    elif all(value is not None for value in (*lowers, *uppers)):
         level = getattr(forecast, "interval_level", None)
         ax.fill_between(  # a cone that opens at the last known close
             [pd.Timestamp(forecast.last_date), *dates],
@@ -394,3 +411,85 @@ def forecast_on_history(
 
 
 test_forecast.__test__ = False  # type: ignore[attr-defined]  # not a pytest test, despite the name
+
+
+def interval_forecasters_over_time(
+    frame: pd.DataFrame, *, ticker: str, level: float = 0.9, currency: str | None = None
+) -> Figure:
+    """Next-day closes against the model's online interval and GARCH-t's, then both widths.
+
+    ``frame``: a backtest's rows at one horizon (``backtest.csv`` columns, indexed by target
+    day). Misses of the model's interval are marked; the lower panel shows how each
+    forecaster's width (in % of the close) follows volatility.
+    """
+    fig = _new_figure(TALL)
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 2))
+    top.plot(frame.index, frame["actual"], color="black", lw=0.9, label="actual close")
+    top.fill_between(
+        frame.index,
+        frame["lower"],
+        frame["upper"],
+        color=COLORS["model"],
+        alpha=0.25,
+        lw=0,
+        label=f"model {level:.0%} interval (online calibration)",
+    )
+    for column, style in (("garch_t_lower", "--"), ("garch_t_upper", "--")):
+        top.plot(
+            frame.index,
+            frame[column],
+            color=COLORS["persistence"],
+            ls=style,
+            lw=0.8,
+            label="GARCH(1,1)-t interval" if column.endswith("lower") else None,
+        )
+    missed = (frame["actual"] < frame["lower"]) | (frame["actual"] > frame["upper"])
+    top.scatter(
+        frame.index[missed],
+        frame["actual"][missed],
+        color=COLORS["band"],
+        s=12,
+        zorder=3,
+        label=f"outside the model's interval ({missed.mean():.1%})",
+    )
+    top.set_ylabel(_price_label(currency))
+    top.set_title(f"{ticker}: next-day intervals over the backtest")
+    top.legend(loc="upper left", fontsize="small")
+    for prefix, label, color in (
+        ("", "model (online)", COLORS["model"]),
+        ("model_static_", "model, frozen at the fit", COLORS["train"]),
+        ("garch_t_", "GARCH(1,1)-t", COLORS["persistence"]),
+        ("ewma_", "EWMA", COLORS["test"]),
+    ):
+        width = 100 * (frame[f"{prefix}upper"] - frame[f"{prefix}lower"]) / frame["persistence"]
+        bottom.plot(frame.index, width, color=color, lw=1.0, label=label)
+    bottom.set_ylabel("interval width (% of close)")
+    bottom.set_xlabel("target day")
+    bottom.legend(loc="upper left", fontsize="small", ncols=2)
+    _date_axis(bottom)
+    return fig
+
+
+def coverage_and_pit(
+    coverage: pd.DataFrame, pit: np.ndarray, *, level: float = 0.9, bins: int = 10
+) -> Figure:
+    """Left: each forecaster's interval coverage by horizon around the nominal level.
+    Right: the model's PIT histogram at h=1 (flat = calibrated; U = too narrow; hump = too
+    wide). ``coverage``: forecasters as columns, horizons as index."""
+    fig = _new_figure()
+    left, right = fig.subplots(1, 2)
+    for column in coverage.columns:
+        left.plot(coverage.index, coverage[column], marker="o", ms=4, label=column)
+    left.axhline(level, color="black", ls="--", lw=1, label=f"nominal {level:.0%}")
+    low = min(level - 0.1, float(np.nanmin(coverage.to_numpy())) - 0.02)
+    left.set(xlabel="horizon (trading days)", ylabel="share of closes inside", ylim=(low, 1.0))
+    left.xaxis.set_major_locator(MaxNLocator(integer=True))
+    left.set_title(f"{level:.0%} interval coverage")
+    left.legend(fontsize="small")
+    values = pit[np.isfinite(pit)]
+    right.hist(values, bins=bins, range=(0, 1), color=COLORS["model"], alpha=0.8)
+    right.axhline(values.size / bins, color="black", ls="--", lw=1, label="uniform")
+    right.set(xlabel="PIT (forecast CDF at the outcome)", ylabel="origins")
+    right.set_title("Model PIT at h=1")
+    right.legend(fontsize="small")
+    return fig

@@ -150,3 +150,40 @@ def probabilistic_scores(
             rows.append({"horizon": h + 1, **scores})
         out[name] = rows
     return out
+
+
+#: Readable names of the forecasters, for tables and legends.
+FORECASTER_LABELS = {
+    "model": "model (online calibration)",
+    "model_static": "model, frozen at the fit",
+    "garch_t": "GARCH(1,1)-t",
+    "ewma": "EWMA (lambda 0.94)",
+}
+
+
+def interval_table(
+    probabilistic: dict[str, list[dict[str, Any]]], horizon: int = 1, level: float = 0.9
+) -> Any:
+    """One row per forecaster at ``horizon``: coverage, width, Winkler score, CRPS (in % of
+    the close), Kupiec and Christoffersen p-values and the coverage by volatility tercile."""
+    import pandas as pd
+
+    rows = {}
+    for name, per_horizon in probabilistic.items():
+        if len(per_horizon) < horizon:
+            continue
+        row = per_horizon[horizon - 1]
+        scores = row[f"{level:g}"]
+        regimes = scores.get("coverage_by_regime") or [None, None, None]
+        rows[FORECASTER_LABELS.get(name, name)] = {
+            "coverage": scores["coverage"],
+            "width %": scores["width"],
+            "Winkler %": scores["winkler"],
+            "CRPS %": row.get("crps"),
+            "Kupiec p": scores.get("kupiec_p"),
+            "Christoffersen p": scores.get("christoffersen_p"),
+            "calm": regimes[0],
+            "normal": regimes[1],
+            "turbulent": regimes[2],
+        }
+    return pd.DataFrame.from_dict(rows, orient="index")
