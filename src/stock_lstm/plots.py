@@ -478,8 +478,9 @@ def coverage_and_pit(
     wide). ``coverage``: forecasters as columns, horizons as index."""
     fig = _new_figure()
     left, right = fig.subplots(1, 2)
-    for column in coverage.columns:
-        left.plot(coverage.index, coverage[column], marker="o", ms=4, label=column)
+    palette = (COLORS["model"], COLORS["train"], COLORS["persistence"], COLORS["test"])
+    for column, color in zip(coverage.columns, palette * 2, strict=False):
+        left.plot(coverage.index, coverage[column], marker="o", ms=4, color=color, label=column)
     left.axhline(level, color="black", ls="--", lw=1, label=f"nominal {level:.0%}")
     low = min(level - 0.1, float(np.nanmin(coverage.to_numpy())) - 0.02)
     left.set(xlabel="horizon (trading days)", ylabel="share of closes inside", ylim=(low, 1.0))

@@ -116,6 +116,26 @@ class Forecast:
             "warnings": list(self.warnings),
         }
 
+    def to_frame(self, digits: int = 2) -> Any:
+        """One row per trading day for reading: the median close, the interval at the
+        forecast's level and, when calibrated, every quantile as its own column."""
+        import pandas as pd
+
+        level = f"{self.interval_level:.0%}" if self.interval_level else "interval"
+        rows = []
+        for point in self.predictions:
+            row: dict[str, Any] = {
+                "date": point.date,
+                "close (median)": point.close,
+                f"{level} lower": point.lower,
+                f"{level} upper": point.upper,
+            }
+            for name, value in (point.quantiles or {}).items():
+                row[f"q{float(name) * 100:g}%"] = value
+            rows.append(row)
+        frame = pd.DataFrame(rows, index=pd.RangeIndex(1, len(rows) + 1, name="trading day"))
+        return frame.round(digits)
+
 
 class ForecastMemo:
     """Small LRU of one model version's forecasts, keyed by everything a forecast depends on.
