@@ -490,6 +490,30 @@ def format_interval_table(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def format_backtest_intervals(summary: dict[str, Any], level: float = 0.9) -> str:
+    """A backtest's intervals by forecaster at h=1 and at its last horizon."""
+    probabilistic = summary.get("probabilistic") or {}
+    if not probabilistic:
+        return ""
+    horizons = sorted({1, len(next(iter(probabilistic.values())))})
+    lines = [
+        f"{level:.0%} intervals (Winkler and CRPS in % of the close; lower is better):",
+        f"{'':<28}{'h':>3}{'coverage':>9}{'Winkler':>9}{'CRPS':>8}{'Kupiec p':>10}",
+    ]
+    for name, label in INTERVAL_LABELS.items():
+        for h in horizons:
+            rows = probabilistic.get(name) or []
+            if len(rows) < h:
+                continue
+            row, scores = rows[h - 1], rows[h - 1][f"{level:g}"]
+            lines.append(
+                f"{label if h == horizons[0] else '':<28}{h:>3}"
+                f"{_number(scores['coverage'], 3):>9}{_number(scores['winkler'], 2):>9}"
+                f"{_number(row.get('crps'), 3):>8}{_number(scores.get('kupiec_p'), 3):>10}"
+            )
+    return "\n".join(lines)
+
+
 def _number(value: Any, digits: int) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
@@ -779,6 +803,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
                 f"{fmt(row['directional_accuracy'], '>11.3f')}"
                 f"{fmt(row.get('coverage'), '>10.3f')}"
             )
+        lines.append(format_backtest_intervals(result.summary))
         lines.append(f"written: {folder / 'backtest.csv'}, {folder / 'summary.json'}")
         return "\n".join(lines)
 
