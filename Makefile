@@ -70,9 +70,9 @@ train-all: $(STAMP) ## Notebook 03 for many tickers, one Dask task each (TICKERS
 EVAL_DIR ?= ../shared/data/prices
 SEEDS ?= 1,2,3
 WORKERS ?= 2
-evaluate: $(STAMP) ## Backtest every ticker in EVAL_DIR on a Dask cluster (SEEDS=, WORKERS=) -> bench/evaluation/
+evaluate: $(STAMP) ## 500-origin backtests of every ticker in EVAL_DIR beside GARCH-t/EWMA (SEEDS=, WORKERS=) -> bench/evaluation/
 	$(BIN)/stock-lstm evaluate --csv-dir $(EVAL_DIR) --seeds $(SEEDS) --workers $(WORKERS) \
-		--output-dir bench/evaluation
+		--origins 500 --refit-every 100 --point-model --output-dir bench/evaluation
 
 BENCH_ARGS ?=
 bench: $(STAMP) ## Benchmarks on the shared prices -> bench/results.json + a table (BENCH_ARGS="--skip evaluate")
