@@ -215,6 +215,16 @@ def summarize(rows: list[dict[str, Any]], horizon: int) -> tuple[pd.DataFrame, s
     return table, "\n".join(lines)
 
 
+def _wilcoxon(first: pd.Series, second: pd.Series) -> str:
+    """Two-sided p of the paired difference across tickers (each ticker one pair)."""
+    from scipy.stats import wilcoxon
+
+    pairs = pd.concat([first, second], axis=1).dropna()
+    if len(pairs) < 6:
+        return "n/a"
+    return f"{wilcoxon(pairs.iloc[:, 0], pairs.iloc[:, 1]).pvalue:.2g}"
+
+
 def _aims(table: pd.DataFrame) -> list[str]:
     """The probabilistic issue's aims, as measured (never asserted: a measurement)."""
     lines = [""]
@@ -233,9 +243,12 @@ def _aims(table: pd.DataFrame) -> list[str]:
         if "model_winkler90_h1" in table and other in table and table[other].notna().any():
             ratio = table["model_winkler90_h1"].mean() / table[other].mean()
             direction = "lower (better)" if ratio < 1 else "higher (worse)"
+            better = int((table["model_winkler90_h1"] < table[other]).sum())
             lines.append(
                 f"- mean Winkler score at h=1 vs {label}: {ratio:.3f}x, "
-                f"{abs(1 - ratio) * 100:.1f}% {direction}"
+                f"{abs(1 - ratio) * 100:.1f}% {direction}; lower on {better} of "
+                f"{len(table)} tickers (Wilcoxon signed-rank p = "
+                f"{_wilcoxon(table['model_winkler90_h1'], table[other])})"
             )
     lines.append(
         f"- median rMAE at h=1: {_fmt(table['rmae_h1'].median())}; tickers above 1.02: "
