@@ -24,6 +24,7 @@ from stock_lstm.evaluation.backtest import (
 )
 from stock_lstm.evaluation.conformal import calibrate, coverage, interval
 from stock_lstm.evaluation.significance import diebold_mariano, wilson_interval
+from stock_lstm.models.online_calibration import QUANTILE_LEVELS
 from stock_lstm.models.training import TrainParams
 
 TINY = TrainParams(
@@ -95,7 +96,10 @@ def test_backtest_frame_layout_and_actuals() -> None:
     prices = price_frame()
     result = walk_forward(prices, TINY, BacktestConfig(horizon=3, origins=10, step=3))
     frame = result.frame
-    assert tuple(frame.columns) == BACKTEST_COLUMNS and len(frame) == 30
+    quantiles = tuple(f"q{level:g}" for level in QUANTILE_LEVELS)
+    assert tuple(frame.columns) == (*BACKTEST_COLUMNS, *quantiles) and len(frame) == 30
+    assert (frame.loc[:, quantiles].diff(axis=1).iloc[:, 1:] >= 0).all().all()
+    assert frame["q0.5"].equals(frame["model"])
     closes = prices["close"]
     for row in frame.sample(5, random_state=0).itertuples():
         assert row.actual == pytest.approx(closes.loc[pd.Timestamp(row.target_date)])
@@ -164,5 +168,5 @@ def test_cli_backtest_writes_csv_and_summary(
     payload = json.loads(captured.out)
     assert payload["n_origins"] == 15 and "rmae_h1" in payload["headline"]
     frame = pd.read_csv(out / "backtest.csv")
-    assert len(frame) == 30 and tuple(frame.columns) == BACKTEST_COLUMNS
+    assert len(frame) == 30 and tuple(frame.columns[: len(BACKTEST_COLUMNS)]) == BACKTEST_COLUMNS
     assert json.loads((out / "summary.json").read_text())["ticker"] == "AAPL"

@@ -355,7 +355,15 @@ def test_a_point_model_from_before_online_calibration_still_predicts(ctx: AppCon
     from stock_lstm.models.training import TrainParams
     from stock_lstm.workflows import predict_ticker, register_outcome, train_ticker
 
-    params = TrainParams(epochs=1, hidden_size=8, num_layers=1, sequence_length=20, horizon=5)
+    params = TrainParams(
+        epochs=1,
+        hidden_size=8,
+        num_layers=1,
+        sequence_length=20,
+        horizon=5,
+        output="point",
+        inputs="close",
+    )
     record = register_outcome(ctx, train_ticker(ctx, "AAPL", params))
     # What such a row held: conformal quantiles at 0.8/0.9/0.95, no calibration state.
     old = {

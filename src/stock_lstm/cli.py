@@ -43,13 +43,13 @@ TRAIN_PARAM_HELP: dict[str, tuple[type, str]] = {
     "horizon": (int, "trading days a direct head forecasts (1..30, default 30)"),
     "inputs": (
         str,
-        "what each day shows the network: close (its log-return) or ohlcv (return, high/low "
-        "range, overnight gap, volume against its 20-day mean)",
+        "what each day shows the network: ohlcv (default; return, high/low range, overnight "
+        "gap, volume against its 20-day mean) or close (its log-return alone)",
     ),
     "output": (
         str,
-        "point (one value per day, MSE) or quantiles (nine non-crossing quantiles per day, "
-        "pinball loss; the median is the point forecast)",
+        "quantiles (default; nine non-crossing quantiles per day, pinball loss, the median is "
+        "the point forecast) or point (one value per day, MSE)",
     ),
 }
 
@@ -320,10 +320,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="the evaluated model's target (default: the project default, log_return)",
     )
     evaluate.add_argument(
-        "--inputs", choices=("close", "ohlcv"), help="the evaluated model's inputs"
+        "--inputs", choices=("ohlcv", "close"), help="the evaluated model's inputs (ohlcv)"
     )
     evaluate.add_argument(
-        "--output", choices=("point", "quantiles"), help="the evaluated model's head"
+        "--output", choices=("quantiles", "point"), help="the evaluated model's head (quantiles)"
     )
     evaluate.add_argument("--epochs", type=int, help="maximum epochs per fit (default 100)")
     evaluate.add_argument("--output-dir", default="bench/evaluation", help="(bench/evaluation)")

@@ -50,8 +50,8 @@ PARAM_RANGES: dict[str, tuple[float, float]] = {
 PARAM_CHOICES: dict[str, tuple[str, ...]] = {
     "target": ("log_return", "price"),
     "strategy": ("direct", "recursive"),
-    "inputs": ("close", "ohlcv"),
-    "output": ("point", "quantiles"),
+    "inputs": ("ohlcv", "close"),
+    "output": ("quantiles", "point"),
 }
 
 #: An epoch improves on the best validation loss only by more than this (guards float noise).
@@ -89,8 +89,11 @@ class TrainParams:
     target: str = "log_return"
     strategy: str = "direct"
     horizon: int = MAX_HORIZON
-    inputs: str = "close"
-    output: str = "point"
+    #: OHLCV inputs and a quantile head: at h=1 their intervals scored best of every
+    #: forecaster over 500 walk-forward origins of 20 tickers, with the same point accuracy as
+    #: the close-only point model (README, "What the model scores").
+    inputs: str = "ohlcv"
+    output: str = "quantiles"
 
     @property
     def quantile_levels(self) -> tuple[float, ...]:
@@ -135,10 +138,13 @@ class TrainParams:
         if self.output == "quantiles" and self.strategy != "direct":
             raise InvalidParameterError(
                 "output 'quantiles' needs strategy 'direct' (a recursive model cannot feed a "
-                "distribution back as its input)"
+                "distribution back as its input): set output to 'point' for a recursive model"
             )
         if self.inputs == "ohlcv" and self.target != "log_return":
-            raise InvalidParameterError("inputs 'ohlcv' needs target 'log_return'")
+            raise InvalidParameterError(
+                "inputs 'ohlcv' needs target 'log_return': set inputs to 'close' for the "
+                "price target"
+            )
         return self
 
     def to_dict(self) -> dict[str, int | float | str]:
