@@ -698,6 +698,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if result.version_id and result.metrics:
             lines.append(f"model {result.version_id}, test set beside persistence:")
             lines.append(format_metrics_table(result.metrics))
+            lines.extend(filter(None, [format_interval_table(result.metrics)]))
         index = Path(_settings_from(args).reports_dir) / "index.html"
         lines.append(f"index: {index}")
         return "\n".join(lines)
