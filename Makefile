@@ -21,6 +21,16 @@ RUN = $(BIN)/stock-lstm run --ticker $(TICKER) $(SOURCE_FLAG) $(PARAMS)
 NBVAL = $(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax --nbval-kernel-name $(KERNEL) \
 	--nbval-sanitize-with notebooks/nbval_sanitize.cfg notebooks/
 
+# A variable typed on the command line that no target reads is an error, not a silent
+# default: `make train TICKR=MSFT` would otherwise train AAPL.
+KNOWN_VARS := TICKER SOURCE $(PARAM_VARS) TICKERS TICKERS_FILE WORKERS EVAL_DIR SEEDS \
+	BENCH_ARGS MSG PYTHON
+COMMAND_LINE_VARS := $(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $(v))),$(v)))
+UNKNOWN_VARS := $(filter-out $(KNOWN_VARS),$(COMMAND_LINE_VARS))
+ifneq ($(UNKNOWN_VARS),)
+$(error unknown variable(s) $(UNKNOWN_VARS): known are $(sort $(KNOWN_VARS)))
+endif
+
 .DEFAULT_GOAL := help
 .PHONY: help setup sync eda train train-all predict pipeline backtest evaluate reports lab api test \
 	test-unit test-notebooks test-postgres migration bench \
@@ -90,9 +100,11 @@ api: $(STAMP) ## Serve the HTTP API on 127.0.0.1:8000 (docs at /docs)
 reports: $(STAMP) ## Rebuild reports/index.html
 	$(BIN)/stock-lstm reports
 
-lab: $(STAMP) ## Open JupyterLab with the stock-lstm kernel (installs jupyterlab on first use)
+# As root (containers, these machines) Jupyter refuses to start without --allow-root.
+LAB_ROOT_FLAG = $(if $(filter 0,$(shell id -u)),--allow-root,)
+lab: $(STAMP) ## Open JupyterLab with the stock-lstm kernel (SOURCE= reaches the notebooks' defaults)
 	@$(BIN)/python -c "import jupyterlab" 2>/dev/null || $(BIN)/python -m pip install --quiet jupyterlab
-	$(BIN)/jupyter lab notebooks/
+	$(if $(SOURCE),STOCK_LSTM_SOURCE=$(SOURCE) ,)$(BIN)/jupyter lab $(LAB_ROOT_FLAG) notebooks/
 
 test: test-unit test-notebooks ## Run every test: pytest, then the notebooks under nbval
 

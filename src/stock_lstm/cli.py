@@ -172,14 +172,17 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         parents=[common],
         help="run notebook stages with papermill and render HTML reports",
-        description="Execute the notebooks of STAGE(s) (sync eda train predict, or all) for a "
+        description="Execute the notebooks of STAGE(s) (sync eda train predict backtest, or "
+        "all = the first four) for a "
         "ticker with papermill into reports/<TICKER>/<run_id>/, render each to HTML and "
         "rebuild reports/index.html. The train stage registers and activates its model in "
         "its last cell, so a failed run registers nothing.",
         epilog="example: stock-lstm run train --ticker AAPL --source csv:../shared/data/prices "
         "-p epochs 20",
     )
-    run.add_argument("stages", nargs="+", metavar="STAGE", help="sync, eda, train, predict, all")
+    run.add_argument(
+        "stages", nargs="+", metavar="STAGE", help="sync, eda, train, predict, backtest, all"
+    )
     run.add_argument("--ticker", help="Yahoo Finance symbol, e.g. AAPL (runs here, in-process)")
     run.add_argument(
         "--tickers",
