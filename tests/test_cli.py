@@ -158,3 +158,17 @@ def test_yahoo_failure_is_one_clean_line_and_caches_nothing(
     assert err.startswith("error: no prices came back for AAPL") and "\n" not in err
     assert "Could not resolve host" in err
     assert state(cli_env) == before
+
+
+def test_models_shows_the_gate_and_the_interval_coverage(
+    cli_env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trained = run_json(capsys, "train", "MSFT", *SMALL)
+    assert main(["models", "MSFT"]) == 0
+    out = capsys.readouterr().out
+    header, row = out.splitlines()[:2]
+    assert header.split()[-3:] == ["90%", "cov.", "gate"]
+    assert row.startswith("* " + trained["version_id"])
+    assert row.split()[-1] == trained["gate"]["status"]
+    coverage = trained["metrics"]["intervals_h1"]["model"]["coverage"]
+    assert row.split()[-2] == f"{coverage:.3f}"

@@ -622,13 +622,23 @@ def _cmd_models(args: argparse.Namespace) -> int:
     def human() -> str:
         if not records:
             return "no models yet: train one with `make train TICKER=AAPL`"
-        lines = [f"  {'version':<28}{'created (UTC)':<22}{'test MAE':>10}{'persist.':>10}"]
+        lines = [
+            f"  {'version':<28}{'created (UTC)':<22}{'test MAE':>10}{'persist.':>10}"
+            f"{'rMAE':>8}{'90% cov.':>10}  gate"
+        ]
         for r in records:
             mae = r.metrics.get("mae", float("nan"))
             base = r.metrics.get("persistence", {}).get("mae", float("nan"))
+            rmae = r.metrics.get("rmae")
+            coverage = ((r.metrics.get("intervals_h1") or {}).get("model") or {}).get("coverage")
+            gate = (r.metrics.get("gate") or {}).get("status", "-")
             mark = "*" if r.is_active else " "
             created = r.created_at.strftime("%Y-%m-%d %H:%M:%S")
-            lines.append(f"{mark} {r.version_id:<28}{created:<22}{mae:>10.4f}{base:>10.4f}")
+            lines.append(
+                f"{mark} {r.version_id:<28}{created:<22}{mae:>10.4f}{base:>10.4f}"
+                f"{_number(rmae, 3):>8}{_number(coverage, 3):>10}  {gate}"
+            )
+        lines.append("* = active; rMAE = test MAE / persistence MAE; 90% cov. = test coverage")
         return "\n".join(lines)
 
     _emit(args, payload, human)
@@ -699,7 +709,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         for stage in result.stages:
             lines.append(f"  {stage.stage:<8} {stage.status:<7} {result.run_dir / str(stage.html)}")
         if result.version_id and result.metrics:
-            lines.append(f"model {result.version_id}, test set beside persistence:")
+            gate = result.metrics.get("gate") or {}
+            lines.append(
+                f"model {result.version_id}: gate {gate.get('status')}: {gate.get('reason')}"
+            )
+            lines.append("test set beside persistence:")
             lines.append(format_metrics_table(result.metrics))
             lines.extend(filter(None, [format_interval_table(result.metrics)]))
         index = Path(_settings_from(args).reports_dir) / "index.html"
