@@ -172,3 +172,24 @@ def test_models_shows_the_gate_and_the_interval_coverage(
     assert row.split()[-1] == trained["gate"]["status"]
     coverage = trained["metrics"]["intervals_h1"]["model"]["coverage"]
     assert row.split()[-2] == f"{coverage:.3f}"
+
+
+def test_the_backtest_headline_names_rmae_and_every_forecaster() -> None:
+    from stock_lstm.cli import format_backtest_headline
+
+    scores = {"0.9": {"coverage": 0.9, "winkler": 5.0, "kupiec_p": 0.5}, "crps": 0.4}
+    summary = {
+        "n_origins": 500,
+        "first_origin": "2018-01-02",
+        "last_origin": "2019-12-24",
+        "fits": 5,
+        "horizons": [{"horizon": 1, "rmae": 0.9987}, {"horizon": 2, "rmae": 1.0123}],
+        "probabilistic": {
+            name: [scores, scores] for name in ("model", "model_static", "garch_t", "ewma")
+        },
+    }
+    text = "\n".join(format_backtest_headline(summary))
+    assert "500 origins 2018-01-02..2019-12-24, 5 fit(s)" in text
+    assert "h=1: 0.999  h=2: 1.012" in text
+    for label in ("model (online)", "GARCH(1,1)-t", "EWMA (0.94)"):
+        assert label in text

@@ -493,6 +493,22 @@ def format_interval_table(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def format_backtest_headline(summary: dict[str, Any]) -> list[str]:
+    """What ``make backtest`` prints: rMAE by horizon beside persistence, then the intervals."""
+    lines = [
+        f"backtest: {summary.get('n_origins')} origins {summary.get('first_origin')}.."
+        f"{summary.get('last_origin')}, {summary.get('fits')} fit(s); rMAE (model MAE / "
+        "persistence MAE, below 1 beats persistence) by horizon:",
+        "  "
+        + "  ".join(
+            f"h={row['horizon']}: {_number(row.get('rmae'), 3)}"
+            for row in summary.get("horizons", [])
+        ),
+    ]
+    intervals = format_backtest_intervals(summary)
+    return [*lines, intervals] if intervals else lines
+
+
 def format_backtest_intervals(summary: dict[str, Any], level: float = 0.9) -> str:
     """A backtest's intervals by forecaster at h=1 and at its last horizon."""
     probabilistic = summary.get("probabilistic") or {}
@@ -716,6 +732,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
             lines.append("test set beside persistence:")
             lines.append(format_metrics_table(result.metrics))
             lines.extend(filter(None, [format_interval_table(result.metrics)]))
+        backtest_summary = result.run_dir / "summary.json"
+        if any(stage.stage == "backtest" and stage.status == "ok" for stage in result.stages) and (
+            backtest_summary.exists()
+        ):
+            lines.extend(format_backtest_headline(json.loads(backtest_summary.read_text())))
         index = Path(_settings_from(args).reports_dir) / "index.html"
         lines.append(f"index: {index}")
         return "\n".join(lines)
