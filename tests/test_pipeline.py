@@ -166,3 +166,34 @@ def test_missing_kernel_says_make_setup(
 
 def test_index_of_an_empty_reports_folder(tmp_path: Path) -> None:
     assert "no runs yet" in build_index(tmp_path / "reports").read_text()
+
+
+def test_a_backtest_run_shows_its_scores_in_the_index(tmp_path: Path) -> None:
+    import json
+
+    run_dir = tmp_path / "reports" / "KO" / "20260101_000000_abcdef"
+    run_dir.mkdir(parents=True)
+    (run_dir / "run.json").write_text(
+        json.dumps(
+            {
+                "ticker": "KO",
+                "run_id": run_dir.name,
+                "status": "ok",
+                "started_at": "2026-01-01T00:00:00",
+                "stages": [{"stage": "backtest", "status": "ok", "html": "05_backtest.html"}],
+                "metrics": None,
+                "version_id": None,
+            }
+        )
+    )
+    (run_dir / "summary.json").write_text(
+        json.dumps(
+            {
+                "horizons": [{"model": {"mae": 0.5}, "persistence": {"mae": 0.5125}}],
+                "probabilistic": {"model": [{"0.9": {"coverage": 0.8912}}]},
+            }
+        )
+    )
+    index = build_index(tmp_path / "reports").read_text()
+    assert "<td>0.5000</td><td>0.5125</td>" in index
+    assert "0.976 better" in index and "<td>0.891</td>" in index

@@ -64,9 +64,18 @@ def _fmt(value: Any, digits: int = 4) -> str:
 SAME_AS_PERSISTENCE = 0.005
 
 
-def _metrics_cells(metrics: dict[str, Any] | None) -> str:
+def _metrics_cells(metrics: dict[str, Any] | None, backtest: dict[str, Any] | None = None) -> str:
+    """Cells for a run's model (its test slice) or, for a backtest run, its h=1 scores."""
+    coverage = None
+    if (not metrics or "mae" not in metrics) and backtest and backtest.get("horizons"):
+        first = backtest["horizons"][0]
+        metrics = {"mae": first["model"]["mae"], "persistence": first["persistence"]}
+        coverage = ((backtest.get("probabilistic") or {}).get("model") or [{}])[0]
+        coverage = (coverage.get("0.9") or {}).get("coverage")
     if not metrics or "mae" not in metrics:
-        return "<td>–</td><td>–</td><td>–</td><td>–</td>"
+        return "<td>–</td>" * 5
+    if coverage is None:
+        coverage = ((metrics.get("intervals_h1") or {}).get("model") or {}).get("coverage")
     base = metrics.get("persistence", {}).get("mae")
     ratio = metrics["mae"] / base if base else None
     verdict, css = "", ""
@@ -80,9 +89,18 @@ def _metrics_cells(metrics: dict[str, Any] | None) -> str:
     return (
         f"<td>{_fmt(metrics['mae'])}</td><td>{_fmt(base)}</td>"
         f"<td class='{css}'>{_fmt(ratio, 3)}{verdict}</td>"
+        f"<td>{_fmt(coverage, 3)}</td>"
         f"<td title='{html.escape(str(gate.get('reason', '')))}'>"
         f"{html.escape(str(gate.get('status', '–')))}</td>"
     )
+
+
+def _backtest_summary(run_dir: Path) -> dict[str, Any] | None:
+    path = run_dir / "summary.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    except (OSError, ValueError):
+        return None
 
 
 _PAGE = """<!doctype html>
@@ -97,9 +115,12 @@ th {{ background: #f4f4f4; }} td.better {{ color: #1a7f37; }} td.worse {{ color:
 <h1>stock-lstm runs</h1>
 <p>One row per pipeline run, newest first. Test-set MAE of the model beside the persistence
 forecast (tomorrow = today) on the same dates; a ratio below 1 means the model beat it.
-The gate column says whether the model passed the promotion gate (hover for the reason).</p>
+Backtest runs show their next-day scores over every origin. 90% coverage is the share of
+closes inside the model's 90% interval (calibrated online; it should be near 0.90). The
+gate column says whether the model passed the promotion gate (hover for the reason).</p>
 <table><thead><tr><th>ticker</th><th>run (UTC)</th><th>status</th><th>stages</th>
-<th>model MAE</th><th>persistence MAE</th><th>ratio</th><th>gate</th><th>model version</th>
+<th>model MAE</th><th>persistence MAE</th><th>ratio</th><th>90% coverage</th><th>gate</th>
+<th>model version</th>
 </tr></thead>
 <tbody>
 {rows}
@@ -131,12 +152,12 @@ def build_index(reports_dir: Path) -> Path:
             f"<td>{html.escape(str(manifest.get('started_at', ''))[:19])}</td>"
             f"<td class='{status}'>{status}</td>"
             f"<td>{' · '.join(links)}</td>"
-            f"{_metrics_cells(manifest.get('metrics'))}"
+            f"{_metrics_cells(manifest.get('metrics'), _backtest_summary(run_dir))}"
             f"<td>{html.escape(str(manifest.get('version_id') or '–'))}</td>"
             "</tr>"
         )
     index = reports_dir / "index.html"
-    body = _PAGE.format(rows="\n".join(rows) or "<tr><td colspan='9'>no runs yet</td></tr>")
+    body = _PAGE.format(rows="\n".join(rows) or "<tr><td colspan='10'>no runs yet</td></tr>")
     # A temporary name of its own: workers of a --tickers run rebuild the index at once.
     tmp = index.with_name(f".index.{os.getpid()}.{uuid.uuid4().hex[:8]}.html.tmp")
     tmp.write_text(body, encoding="utf-8")
