@@ -474,3 +474,32 @@ def test_csv_reads_download_layout_grouped_by_ticker(tmp_path: Path) -> None:
     frame = CsvSource(tmp_path).fetch("MSFT").frame
 
     np.testing.assert_allclose(frame["close"].to_numpy(), raw["Close"].to_numpy(), rtol=1e-9)
+
+
+def test_a_mistyped_csv_ticker_gets_a_did_you_mean(tmp_path: Path) -> None:
+    from stock_lstm.data.sources import CsvSource
+    from stock_lstm.data.synthetic import write_fixture_folder
+
+    folder = write_fixture_folder(tmp_path / "prices", ("AAPL", "MSFT"), rows=50)
+    with pytest.raises(DataSourceError, match=r"APPL \(did you mean AAPL\?\)"):
+        CsvSource(folder).check_ticker("APPL")
+    with pytest.raises(DataSourceError) as caught:
+        CsvSource(folder).check_ticker("ZZZZ")
+    assert "did you mean" not in str(caught.value) and "AAPL, MSFT" in str(caught.value)
+    assert CsvSource(folder).check_ticker("aapl").name == "AAPL.csv"
+
+
+def test_run_refuses_a_missing_csv_ticker_before_any_kernel(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stock_lstm.cli import main
+    from stock_lstm.data.synthetic import write_fixture_folder
+    from stock_lstm.pipeline import runner
+
+    folder = write_fixture_folder(tmp_path / "prices", ("AAPL",), rows=50)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(runner, "run_pipeline", lambda *a, **k: pytest.fail("kernel started"))
+    code = main(["run", "train", "--ticker", "APPL", "--source", f"csv:{folder}"])
+    assert code == 2
+    assert "did you mean AAPL?" in capsys.readouterr().err
+    assert not (tmp_path / "reports").exists()

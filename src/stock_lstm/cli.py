@@ -673,6 +673,15 @@ def _cmd_activate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_csv_ticker(settings: Any, ticker: str) -> None:
+    """With a CSV source, a ticker without a file is an error before anything starts."""
+    from stock_lstm.data.sources import CsvSource, source_from_spec
+
+    source = source_from_spec(settings.source)
+    if isinstance(source, CsvSource):
+        source.check_ticker(ticker)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from stock_lstm.errors import InvalidParameterError
     from stock_lstm.pipeline.runner import coerce_parameter, run_pipeline
@@ -692,6 +701,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise InvalidParameterError("--workers sizes the cluster of a --tickers run: drop it")
     parameters = {name: coerce_parameter(value) for name, value in args.parameter}
     settings = _settings_from(args)
+    _check_csv_ticker(settings, args.ticker)  # seconds before a kernel would find out
     _reconcile_database(settings)
     status = "failed"
     train_seconds = None

@@ -6,6 +6,7 @@ Every source returns ``NormalizedPrices`` for an inclusive date range and raises
 
 from __future__ import annotations
 
+import difflib
 import logging
 import re
 import threading
@@ -260,14 +261,7 @@ class CsvSource:
         """Read the ticker's file and keep ``[start, end]`` (inclusive; open ends = all)."""
         symbol = validate_ticker(ticker)
         check_date_range(start, end)
-        if not self.directory.is_dir():
-            raise DataSourceError(
-                f"price folder {self.directory} does not exist: pass --source csv:DIR with a "
-                "folder of <TICKER>.csv files (Date,Open,High,Low,Close,Volume)"
-            )
-        path = self.path_for(symbol)
-        if not path.is_file():
-            raise DataSourceError(f"no price file {path} for {symbol}: {self._listing()}")
+        path = self.check_ticker(symbol)
         try:
             raw = _read_price_csv(path)
         except (ValueError, UnicodeDecodeError, OSError, pd.errors.ParserError) as error:
@@ -289,6 +283,23 @@ class CsvSource:
         return NormalizedPrices(
             frame=clipped, dropped_rows=prices.dropped_rows, drop_reasons=prices.drop_reasons
         )
+
+    def check_ticker(self, ticker: str) -> Path:
+        """The ticker's file, or a ``DataSourceError`` saying what is there instead (with the
+        closest names: ``APPL`` -> did you mean AAPL?). Cheap: commands call it before they
+        start a notebook kernel."""
+        symbol = validate_ticker(ticker)
+        if not self.directory.is_dir():
+            raise DataSourceError(
+                f"price folder {self.directory} does not exist: point the source at a folder "
+                "of <TICKER>.csv files (Date,Open,High,Low,Close,Volume)"
+            )
+        path = self.path_for(symbol)
+        if not path.is_file():
+            close = difflib.get_close_matches(symbol, self.available_tickers(), n=3, cutoff=0.6)
+            hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+            raise DataSourceError(f"no price file {path} for {symbol}{hint}: {self._listing()}")
+        return path
 
     def _listing(self) -> str:
         tickers = self.available_tickers()
