@@ -11,7 +11,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from stock_lstm.config import Settings
 from stock_lstm.errors import InvalidParameterError, InvalidTickerError, StockLSTMError
-from stock_lstm.pipeline.reports import build_index
+from stock_lstm.pipeline.reports import build_index, render_html
 from stock_lstm.pipeline.runner import (
     PipelineError,
     coerce_parameter,
@@ -197,3 +197,22 @@ def test_a_backtest_run_shows_its_scores_in_the_index(tmp_path: Path) -> None:
     index = build_index(tmp_path / "reports").read_text()
     assert "<td>0.5000</td><td>0.5125</td>" in index
     assert "0.976 better" in index and "<td>0.891</td>" in index
+
+
+def test_a_rendered_report_loads_nothing_from_the_network(tmp_path: Path) -> None:
+    import re
+
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_markdown_cell("# Title\n\nSome $x^2$ maths and a [link](https://x.org)."),
+        nbformat.v4.new_code_cell("print(1)", outputs=[nbformat.v4.new_output("stream", text="1")]),
+    ]
+    path = tmp_path / "report.ipynb"
+    nbformat.write(notebook, path)
+    page = render_html(path).read_text()
+    loaded = re.findall(r"<(?:script|link|img|iframe)[^>]+(?:src|href)=[\"']?(https?:)", page)
+    imported = re.findall(r"@import\s+url\([\"']?https?:", page)
+    assert loaded == [] and imported == []
+    assert "Some" in page  # the page itself was rendered

@@ -10,19 +10,24 @@ from pathlib import Path
 from typing import Any
 
 RUN_MANIFEST = "run.json"
+#: nbconvert templates shipped with the package (``offline_lab``: no script from a CDN).
+TEMPLATES_DIR = Path(__file__).parent / "templates"
 
 
 def render_html(notebook_path: Path) -> Path:
     """Render an executed notebook to a self-contained HTML file beside it.
 
     Plots are embedded (base64 PNG); prompts are hidden for a clean reading view; error
-    outputs stay visible so a failed run shows the failing cell.
+    outputs stay visible so a failed run shows the failing cell. Nothing is loaded from the
+    network (see ``templates/offline_lab``): reports open on a machine without one.
     """
     import nbformat
     from nbconvert import HTMLExporter
 
     notebook = nbformat.read(notebook_path, as_version=4)
-    exporter = HTMLExporter(template_name="lab")
+    exporter = HTMLExporter(
+        template_name="offline_lab", extra_template_basedirs=[str(TEMPLATES_DIR)]
+    )
     exporter.exclude_input_prompt = True
     exporter.exclude_output_prompt = True
     body, _resources = exporter.from_notebook_node(
