@@ -575,3 +575,17 @@ def test_the_startup_heap_is_frozen_out_of_the_collector(client: TestClient) -> 
 
     assert client.get("/health").status_code == 200
     assert gc.get_freeze_count() > 100_000
+
+
+def test_docs_and_their_assets_are_served_without_the_network(client: TestClient) -> None:
+    import re
+
+    for page in ("/docs", "/redoc"):
+        response = client.get(page)
+        assert response.status_code == 200
+        sources = re.findall(r"(?:src|href)=[\"']([^\"']+)[\"']", response.text)
+        assets = re.findall(r"url: ?[\"']([^\"']+)[\"']", response.text)
+        assert sources and not [s for s in sources if s.startswith(("http:", "https:", "//"))]
+        for path in sources + assets:
+            if path.startswith("/"):
+                assert client.get(path).status_code == 200, path

@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from sqlalchemy import func, select
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -265,7 +266,9 @@ def create_app(
             if owns_context:
                 ctx.db.dispose()
 
-    app = FastAPI(
+    # FastAPIOffline serves Swagger UI and ReDoc from files in its package: /docs works with
+    # no network (FastAPI's own pages load their scripts from a CDN and stay blank offline).
+    app = FastAPIOffline(
         title="stock-lstm",
         version=__version__,
         description="Daily stock close forecasts from per-ticker LSTM models, always reported "
