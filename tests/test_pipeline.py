@@ -216,3 +216,35 @@ def test_a_rendered_report_loads_nothing_from_the_network(tmp_path: Path) -> Non
     imported = re.findall(r"@import\s+url\([\"']?https?:", page)
     assert loaded == [] and imported == []
     assert "Some" in page  # the page itself was rendered
+
+
+def test_prune_removes_failed_and_stale_runs_but_never_a_registered_report(
+    tmp_path: Path,
+) -> None:
+    import json
+    import os
+
+    from stock_lstm.pipeline.reports import prunable_runs
+
+    reports = tmp_path / "reports"
+
+    def run(name: str, status: str | None, ticker: str = "KO") -> Path:
+        folder = reports / ticker / name
+        folder.mkdir(parents=True)
+        if status is not None:
+            (folder / "run.json").write_text(json.dumps({"status": status}))
+        return folder
+
+    failed = run("20260101_000000_aaaaaa", "failed")
+    failed_but_registered = run("20260101_000001_bbbbbb", "failed")
+    ok = run("20260101_000002_cccccc", "ok")
+    running = run("20260101_000003_dddddd", "running")
+    stale = run("20260101_000004_eeeeee", None)
+    fresh = run("20260101_000005_ffffff", None)
+    backtest = run("backtest_20260101_000006", None)
+    now = fresh.stat().st_mtime + 10
+    for old in (stale, backtest):
+        os.utime(old, (now - 7200, now - 7200))
+    found = prunable_runs(reports, {failed_but_registered}, now=now)
+    assert found == [failed, stale]
+    assert ok.exists() and running.exists()

@@ -338,6 +338,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="rebuild reports/index.html from the runs on disk",
         description="Rebuild the index of run reports (STOCK_LSTM_REPORTS_DIR, default reports/).",
     )
+    reports.add_argument(
+        "--prune",
+        action="store_true",
+        help="first delete failed runs and manifest-less leftovers older than an hour (never "
+        "a folder holding a registered model's report)",
+    )
     reports.set_defaults(handler=_cmd_reports)
 
     serve = commands.add_parser(
@@ -1002,10 +1008,32 @@ def _push(settings: Any, job: str, **values: Any) -> None:
 
 
 def _cmd_reports(args: argparse.Namespace) -> int:
-    from stock_lstm.pipeline.reports import build_index
+    import shutil
 
-    index = build_index(Path(_settings_from(args).reports_dir))
-    _emit(args, {"index": str(index)}, lambda: f"rebuilt {index}")
+    from stock_lstm.pipeline.reports import build_index, prunable_runs
+
+    reports_dir = Path(_settings_from(args).reports_dir)
+    pruned: list[Path] = []
+    if args.prune:
+        from stock_lstm.models.registry import list_models
+
+        protected = {
+            Path(record.report_path).parent
+            for record in list_models(_context(args).db)
+            if record.report_path
+        }
+        pruned = prunable_runs(reports_dir, protected)
+        for folder in pruned:
+            shutil.rmtree(folder)
+    index = build_index(reports_dir)
+
+    def human() -> str:
+        lines = [f"removed {folder}" for folder in pruned]
+        if args.prune and not pruned:
+            lines.append("nothing to prune")
+        return "\n".join([*lines, f"rebuilt {index}"])
+
+    _emit(args, {"index": str(index), "pruned": [str(p) for p in pruned]}, human)
     return 0
 
 

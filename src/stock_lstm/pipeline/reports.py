@@ -5,6 +5,8 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -59,6 +61,40 @@ def read_manifests(reports_dir: Path) -> list[dict[str, Any]]:
         manifest["_dir"] = path.parent
         manifests.append(manifest)
     return sorted(manifests, key=lambda m: str(m.get("started_at", "")), reverse=True)
+
+
+#: A run folder's name: ``<YYYYmmdd_HHMMSS>_<hex>`` (``-attemptN`` for a retried task).
+RUN_DIR_NAME = re.compile(r"^\d{8}_\d{6}_[0-9a-f]{6}(-attempt\d+)?$")
+#: A run folder without a manifest is left alone this long: its run may be starting.
+ORPHAN_AGE_SECONDS = 3600
+
+
+def prunable_runs(
+    reports_dir: Path, protected: set[Path], *, now: float | None = None
+) -> list[Path]:
+    """Run folders ``stock-lstm reports --prune`` deletes: failed runs and, an hour after
+    they were last touched, run folders without a manifest (a killed runner's leftovers).
+    Never a folder in ``protected`` (those holding a registered model's report), never a
+    running or successful run, never anything not named like a run (backtest folders)."""
+    now = time.time() if now is None else now
+    keep = {path.resolve() for path in protected}
+    found = []
+    for folder in sorted(reports_dir.glob("*/*")):
+        if not folder.is_dir() or not RUN_DIR_NAME.match(folder.name):
+            continue
+        if folder.resolve() in keep:
+            continue
+        manifest_path = folder / RUN_MANIFEST
+        if manifest_path.exists():
+            try:
+                status = json.loads(manifest_path.read_text(encoding="utf-8")).get("status")
+            except (OSError, ValueError):
+                continue
+            if status == "failed":
+                found.append(folder)
+        elif now - folder.stat().st_mtime > ORPHAN_AGE_SECONDS:
+            found.append(folder)
+    return found
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
