@@ -193,3 +193,16 @@ def test_the_backtest_headline_names_rmae_and_every_forecaster() -> None:
     assert "h=1: 0.999  h=2: 1.012" in text
     for label in ("model (online)", "GARCH(1,1)-t", "EWMA (0.94)"):
         assert label in text
+
+
+def test_a_dotenv_file_in_the_working_folder_sets_the_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stock_lstm.config import Settings as FreshSettings
+
+    monkeypatch.delenv("STOCK_LSTM_SOURCE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("STOCK_LSTM_SOURCE=csv:/data/prices\nOTHER=1\n")
+    assert FreshSettings().source == "csv:/data/prices"
+    monkeypatch.setenv("STOCK_LSTM_SOURCE", "yahoo")
+    assert FreshSettings().source == "yahoo"

@@ -20,7 +20,12 @@ DEFAULT_DATABASE_URL = "sqlite:///data/stock_lstm.db"
 class Settings(BaseSettings):
     """Runtime settings. Every field maps to ``STOCK_LSTM_<FIELD>`` (e.g. ``STOCK_LSTM_SOURCE``)."""
 
-    model_config = SettingsConfigDict(env_prefix="STOCK_LSTM_", extra="ignore")
+    # A `.env` file in the working folder (the project root for the CLI, make and notebook
+    # kernels) is read too, e.g. STOCK_LSTM_SOURCE=csv:../shared/data/prices for offline work;
+    # real environment variables win over it.
+    model_config = SettingsConfigDict(
+        env_prefix="STOCK_LSTM_", extra="ignore", env_file=".env", env_file_encoding="utf-8"
+    )
 
     database_url: str = Field(
         DEFAULT_DATABASE_URL, description="Any SQLAlchemy URL; SQLite is the embedded default."

@@ -29,7 +29,11 @@ CSV_PREFIX = "csv:"
 MAX_REASON_CHARS = 150
 #: How many available tickers a "file not found" message lists.
 MAX_LISTED_TICKERS = 10
-_CSV_OFFLINE_HINT = "or use --source csv:DIR with a folder of <TICKER>.csv files"
+_CSV_OFFLINE_HINT = (
+    "or read a folder of <TICKER>.csv files: --source csv:DIR on the command line, "
+    "SOURCE=csv:DIR with make, source = \"csv:DIR\" in a notebook, or "
+    "STOCK_LSTM_SOURCE=csv:DIR in the environment or a .env file"
+)
 
 
 class PriceSource(Protocol):
