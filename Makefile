@@ -100,11 +100,14 @@ api: $(STAMP) ## Serve the HTTP API on 127.0.0.1:8000 (docs at /docs)
 reports: $(STAMP) ## Rebuild reports/index.html
 	$(BIN)/stock-lstm reports
 
+# The notebooks folder also holds the nbval plumbing; the file browser hides it.
+LAB_HIDDEN := ["conftest.py", "nbval_sanitize.cfg", "__pycache__", "*.pyc", ".ipynb_checkpoints"]
 # As root (containers, these machines) Jupyter refuses to start without --allow-root.
 LAB_ROOT_FLAG = $(if $(filter 0,$(shell id -u)),--allow-root,)
 lab: $(STAMP) ## Open JupyterLab with the stock-lstm kernel (SOURCE= reaches the notebooks' defaults)
 	@$(BIN)/python -c "import jupyterlab" 2>/dev/null || $(BIN)/python -m pip install --quiet jupyterlab
-	$(if $(SOURCE),STOCK_LSTM_SOURCE=$(SOURCE) ,)$(BIN)/jupyter lab $(LAB_ROOT_FLAG) notebooks/
+	$(if $(SOURCE),STOCK_LSTM_SOURCE=$(SOURCE) ,)$(BIN)/jupyter lab $(LAB_ROOT_FLAG) \
+		--ContentsManager.hide_globs='$(LAB_HIDDEN)' notebooks/
 
 test: test-unit test-notebooks ## Run every test: pytest, then the notebooks under nbval
 

@@ -43,6 +43,7 @@ def test_known_variables_reach_the_runner() -> None:
 def test_lab_passes_the_source_and_runs_as_root() -> None:
     result = dry_run("lab", "SOURCE=csv:../shared/data/prices")
     assert result.returncode == 0, result.stderr
-    command = result.stdout.strip().splitlines()[-1]
+    command = result.stdout.replace("\\\n", " ").strip().splitlines()[-1]
     assert command.startswith("STOCK_LSTM_SOURCE=csv:../shared/data/prices ")
     assert ("--allow-root" in command) == (subprocess.check_output(["id", "-u"]).strip() == b"0")
+    assert '"conftest.py"' in command and "hide_globs" in command
