@@ -31,7 +31,7 @@ MAX_REASON_CHARS = 150
 MAX_LISTED_TICKERS = 10
 _CSV_OFFLINE_HINT = (
     "or read a folder of <TICKER>.csv files: --source csv:DIR on the command line, "
-    "SOURCE=csv:DIR with make, source = \"csv:DIR\" in a notebook, or "
+    'SOURCE=csv:DIR with make, source = "csv:DIR" in a notebook, or '
     "STOCK_LSTM_SOURCE=csv:DIR in the environment or a .env file"
 )
 
