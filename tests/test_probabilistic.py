@@ -384,3 +384,28 @@ def test_a_point_model_from_before_online_calibration_still_predicts(ctx: AppCon
     first = forecast.predictions[0]
     assert first.lower is not None and first.lower < first.close < first.upper
     assert first.quantiles is None  # no 50% band was ever calibrated for it
+
+
+# --- the Student-t head (the likelihood alternative to the quantile head) --------------------
+
+
+def test_the_student_t_head_reads_quantiles_off_its_parameters() -> None:
+    torch.manual_seed(1)
+    model = LSTMForecaster(
+        hidden_size=4, horizon=2, quantiles=QUANTILE_LEVELS, distribution="student_t"
+    )
+    output = model(torch.randn(3, 6, 1))
+    assert output.shape == (3, 2, 3)
+    loc, scale, df = (output[..., k].detach().numpy() for k in range(3))
+    assert (scale > 0).all() and (df > 2).all()
+    quantiles = model.quantile_values(output.detach())
+    expected = loc[..., None] + scale[..., None] * stats.t.ppf(QUANTILE_LEVELS, df[..., None])
+    assert np.allclose(quantiles, expected)
+    assert (np.diff(quantiles, axis=-1) > 0).all()
+    assert torch.equal(model.point(output), output[..., 0])
+    # Negative log-likelihood, the scipy way.
+    target = torch.zeros(3, 2)
+    nll = -stats.t.logpdf(0.0, df, loc=loc, scale=scale).mean()
+    assert model.loss(output, target).item() == pytest.approx(nll, rel=1e-5)
+    rebuilt = LSTMForecaster(**model.config())
+    assert rebuilt.is_student_t and model.config()["distribution"] == "student_t"

@@ -49,7 +49,8 @@ TRAIN_PARAM_HELP: dict[str, tuple[type, str]] = {
     "output": (
         str,
         "quantiles (default; nine non-crossing quantiles per day, pinball loss, the median is "
-        "the point forecast) or point (one value per day, MSE)",
+        "the point forecast), point (one value per day, MSE) or student_t (location, scale "
+        "and degrees of freedom per day, negative log-likelihood)",
     ),
 }
 
@@ -326,7 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--inputs", choices=("ohlcv", "close"), help="the evaluated model's inputs (ohlcv)"
     )
     evaluate.add_argument(
-        "--output", choices=("quantiles", "point"), help="the evaluated model's head (quantiles)"
+        "--output",
+        choices=("quantiles", "point", "student_t"),
+        help="the evaluated model's head (quantiles)",
     )
     evaluate.add_argument("--epochs", type=int, help="maximum epochs per fit (default 100)")
     evaluate.add_argument("--output-dir", default="bench/evaluation", help="(bench/evaluation)")

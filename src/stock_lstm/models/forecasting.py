@@ -304,8 +304,8 @@ def predict_distribution(
             if strategy == "direct":
                 out = model(x)[:, :horizon]
                 if quantiles:
-                    quantile_chunks.append(out.double().numpy())
-                    out = out[..., model.median_index]
+                    quantile_chunks.append(model.quantile_values(out))
+                    out = model.point(out)
                 chunks.append(out.double().numpy())
                 continue
             steps = []

@@ -11,13 +11,16 @@ import math
 from statistics import NormalDist
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from stock_lstm.errors import InvalidParameterError
 from stock_lstm.models.online_calibration import QUANTILE_LEVELS
 
-__all__ = ["QUANTILE_LEVELS", "LSTMForecaster", "pinball_loss"]
+__all__ = ["DISTRIBUTIONS", "QUANTILE_LEVELS", "LSTMForecaster", "pinball_loss"]
+#: How a distributional head is parameterized (see ``LSTMForecaster.distribution``).
+DISTRIBUTIONS = ("quantiles", "student_t")
 
 
 def _inverse_softplus(value: float) -> float:
@@ -48,6 +51,7 @@ class LSTMForecaster(nn.Module):
         dropout: float = 0.2,
         horizon: int = 1,
         quantiles: tuple[float, ...] | list[float] = (),
+        distribution: str = "quantiles",
     ) -> None:
         super().__init__()
         for name, value in (
@@ -66,6 +70,13 @@ class LSTMForecaster(nn.Module):
         self.dropout = float(dropout)
         self.horizon = horizon
         self.quantiles = tuple(float(q) for q in quantiles)
+        if distribution not in DISTRIBUTIONS:
+            raise InvalidParameterError(
+                f"distribution must be one of {', '.join(DISTRIBUTIONS)}, got {distribution!r}"
+            )
+        #: How a head with ``quantiles`` is parameterized: the quantiles themselves, or a
+        #: Student-t (location, scale, degrees of freedom) whose quantiles are read off.
+        self.distribution = distribution if self.quantiles else "quantiles"
         if self.quantiles and (
             0.5 not in self.quantiles
             or list(self.quantiles) != sorted(set(self.quantiles))
@@ -83,14 +94,28 @@ class LSTMForecaster(nn.Module):
             dropout=self.dropout if num_layers > 1 else 0.0,
         )
         n_outputs = max(len(self.quantiles), 1)
+        if self.is_student_t:
+            n_outputs = 3
         self.head = nn.Linear(hidden_size, horizon * n_outputs)
         # Start close to a zero output: for the log_return target that is exactly the
         # persistence forecast, so training departs from the baseline only where it helps.
         nn.init.normal_(self.head.weight, std=0.01)
         nn.init.zeros_(self.head.bias)
-        if self.quantiles:
+        if self.is_student_t:
+            # Start at location 0, scale 1 (targets have unit variance) and 5 degrees of
+            # freedom (2 + softplus(raw)), a typical tail for daily returns.
+            with torch.no_grad():
+                start = [0.0, _inverse_softplus(1.0), _inverse_softplus(3.0)]
+                self.head.bias.copy_(torch.tensor(start * self.horizon, dtype=torch.float32))
+        elif self.quantiles:
             self._init_quantile_bias()
+        if self.quantiles:
             self.register_buffer("levels", torch.tensor(self.quantiles, dtype=torch.float32))
+
+    @property
+    def is_student_t(self) -> bool:
+        """A head that outputs Student-t parameters (trained by negative log-likelihood)."""
+        return self.distribution == "student_t"
 
     @property
     def median_index(self) -> int:
@@ -121,6 +146,11 @@ class LSTMForecaster(nn.Module):
         out = self.head(sequence_output[:, -1, :])
         if not self.quantiles:
             return out
+        if self.is_student_t:
+            raw = out.view(out.shape[0], self.horizon, 3)
+            scale = nn.functional.softplus(raw[..., 1:2]) + 1e-4
+            df = 2.0 + nn.functional.softplus(raw[..., 2:3])
+            return torch.cat([raw[..., :1], scale, df], dim=-1)
         raw = out.view(out.shape[0], self.horizon, len(self.quantiles))
         m = self.median_index
         median = raw[..., m : m + 1]
@@ -131,11 +161,28 @@ class LSTMForecaster(nn.Module):
         return torch.cat([below, median, above], dim=-1)
 
     def point(self, output: torch.Tensor) -> torch.Tensor:
-        """The point forecast (batch, horizon) of an output: the median of a quantile head."""
+        """The point forecast (batch, horizon) of an output: the median of a quantile head
+        (the location of a Student-t head, its median too)."""
+        if self.is_student_t:
+            return output[..., 0]
         return output[..., self.median_index] if self.quantiles else output
 
+    def quantile_values(self, output: torch.Tensor) -> Any:
+        """Quantiles (batch, horizon, Q) at ``self.quantiles`` as a float64 numpy array."""
+        values = output.double().numpy()
+        if not self.is_student_t:
+            return values
+        from scipy import stats
+
+        loc, scale, df = values[..., :1], values[..., 1:2], values[..., 2:3]
+        return loc + scale * stats.t.ppf(np.asarray(self.quantiles), df)
+
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """MSE for a point head, the mean pinball loss over the quantiles for a quantile head."""
+        """MSE for a point head, the mean pinball loss over the quantiles for a quantile head,
+        the mean negative log-likelihood for a Student-t head."""
+        if self.is_student_t:
+            t = torch.distributions.StudentT(output[..., 2], output[..., 0], output[..., 1])
+            return -t.log_prob(target).mean()
         if self.quantiles:
             return pinball_loss(output, target, self.levels)
         return nn.functional.mse_loss(output, target)
@@ -152,4 +199,6 @@ class LSTMForecaster(nn.Module):
         }
         if self.quantiles:
             config["quantiles"] = list(self.quantiles)
+        if self.is_student_t:
+            config["distribution"] = self.distribution
         return config

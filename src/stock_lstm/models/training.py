@@ -51,7 +51,7 @@ PARAM_CHOICES: dict[str, tuple[str, ...]] = {
     "target": ("log_return", "price"),
     "strategy": ("direct", "recursive"),
     "inputs": ("ohlcv", "close"),
-    "output": ("quantiles", "point"),
+    "output": ("quantiles", "point", "student_t"),
 }
 
 #: An epoch improves on the best validation loss only by more than this (guards float noise).
@@ -100,7 +100,7 @@ class TrainParams:
         """The head's quantile levels (empty for a point head)."""
         from stock_lstm.models.online_calibration import QUANTILE_LEVELS
 
-        return QUANTILE_LEVELS if self.output == "quantiles" else ()
+        return QUANTILE_LEVELS if self.output in ("quantiles", "student_t") else ()
 
     @property
     def training_horizon(self) -> int:
@@ -135,9 +135,9 @@ class TrainParams:
                 raise InvalidParameterError(
                     f"{field.name} must be between {_show(low)} and {_show(high)}, got {value!r}"
                 )
-        if self.output == "quantiles" and self.strategy != "direct":
+        if self.output != "point" and self.strategy != "direct":
             raise InvalidParameterError(
-                "output 'quantiles' needs strategy 'direct' (a recursive model cannot feed a "
+                f"output {self.output!r} needs strategy 'direct' (a recursive model cannot feed a "
                 "distribution back as its input): set output to 'point' for a recursive model"
             )
         if self.inputs == "ohlcv" and self.target != "log_return":
@@ -324,6 +324,7 @@ def train_model(
             dropout=params.dropout,
             horizon=y_train.shape[1],
             quantiles=params.quantile_levels,
+            distribution="student_t" if params.output == "student_t" else "quantiles",
         )
         optimizer = torch.optim.Adam(model.parameters(), lr=params.learning_rate)
 
