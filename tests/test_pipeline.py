@@ -208,6 +208,19 @@ def test_a_rendered_report_loads_nothing_from_the_network(tmp_path: Path) -> Non
     notebook.cells = [
         nbformat.v4.new_markdown_cell("# Title\n\nSome $x^2$ maths and a [link](https://x.org)."),
         nbformat.v4.new_code_cell("print(1)", outputs=[nbformat.v4.new_output("stream", text="1")]),
+        nbformat.v4.new_markdown_cell('## Errors "over" time'),
+        nbformat.v4.new_code_cell(
+            "plot()",
+            outputs=[
+                nbformat.v4.new_output(
+                    "display_data",
+                    data={
+                        "image/png": "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk"
+                    "+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+                    },
+                )
+            ],
+        ),
     ]
     path = tmp_path / "report.ipynb"
     nbformat.write(notebook, path)
@@ -216,6 +229,7 @@ def test_a_rendered_report_loads_nothing_from_the_network(tmp_path: Path) -> Non
     imported = re.findall(r"@import\s+url\([\"']?https?:", page)
     assert loaded == [] and imported == []
     assert "Some" in page  # the page itself was rendered
+    assert re.search(r"<img alt='Figure: Errors \"over\" time'", page)
 
 
 def test_prune_removes_failed_and_stale_runs_but_never_a_registered_report(
