@@ -459,3 +459,14 @@ def test_forecast_on_history(figures: list[Figure]) -> None:
 def test_the_cli_does_not_import_matplotlib() -> None:
     code = "import sys, stock_lstm.cli; sys.exit('matplotlib' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_horizon_table_keeps_only_the_asked_horizons() -> None:
+    rows = {
+        "horizons": [
+            {"horizon": h, "model": {"mae": 1.0}, "persistence": {"mae": 2.0}, "rmae": 0.5}
+            for h in range(1, 13)
+        ]
+    }
+    table = eda.horizon_table(rows, horizons=eda.READ_HORIZONS)
+    assert list(table.index) == [1, 2, 3, 4, 5, 10]

@@ -216,7 +216,7 @@ def test_a_rendered_report_loads_nothing_from_the_network(tmp_path: Path) -> Non
                     "display_data",
                     data={
                         "image/png": "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk"
-                    "+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+                        "+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
                     },
                 )
             ],

@@ -387,8 +387,15 @@ def baseline_verdict(metrics: Mapping[str, Any]) -> str:
 HORIZON_COLUMNS = ("n", "rmae", "directional_accuracy", "dm_p_value", "coverage")
 
 
-def horizon_table(metrics: Mapping[str, Any]) -> pd.DataFrame:
-    """Test scores per forecast horizon (trading days ahead), one row per horizon.
+#: Horizons a report's table shows: the first week day by day, then one a week or so.
+READ_HORIZONS: tuple[int, ...] = (1, 2, 3, 4, 5, 10, 15, 20, 25, 30)
+
+
+def horizon_table(
+    metrics: Mapping[str, Any], horizons: Sequence[int] | None = None
+) -> pd.DataFrame:
+    """Test scores per forecast horizon (trading days ahead), one row per horizon (only
+    ``horizons`` when given, e.g. ``READ_HORIZONS`` for a report).
 
     Columns: ``n`` (forecasts scored), ``rmae`` (MAE / persistence MAE), ``model_mae`` and
     ``persistence_mae`` (price units), ``directional_accuracy`` (share of days the predicted
@@ -397,6 +404,8 @@ def horizon_table(metrics: Mapping[str, Any]) -> pd.DataFrame:
     """
     rows = []
     for row in metrics.get("horizons") or []:
+        if horizons is not None and row["horizon"] not in horizons:
+            continue
         entry = {name: row.get(name) for name in HORIZON_COLUMNS}
         entry["model_mae"] = row["model"]["mae"]
         entry["persistence_mae"] = row["persistence"]["mae"]
