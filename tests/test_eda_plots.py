@@ -446,12 +446,22 @@ def test_forecast_on_history(figures: list[Figure]) -> None:
         interval_level=0.9,
     )
     fig = keep(figures, plots.forecast_on_history(history, forecast, currency="USD"))
-    (ax,) = fig.axes
+    ax, zoom = fig.axes
     forecast_line = ax.get_lines()[1]
     assert len(forecast_line.get_ydata()) == 6  # joined at the last close, then 5 points
     assert len(ax.collections) == 2  # the interval cone and the persistence line
     assert "TEST" in ax.get_title()
-    without_interval = Forecast("TEST", "v", last, 100.0, [ForecastPoint(last, 101.0)])
+    # The zoom shows 15 trading days of history and the forecast, all of its band in view.
+    left, right = zoom.get_xlim()
+    assert right - left < 30 < ax.get_xlim()[1] - ax.get_xlim()[0]
+    assert zoom.get_ylim()[1] >= 102.0 + 4
+    without_interval = Forecast(
+        "TEST",
+        "v",
+        last,
+        100.0,
+        [ForecastPoint((history.index[-1] + pd.Timedelta(days=1)).date(), 101.0)],
+    )
     bare = keep(figures, plots.forecast_on_history(history, without_interval))
     assert len(bare.axes[0].collections) == 1  # only the persistence line
 

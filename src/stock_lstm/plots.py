@@ -341,72 +341,85 @@ def forecast_on_history(
     the forecast's 50/80/90% intervals when its points carry quantiles (else the one
     ``lower``/``upper`` band).
     """
-    fig = _new_figure()
-    ax = fig.subplots()
-    ax.plot(history.index, history, color=COLORS["price"], lw=1.1, label="history (close)")
-    dates = [pd.Timestamp(point.date) for point in forecast.predictions]
-    closes = [point.close for point in forecast.predictions]
-    lowers = [getattr(point, "lower", None) for point in forecast.predictions]
-    uppers = [getattr(point, "upper", None) for point in forecast.predictions]
-    fans = [getattr(point, "quantiles", None) for point in forecast.predictions]
-    if all(fans):
-        start = [pd.Timestamp(forecast.last_date), *dates]
-        for level, alpha in FAN_BANDS:
-            low, high = f"{(1 - level) / 2:g}", f"{(1 + level) / 2:g}"
-            ax.fill_between(  # cones that open at the last known close
-                start,
-                [forecast.last_close, *(fan[low] for fan in fans)],
-                [forecast.last_close, *(fan[high] for fan in fans)],
+    fig = _new_figure((12.0, 4.5))
+    full, zoom = fig.subplots(1, 2, width_ratios=(2, 1))
+    for ax in (full, zoom):
+        ax.plot(history.index, history, color=COLORS["price"], lw=1.1, label="history (close)")
+        dates = [pd.Timestamp(point.date) for point in forecast.predictions]
+        closes = [point.close for point in forecast.predictions]
+        lowers = [getattr(point, "lower", None) for point in forecast.predictions]
+        uppers = [getattr(point, "upper", None) for point in forecast.predictions]
+        fans = [getattr(point, "quantiles", None) for point in forecast.predictions]
+        if all(fans):
+            start = [pd.Timestamp(forecast.last_date), *dates]
+            for level, alpha in FAN_BANDS:
+                low, high = f"{(1 - level) / 2:g}", f"{(1 + level) / 2:g}"
+                ax.fill_between(  # cones that open at the last known close
+                    start,
+                    [forecast.last_close, *(fan[low] for fan in fans)],
+                    [forecast.last_close, *(fan[high] for fan in fans)],
+                    color=COLORS["model"],
+                    alpha=alpha,
+                    lw=0,
+                    label=f"{level:.0%} interval",
+                )
+        elif all(value is not None for value in (*lowers, *uppers)):
+            level = getattr(forecast, "interval_level", None)
+            ax.fill_between(  # a cone that opens at the last known close
+                [pd.Timestamp(forecast.last_date), *dates],
+                [forecast.last_close, *lowers],
+                [forecast.last_close, *uppers],
                 color=COLORS["model"],
-                alpha=alpha,
+                alpha=0.15,
                 lw=0,
-                label=f"{level:.0%} interval",
+                label=f"{level:.0%} interval" if level else "interval",
             )
-    elif all(value is not None for value in (*lowers, *uppers)):
-        level = getattr(forecast, "interval_level", None)
-        ax.fill_between(  # a cone that opens at the last known close
+        ax.plot(
             [pd.Timestamp(forecast.last_date), *dates],
-            [forecast.last_close, *lowers],
-            [forecast.last_close, *uppers],
+            [forecast.last_close, *closes],
             color=COLORS["model"],
-            alpha=0.15,
-            lw=0,
-            label=f"{level:.0%} interval" if level else "interval",
+            ls="--",
+            marker="o",
+            ms=4,
+            label=f"forecast, {len(dates)} trading days ({forecast.version_id})",
         )
-    ax.plot(
-        [pd.Timestamp(forecast.last_date), *dates],
-        [forecast.last_close, *closes],
-        color=COLORS["model"],
-        ls="--",
-        marker="o",
-        ms=4,
-        label=f"forecast, {len(dates)} trading days ({forecast.version_id})",
-    )
-    ax.annotate(
-        f"{dates[-1]:%Y-%m-%d}\n{closes[-1]:.2f}",
-        (dates[-1], closes[-1]),
-        textcoords="offset points",
-        xytext=(6, 0),
-        va="center",
-        fontsize="small",
-        color=COLORS["model"],
-    )
-    ax.hlines(
-        forecast.last_close,
-        pd.Timestamp(forecast.last_date),
-        dates[-1],
-        color=COLORS["persistence"],
-        ls=":",
-        lw=1.2,
-        label=f"persistence (last close {forecast.last_close:.2f})",
-    )
-    ax.axvline(pd.Timestamp(forecast.last_date), color="black", lw=0.8, ls=":")
-    ax.set_ylabel(_price_label(currency))
-    ax.set_xlabel("Date")
-    ax.set_title(f"{forecast.ticker}: forecast after {forecast.last_date:%Y-%m-%d}")
-    ax.legend(loc="upper left")
-    ax.margins(y=0.12)
-    _date_axis(ax)
+        ax.annotate(
+            f"{dates[-1]:%Y-%m-%d}\n{closes[-1]:.2f}",
+            (dates[-1], closes[-1]),
+            textcoords="offset points",
+            xytext=(6, 0),
+            va="center",
+            fontsize="small",
+            color=COLORS["model"],
+        )
+        ax.hlines(
+            forecast.last_close,
+            pd.Timestamp(forecast.last_date),
+            dates[-1],
+            color=COLORS["persistence"],
+            ls=":",
+            lw=1.2,
+            label=f"persistence (last close {forecast.last_close:.2f})",
+        )
+        ax.axvline(pd.Timestamp(forecast.last_date), color="black", lw=0.8, ls=":")
+        ax.set_ylabel(_price_label(currency))
+        ax.set_xlabel("Date")
+        ax.set_title(f"{forecast.ticker}: forecast after {forecast.last_date:%Y-%m-%d}")
+        ax.legend(loc="upper left")
+        ax.margins(y=0.12)
+        _date_axis(ax)
+    # The right panel zooms on the forecast: a few weeks of history and the fan.
+    recent = history.index[-min(len(history), max(15, 3 * len(forecast.predictions))) :]
+    zoom.set_xlim(recent[0], pd.Timestamp(forecast.predictions[-1].date) + pd.Timedelta(days=2))
+    in_view = history.loc[recent[0] :]
+    bounds = [in_view.min(), in_view.max()]
+    for point in forecast.predictions:
+        values = [point.close, point.lower, point.upper, *(point.quantiles or {}).values()]
+        bounds += [v for v in values if v is not None]
+    pad = 0.05 * (max(bounds) - min(bounds) or 1.0)
+    zoom.set_ylim(min(bounds) - pad, max(bounds) + pad)
+    zoom.set_title("zoom on the forecast")
+    zoom.get_legend().remove()
     return fig
 
 
