@@ -19,6 +19,7 @@ from stock_lstm.pipeline.runner import (
     run_pipeline,
 )
 from stock_lstm.pipeline.stages import STAGES, resolve_stages
+from stock_lstm.workflows import AppContext
 
 KERNELSPEC = {"name": "stock-lstm", "display_name": "Python (stock-lstm)", "language": "python"}
 
@@ -262,3 +263,26 @@ def test_prune_removes_failed_and_stale_runs_but_never_a_registered_report(
     found = prunable_runs(reports, {failed_but_registered}, now=now)
     assert found == [failed, stale]
     assert ok.exists() and running.exists()
+
+
+def test_the_index_says_which_runs_model_serves(tmp_path: Path, ctx: AppContext) -> None:
+    import json
+
+    from stock_lstm.models.registry import list_models
+    from stock_lstm.models.training import TrainParams
+    from stock_lstm.workflows import register_outcome, train_ticker
+
+    params = TrainParams(epochs=1, hidden_size=4, num_layers=1, sequence_length=10, horizon=2)
+    first = register_outcome(ctx, train_ticker(ctx, "AAPL", params), force=True)
+    second = register_outcome(ctx, train_ticker(ctx, "AAPL", params), force=True)
+    assert [r.version_id for r in list_models(ctx.db, "AAPL") if r.is_active] == [second.version_id]
+    reports = tmp_path / "reports"
+    for number, record in enumerate((first, second)):
+        run_dir = reports / "AAPL" / f"2026010{number}_000000_abcdef"
+        run_dir.mkdir(parents=True)
+        (run_dir / "run.json").write_text(
+            json.dumps({"ticker": "AAPL", "status": "ok", "version_id": record.version_id})
+        )
+    page = build_index(reports, ctx.settings.database_url).read_text()
+    assert f"<td>{second.version_id}</td><td><b>yes</b></td>" in page
+    assert f"<td>{first.version_id}</td><td>no</td>" in page

@@ -1028,7 +1028,7 @@ def _cmd_reports(args: argparse.Namespace) -> int:
         pruned = prunable_runs(reports_dir, protected)
         for folder in pruned:
             shutil.rmtree(folder)
-    index = build_index(reports_dir)
+    index = build_index(reports_dir, _settings_from(args).database_url)
 
     def human() -> str:
         lines = [f"removed {folder}" for folder in pruned]

@@ -268,7 +268,7 @@ def run_tickers(
     rows = [{"ticker": ticker, "run_id": run_id, **results[ticker]} for ticker in calls]
     reports_dir = Path(shared["reports_dir"])
     if reports_dir.is_dir():  # after every task: the workers' own rebuilds may interleave
-        build_index(reports_dir)
+        build_index(reports_dir, shared.get("database_url"))
     return BatchResult(run_id, rows)
 
 

@@ -158,6 +158,12 @@ def _metrics_cells(metrics: dict[str, Any] | None, backtest: dict[str, Any] | No
     )
 
 
+def _active_cell(version_id: Any, active: set[str] | None) -> str:
+    if not version_id or active is None:
+        return "–"
+    return "<b>yes</b>" if version_id in active else "no"
+
+
 def _backtest_summary(run_dir: Path) -> dict[str, Any] | None:
     path = run_dir / "summary.json"
     try:
@@ -180,10 +186,11 @@ th {{ background: #f4f4f4; }} td.better {{ color: #1a7f37; }} td.worse {{ color:
 forecast (tomorrow = today) on the same dates; a ratio below 1 means the model beat it.
 Backtest runs show their next-day scores over every origin. 90% coverage is the share of
 closes inside the model's 90% interval (calibrated online; it should be near 0.90). The
-gate column says whether the model passed the promotion gate (hover for the reason).</p>
+gate column says whether the model passed the promotion gate (hover for the reason); active
+says whether it is the model that serves the ticker now.</p>
 <table><thead><tr><th>ticker</th><th>run (UTC)</th><th>status</th><th>stages</th>
 <th>model MAE</th><th>persistence MAE</th><th>ratio</th><th>90% coverage</th><th>gate</th>
-<th>model version</th>
+<th>model version</th><th>active</th>
 </tr></thead>
 <tbody>
 {rows}
@@ -191,8 +198,31 @@ gate column says whether the model passed the promotion gate (hover for the reas
 """
 
 
-def build_index(reports_dir: Path) -> Path:
-    """Rewrite ``reports_dir/index.html`` from the run manifests."""
+def active_version_ids(database_url: str | None) -> set[str] | None:
+    """The versions that serve now (None if the registry cannot be read: the index then
+    leaves the active column empty rather than failing a finished run)."""
+    if not database_url:
+        return None
+    from stock_lstm.db import Database
+    from stock_lstm.errors import StockLSTMError
+    from stock_lstm.models.registry import list_models
+
+    try:
+        db = Database(database_url)
+    except StockLSTMError:
+        return None
+    try:
+        return {record.version_id for record in list_models(db) if record.is_active}
+    except Exception:  # a busy or damaged database must not fail the index
+        return None
+    finally:
+        db.dispose()
+
+
+def build_index(reports_dir: Path, database_url: str | None = None) -> Path:
+    """Rewrite ``reports_dir/index.html`` from the run manifests; with ``database_url`` the
+    active column says which runs' models serve now."""
+    active = active_version_ids(database_url)
     reports_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for manifest in read_manifests(reports_dir):
@@ -217,10 +247,11 @@ def build_index(reports_dir: Path) -> Path:
             f"<td>{' · '.join(links)}</td>"
             f"{_metrics_cells(manifest.get('metrics'), _backtest_summary(run_dir))}"
             f"<td>{html.escape(str(manifest.get('version_id') or '–'))}</td>"
+            f"<td>{_active_cell(manifest.get('version_id'), active)}</td>"
             "</tr>"
         )
     index = reports_dir / "index.html"
-    body = _PAGE.format(rows="\n".join(rows) or "<tr><td colspan='10'>no runs yet</td></tr>")
+    body = _PAGE.format(rows="\n".join(rows) or "<tr><td colspan='11'>no runs yet</td></tr>")
     # A temporary name of its own: workers of a --tickers run rebuild the index at once.
     tmp = index.with_name(f".index.{os.getpid()}.{uuid.uuid4().hex[:8]}.html.tmp")
     tmp.write_text(body, encoding="utf-8")

@@ -251,7 +251,7 @@ def run_pipeline(
 
     result.status = "failed" if failure else "ok"
     write_manifest(run_dir, result.manifest())
-    build_index(reports_dir)
+    build_index(reports_dir, settings.database_url)
     if failure:
         report = run_dir / (result.stages[-1].html or result.stages[-1].notebook)
         raise PipelineError(f"{failure} (report: {report})")
