@@ -89,6 +89,9 @@ def test_training_round_trip_status_report_and_prediction(client: TestClient) ->
     assert [loss["epoch"] for loss in job["losses"]] == [1, 2, 3]
     assert job["error"] is None and job["params"]["epochs"] == 3
     assert job["report_url"] == f"/api/v1/reports/{job['version_id']}"
+    # The outcome: a ticker's first model is active, with the gate's verdict and reason.
+    assert job["model_active"] is True
+    assert job["gate"]["status"] in ("passed", "failed") and job["gate"]["reason"]
 
     report = client.get(job["report_url"])
     assert report.status_code == 200

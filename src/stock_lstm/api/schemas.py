@@ -177,10 +177,20 @@ class JobResponse(BaseModel):
     finished_at: datetime | None
     version_id: str | None
     report_url: str | None
+    model_active: bool | None = Field(
+        None, description="Whether the job's model serves its ticker now (set once completed)."
+    )
+    gate: dict[str, Any] | None = Field(
+        None,
+        description="The promotion gate's verdict on the job's model: status (passed, failed, "
+        "forced), value and reason, e.g. why it was registered inactive.",
+    )
 
     @classmethod
-    def from_record(cls, job: JobRecord) -> JobResponse:
+    def from_record(cls, job: JobRecord, model: ModelRecord | None = None) -> JobResponse:
+        """``model``: the job's registered version, when the caller looked it up."""
         completed = job.status == "completed" and job.version_id
+        gate = model.metrics.get("gate") if model is not None else None
         return cls(
             job_id=job.job_id,
             ticker=job.ticker,
@@ -198,6 +208,8 @@ class JobResponse(BaseModel):
             finished_at=job.finished_at,
             version_id=job.version_id,
             report_url=report_url(job.version_id) if completed else None,
+            model_active=model.is_active if model is not None else None,
+            gate=gate if isinstance(gate, dict) else None,
         )
 
 

@@ -13,7 +13,9 @@ from stock_lstm.api.schemas import (
     TrainingStartRequest,
     job_status_url,
 )
+from stock_lstm.errors import ModelNotFoundError
 from stock_lstm.models import jobs
+from stock_lstm.models.registry import get_model
 from stock_lstm.models.training import TrainParams
 
 router = APIRouter(prefix="/training", tags=["training"])
@@ -53,8 +55,16 @@ def start_training(
 
 @router.get("/status/{job_id}", responses={404: {"model": ErrorResponse}})
 def training_status(job_id: JobId, ctx: ContextDep) -> JobResponse:
-    """A job's status, progress per epoch, losses, error and (when completed) model version."""
-    return JobResponse.from_record(jobs.get_job(ctx.db, job_id))
+    """A job's status, progress per epoch, losses, error and, once completed, its model
+    version, whether that model is active and the promotion gate's verdict."""
+    job = jobs.get_job(ctx.db, job_id)
+    model = None
+    if job.status == "completed" and job.version_id:
+        try:
+            model = get_model(ctx.db, job.version_id)
+        except ModelNotFoundError:  # deleted since: the job still reports what it made
+            model = None
+    return JobResponse.from_record(job, model)
 
 
 @router.get("/jobs", responses={422: {"model": ErrorResponse}})
