@@ -46,6 +46,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (stock-lstm)" >/dev/null
+	@# The kernel logs only errors: its "TCP without encryption" warning (loopback, a kernel
+	@# of our own) printed on every run and told a reader nothing.
+	$(BIN)/python -c "import json, pathlib, sys; p = pathlib.Path(sys.prefix, 'share/jupyter/kernels/$(KERNEL)/kernel.json'); k = json.loads(p.read_text()); k['argv'] += [] if '--log-level=ERROR' in k['argv'] else ['--log-level=ERROR']; p.write_text(json.dumps(k, indent=1))"
 	@touch $(STAMP)
 	@echo "setup done: .venv ready, kernel '$(KERNEL)' registered"
 
