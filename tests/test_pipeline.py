@@ -286,3 +286,28 @@ def test_the_index_says_which_runs_model_serves(tmp_path: Path, ctx: AppContext)
     page = build_index(reports, ctx.settings.database_url).read_text()
     assert f"<td>{second.version_id}</td><td><b>yes</b></td>" in page
     assert f"<td>{first.version_id}</td><td>no</td>" in page
+
+
+def test_an_expected_error_shows_as_one_line_in_a_notebook(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from stock_lstm.pipeline.notebook import show_expected_errors_in_one_line
+
+    shell = InteractiveShell.instance()
+    try:
+        show_expected_errors_in_one_line(shell)
+        capsys.readouterr()
+        expected = shell.run_cell(
+            "from stock_lstm.errors import DataSourceError\n"
+            "def load():\n    raise DataSourceError('no prices for AAPL: set source')\nload()"
+        )
+        shown = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
+        assert not expected.success
+        assert len(shown) == 1 and "DataSourceError" in shown[0]
+        assert "no prices for AAPL: set source" in shown[0]
+        shell.run_cell("def bug():\n    return 1 / 0\nbug()")
+        assert len(capsys.readouterr().out.splitlines()) > 3  # a bug keeps its traceback
+    finally:
+        InteractiveShell.clear_instance()

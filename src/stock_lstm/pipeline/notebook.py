@@ -12,7 +12,7 @@ import os
 import tomllib
 from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from stock_lstm.errors import InvalidParameterError
 
@@ -83,6 +83,33 @@ def configure_pandas() -> None:
     pd.set_option("display.precision", 6)
 
 
+def show_expected_errors_in_one_line(shell: Any) -> None:
+    """In an IPython shell, an expected error (``StockLSTMError``: its message says what to do
+    next) shows as one line, like the CLI's; any other exception keeps its full traceback.
+    The kernel still reports the error's name and message, so papermill and the runner do."""
+    from stock_lstm.errors import StockLSTMError
+
+    def one_line(shell: Any, etype: Any, value: Any, tb: Any, tb_offset: Any = None) -> None:
+        mode = shell.InteractiveTB.mode
+        shell.InteractiveTB.set_mode("Minimal")
+        try:
+            shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
+        finally:
+            shell.InteractiveTB.set_mode(mode)
+
+    shell.set_custom_exc((StockLSTMError,), one_line)
+
+
+def _install_one_line_errors() -> None:
+    try:
+        from IPython import get_ipython
+    except ImportError:  # plain Python: errors raise as usual
+        return
+    shell = get_ipython()
+    if shell is not None:
+        show_expected_errors_in_one_line(shell)
+
+
 def setup_notebook(source: str | None = None) -> AppContext:
     """Prepare a notebook kernel and return the context every ``workflows`` call takes.
 
@@ -97,6 +124,7 @@ def setup_notebook(source: str | None = None) -> AppContext:
     root = find_project_root()
     if root is not None and root != Path.cwd().resolve():
         os.chdir(root)
+    _install_one_line_errors()
     configure_matplotlib()
     configure_pandas()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
