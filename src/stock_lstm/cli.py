@@ -48,9 +48,9 @@ TRAIN_PARAM_HELP: dict[str, tuple[type, str]] = {
     ),
     "output": (
         str,
-        "quantiles (default; nine non-crossing quantiles per day, pinball loss, the median is "
-        "the point forecast), point (one value per day, MSE) or student_t (location, scale "
-        "and degrees of freedom per day, negative log-likelihood)",
+        "student_t (default; location, scale and degrees of freedom per day, negative "
+        "log-likelihood, quantiles read off it), quantiles (nine non-crossing quantiles per "
+        "day, pinball loss) or point (one value per day, MSE); the median is the point forecast",
     ),
 }
 
@@ -328,8 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument(
         "--output",
-        choices=("quantiles", "point", "student_t"),
-        help="the evaluated model's head (quantiles)",
+        choices=("student_t", "quantiles", "point"),
+        help="the evaluated model's head (student_t)",
     )
     evaluate.add_argument("--epochs", type=int, help="maximum epochs per fit (default 100)")
     evaluate.add_argument("--output-dir", default="bench/evaluation", help="(bench/evaluation)")

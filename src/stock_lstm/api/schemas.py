@@ -85,7 +85,7 @@ HYPERPARAMETER_HELP = {
     "target": "what the network learns to predict",
     "strategy": "direct (all days in one pass) or recursive (each prediction fed back)",
     "inputs": "close (its log-return) or ohlcv (return, range, gap, volume)",
-    "output": "point (one value per day) or quantiles (a distribution per day)",
+    "output": "student_t (a Student-t per day), quantiles (nine per day) or point (one value)",
 }
 
 
