@@ -223,7 +223,9 @@ def stray_temp_files(models_dir: Path) -> list[Path]:
 
 
 def kind_of(path: Path) -> str:
-    return "scaler" if "_scaler.joblib" in path.name else "model"
+    if path.name.endswith(f".id{TEMP_SUFFIX}"):
+        return "id reservation"  # held from choosing the version id until both files exist
+    return "scaler" if "_scaler." in path.name else "model"
 
 
 @pytest.mark.parametrize("stop_at", ["model-temp", "scaler-temp", "before-registry"])
@@ -250,11 +252,11 @@ def test_kill_9_while_saving_artifacts_registers_nothing_half_written(
     wait_until(at_stop_point, timeout=CHILD_TIMEOUT, what=f"the child to reach {stop_at}")
     # The child really is where the test says: what is on disk at that instant.
     unregistered = sorted(set(models_dir.iterdir()) - registered_files)
-    temp_kinds = [kind_of(p) for p in unregistered if p.name.endswith(TEMP_SUFFIX)]
+    temp_kinds = sorted(kind_of(p) for p in unregistered if p.name.endswith(TEMP_SUFFIX))
     final_kinds = [kind_of(p) for p in unregistered if not p.name.endswith(TEMP_SUFFIX)]
     assert (temp_kinds, final_kinds) == {
-        "model-temp": (["model"], []),
-        "scaler-temp": (["scaler"], ["model"]),
+        "model-temp": (["id reservation", "model"], []),
+        "scaler-temp": (["id reservation", "scaler"], ["model"]),
         "before-registry": ([], ["model", "scaler"]),
     }[stop_at], unregistered
     kill_9(process)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from sqlalchemy.exc import IntegrityError
 
-from stock_lstm.data.preprocessing import MinMaxScaler
+from stock_lstm.data.encoding import PriceEncoder
 from stock_lstm.db import Database, ModelRegistry
 from stock_lstm.errors import ArtifactError, ModelNotFoundError
 from stock_lstm.models.artifacts import (
@@ -35,7 +35,7 @@ SUMMARY = TrainingDataSummary(date(2020, 1, 2), date(2021, 1, 4), 250, "0" * 64)
 
 def _save(directory: Path, version_id: str):
     model = LSTMForecaster(n_features=1, hidden_size=4, num_layers=1, dropout=0.0)
-    scaler = MinMaxScaler().fit(torch.arange(10.0).reshape(-1, 1).numpy())
+    scaler = PriceEncoder().fit(torch.arange(10.0).reshape(-1, 1).numpy())
     return save_artifacts(
         directory=directory,
         version_id=version_id,
@@ -118,13 +118,41 @@ def test_version_ids_are_file_safe_and_unique(tmp_path: Path) -> None:
     assert new_version_id("^GSPC", tmp_path, moment) == "_GSPC_20260102_030405_2"
 
 
+def test_a_version_id_is_never_handed_out_twice_before_its_files_exist(tmp_path: Path) -> None:
+    """Two trainings finishing in the same second (two processes) both ask for an id before
+    either has saved: they must get different ids, or the loser's clean-up deletes the
+    files the winner registered (issue 14, item 5)."""
+    from concurrent.futures import ThreadPoolExecutor
+    from datetime import UTC, datetime
+
+    moment = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    with ThreadPoolExecutor(8) as pool:
+        ids = list(pool.map(lambda _: new_version_id("AAPL", tmp_path, moment), range(16)))
+    assert len(set(ids)) == 16
+    _save(tmp_path, ids[0])  # saving releases the reservation; the files keep the id taken
+    assert not list(tmp_path.glob(f".{ids[0]}.*"))
+    assert new_version_id("AAPL", tmp_path, moment) not in ids
+
+
+def test_a_version_id_the_registry_knows_is_skipped(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    moment = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    taken = {"AAPL_20260102_030405", "AAPL_20260102_030405_2"}
+    assert new_version_id("AAPL", tmp_path, moment, taken=taken.__contains__) == (
+        "AAPL_20260102_030405_3"
+    )
+
+
 def test_artifacts_round_trip_and_leave_no_temporary_files(tmp_path: Path) -> None:
     saved = _save(tmp_path, "AAPL_1")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["AAPL_1.pt", "AAPL_1_scaler.joblib"]
-    payload = load_model_payload(saved.model_path, saved.model_sha256, "AAPL_1")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["AAPL_1.pt", "AAPL_1_scaler.json"]
+    payload = load_model_payload(
+        saved.model_path, saved.model_sha256, "AAPL_1", models_dir=tmp_path
+    )
     assert payload["config"]["hidden_size"] == 4
-    scaler = load_scaler(saved.scaler_path, saved.scaler_sha256, "AAPL_1")
-    assert scaler.inverse_transform_column(scaler.transform([[9.0]])[:, 0], 0)[0] == 9.0
+    scaler = load_scaler(saved.scaler_path, saved.scaler_sha256, "AAPL_1", models_dir=tmp_path)
+    assert scaler.decode(scaler.encode_inputs([[9.0]]), None)[0, 0] == 9.0
 
 
 @pytest.mark.parametrize("which", ["model", "scaler"])
@@ -136,20 +164,20 @@ def test_truncated_or_replaced_artifact_is_refused_before_loading(
     path.write_bytes(path.read_bytes()[:50])
     with pytest.raises(ArtifactError, match="AAPL_1"):
         if which == "model":
-            load_model_payload(path, saved.model_sha256, "AAPL_1")
+            load_model_payload(path, saved.model_sha256, "AAPL_1", models_dir=tmp_path)
         else:
-            load_scaler(path, saved.scaler_sha256, "AAPL_1")
+            load_scaler(path, saved.scaler_sha256, "AAPL_1", models_dir=tmp_path)
 
 
 def test_missing_and_unreadable_artifacts_are_clear_errors(tmp_path: Path) -> None:
     saved = _save(tmp_path, "AAPL_1")
-    garbage = tmp_path / "garbage.pt"
+    garbage = tmp_path / "AAPL_2.pt"
     garbage.write_bytes(b"not a torch file")
     with pytest.raises(ArtifactError, match="unreadable"):
-        load_model_payload(garbage, sha256_file(garbage), "AAPL_1")
+        load_model_payload(garbage, sha256_file(garbage), "AAPL_2", models_dir=tmp_path)
     saved.scaler_path.unlink()
     with pytest.raises(ArtifactError, match="missing"):
-        load_scaler(saved.scaler_path, saved.scaler_sha256, "AAPL_1")
+        load_scaler(saved.scaler_path, saved.scaler_sha256, "AAPL_1", models_dir=tmp_path)
 
 
 def test_unwritable_models_folder_is_an_artifact_error(tmp_path: Path) -> None:

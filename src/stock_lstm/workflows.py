@@ -22,7 +22,7 @@ from stock_lstm.config import Settings, get_settings
 from stock_lstm.data.cache import PriceFrames, SyncResult, get_prices, sync_prices
 from stock_lstm.data.sources import PriceSource, source_from_spec
 from stock_lstm.db import Database
-from stock_lstm.errors import InvalidParameterError
+from stock_lstm.errors import InvalidParameterError, ModelNotFoundError
 from stock_lstm.models import jobs
 from stock_lstm.models.forecasting import Forecast, ModelCache, make_forecast, validate_days
 from stock_lstm.models.registry import (
@@ -86,7 +86,11 @@ class AppContext:
             ),
             source=source_from_spec(source_spec, history_years=settings.history_years, clock=clock),
             clock=clock,
-            model_cache=ModelCache(settings.model_cache_size, threads=settings.torch_threads),
+            model_cache=ModelCache(
+                settings.model_cache_size,
+                threads=settings.torch_threads,
+                models_dir=Path(settings.models_dir),
+            ),
             price_frames=PriceFrames(recheck_seconds=settings.price_recheck_seconds),
         )
 
@@ -423,7 +427,9 @@ def register_outcome(
         models_dir = Path(ctx.settings.models_dir)
         artifacts = save_artifacts(
             directory=models_dir,
-            version_id=new_version_id(outcome.ticker, models_dir, ctx.clock()),
+            version_id=new_version_id(
+                outcome.ticker, models_dir, ctx.clock(), taken=lambda v: _registered(ctx, v)
+            ),
             model_config=outcome.result.model.config(),
             state_dict=outcome.result.model.state_dict(),
             scaler=outcome.data.scaler,
@@ -490,6 +496,17 @@ def register_outcome(
         raise
     outcome.record = record
     return record
+
+
+def _registered(ctx: AppContext, version_id: str) -> bool:
+    """Whether the registry already has ``version_id`` (from another machine's models folder)."""
+    from stock_lstm.models.registry import get_model
+
+    try:
+        get_model(ctx.db, version_id)
+    except ModelNotFoundError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)

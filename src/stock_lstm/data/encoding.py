@@ -332,3 +332,90 @@ def make_encoder(target: str, inputs: str = "close") -> Encoder:
     if target == "log_return":
         return ReturnFeaturesEncoder() if inputs == "ohlcv" else LogReturnEncoder()
     raise InvalidParameterError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
+
+
+#: Encoders by the name their saved state carries: the only classes a state can rebuild.
+ENCODER_KINDS: dict[str, type] = {
+    "PriceEncoder": PriceEncoder,
+    "LogReturnEncoder": LogReturnEncoder,
+    "ReturnFeaturesEncoder": ReturnFeaturesEncoder,
+}
+
+
+def _floats(values: np.ndarray) -> list[float]:
+    return [float(value) for value in np.asarray(values, dtype=np.float64).ravel()]
+
+
+def encoder_state(encoder: Encoder) -> dict[str, object]:
+    """A fitted encoder as plain numbers (JSON-safe), so saving it needs no pickle.
+
+    A pickle runs whatever code its bytes name when loaded; these numbers are all an encoder
+    is, and :func:`encoder_from_state` rebuilds only the classes in :data:`ENCODER_KINDS`.
+    """
+    kind = type(encoder).__name__
+    if ENCODER_KINDS.get(kind) is not type(encoder):
+        raise TypeError(f"cannot save an encoder of type {kind}")
+    state: dict[str, object] = {"kind": kind, "target_index": int(encoder.target_index)}
+    if isinstance(encoder, PriceEncoder):
+        state["data_min"] = _floats(encoder.scaler.data_min_)
+        state["data_max"] = _floats(encoder.scaler.data_max_)
+        return state
+    state["scale"] = float(encoder.scale_)
+    if isinstance(encoder, ReturnFeaturesEncoder):
+        state["mean"] = _floats(encoder.mean_)
+        state["std"] = _floats(encoder.std_)
+    return state
+
+
+def _finite_vector(state: dict[str, object], key: str, size: int | None = None) -> np.ndarray:
+    values = state.get(key)
+    if (
+        not isinstance(values, list)
+        or not values
+        or not all(
+            isinstance(value, int | float) and not isinstance(value, bool) for value in values
+        )
+    ):
+        raise ValueError(f"encoder state field {key!r} must be a non-empty list of numbers")
+    array = np.asarray(values, dtype=np.float64)
+    if not np.isfinite(array).all() or (size is not None and array.size != size):
+        raise ValueError(f"encoder state field {key!r} must hold {size or 'some'} finite numbers")
+    return array
+
+
+def _positive_number(state: dict[str, object], key: str) -> float:
+    value = state.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ValueError(f"encoder state field {key!r} must be a positive number")
+    if not math.isfinite(value):
+        raise ValueError(f"encoder state field {key!r} must be finite")
+    return float(value)
+
+
+def encoder_from_state(state: object) -> Encoder:
+    """Rebuild an encoder from :func:`encoder_state`'s output; ``ValueError`` on anything
+    else (an unknown kind, a missing or non-finite number, a wrong length)."""
+    if not isinstance(state, dict) or state.get("kind") not in ENCODER_KINDS:
+        raise ValueError(f"not an encoder state (kinds: {', '.join(ENCODER_KINDS)})")
+    target_index = state.get("target_index")
+    if isinstance(target_index, bool) or not isinstance(target_index, int) or target_index < 0:
+        raise ValueError("encoder state field 'target_index' must be a whole number >= 0")
+    kind = state["kind"]
+    if kind == "PriceEncoder":
+        price = PriceEncoder()
+        data_min = _finite_vector(state, "data_min")
+        data_max = _finite_vector(state, "data_max", data_min.size)
+        if target_index >= data_min.size:
+            raise ValueError("encoder state field 'target_index' is out of range")
+        price.scaler.data_min_, price.scaler.data_max_ = data_min, data_max
+        price.target_index = target_index
+        return price
+    encoder = ReturnFeaturesEncoder() if kind == "ReturnFeaturesEncoder" else LogReturnEncoder()
+    encoder.scale_ = _positive_number(state, "scale")
+    encoder.target_index = target_index
+    if isinstance(encoder, ReturnFeaturesEncoder):
+        encoder.mean_ = _finite_vector(state, "mean", len(OHLCV_FEATURES))
+        encoder.std_ = _finite_vector(state, "std", len(OHLCV_FEATURES))
+        if not (encoder.std_ > 0).all():
+            raise ValueError("encoder state field 'std' must be positive")
+    return encoder

@@ -120,7 +120,7 @@ class PreparedData:
 
     @property
     def scaler(self) -> Encoder:
-        """The fitted encoder (saved as the ``_scaler.joblib`` artifact)."""
+        """The fitted encoder (saved as the ``_scaler.json`` artifact)."""
         return self.encoder
 
     @property

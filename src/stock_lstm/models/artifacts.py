@@ -1,5 +1,12 @@
 """Model and scaler files: written atomically, fingerprinted, verified before deserializing.
 
+The registry is data, not code: a row names the files to load, so a database writable by more
+people than the model host must not be able to make it run anything. Files load only from
+inside the models folder, under their version's own name, with a recorded sha256 that matches;
+the weights load with ``torch.load(weights_only=True)`` and the scaler is plain JSON numbers
+(``{version}_scaler.json``). Versions saved before that format (``_scaler.joblib``, a pickle)
+still load after the same checks and must unpickle to one of the encoder classes.
+
 A crash while saving never leaves a half file under the final name: each file is written to
 a temporary name in the same folder (``.<name>.<random>.tmp``), fsynced, renamed, and the
 folder is fsynced so the rename itself survives a power cut; only then does the caller commit
@@ -15,6 +22,7 @@ import contextlib
 import errno
 import hashlib
 import io
+import json
 import os
 import tempfile
 import time
@@ -28,6 +36,9 @@ from stock_lstm.errors import ArtifactError
 from stock_lstm.tickers import ticker_file_stem
 
 ARTIFACT_FORMAT = 1
+#: The scaler file of versions saved now (plain numbers) and of older ones (a joblib pickle).
+SCALER_SUFFIX = "_scaler.json"
+LEGACY_SCALER_SUFFIX = "_scaler.joblib"
 _HASH_CHUNK = 1 << 20
 #: Suffix of files being written; they never carry a final name, so nothing loads them.
 TEMP_SUFFIX = ".tmp"
@@ -56,16 +67,56 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def new_version_id(ticker: str, directory: Path, created_at: datetime) -> str:
-    """``{TICKER}_{YYYYmmdd_HHMMSS}``, with ``_2``, ``_3``... if that second is taken."""
+def _reservation(directory: Path, version_id: str) -> Path:
+    return directory / f".{version_id}.id{TEMP_SUFFIX}"
+
+
+def _files_exist(directory: Path, version_id: str) -> bool:
+    return any(
+        (directory / f"{version_id}{suffix}").exists()
+        for suffix in (".pt", SCALER_SUFFIX, LEGACY_SCALER_SUFFIX)
+    )
+
+
+def new_version_id(
+    ticker: str,
+    directory: Path,
+    created_at: datetime,
+    *,
+    taken: Callable[[str], bool] | None = None,
+) -> str:
+    """A version id no other process can get: ``{TICKER}_{YYYYmmdd_HHMMSS}``, with ``_2``,
+    ``_3``... when that second is taken.
+
+    Two trainings of one ticker finishing in the same second (two CLI runs, or the CLI and the
+    API) would otherwise pick the same id, and the loser's clean-up would delete the files the
+    winner had registered. The id is reserved by creating ``.{id}.id.tmp`` exclusively (one
+    atomic ``O_EXCL`` create: exactly one process wins it); ``save_artifacts`` releases it once
+    the files under the id exist, and a reservation left by a dead process goes with the other
+    stale temporary files. ``taken`` adds ids known elsewhere (the registry, when several
+    machines share a database but not a models folder).
+    """
+    directory.mkdir(parents=True, exist_ok=True)
     stem = f"{ticker_file_stem(ticker)}_{created_at.strftime('%Y%m%d_%H%M%S')}"
-    candidate, counter = stem, 1
-    while (directory / f"{candidate}.pt").exists() or (
-        directory / f"{candidate}_scaler.joblib"
-    ).exists():
-        counter += 1
-        candidate = f"{stem}_{counter}"
-    return candidate
+    for counter in range(1, 10_000):
+        candidate = stem if counter == 1 else f"{stem}_{counter}"
+        if _files_exist(directory, candidate) or (taken is not None and taken(candidate)):
+            continue
+        try:
+            os.close(os.open(_reservation(directory, candidate), os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            continue
+        if _files_exist(directory, candidate):  # saved between our check and the create
+            _reservation(directory, candidate).unlink(missing_ok=True)
+            continue
+        return candidate
+    raise ArtifactError(f"no free version id for {ticker} at {stem} in {directory}")
+
+
+def release_version_id(directory: Path, version_id: str) -> None:
+    """Drop ``version_id``'s reservation (its files, or their absence, decide from now on)."""
+    with contextlib.suppress(OSError):
+        _reservation(directory, version_id).unlink(missing_ok=True)
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -152,12 +203,15 @@ def save_artifacts(
     metadata: dict[str, Any] | None = None,
 ) -> SavedArtifacts:
     """Save ``{version_id}.pt`` (config + weights, loadable with ``weights_only=True``) and
-    ``{version_id}_scaler.joblib``. Raises ``ArtifactError`` if the folder is not writable."""
-    import joblib
+    ``{version_id}_scaler.json`` (the encoder's numbers, see ``encoding.encoder_state``), then
+    release the id's reservation. Raises ``ArtifactError`` if the folder is not writable."""
     import torch
 
+    from stock_lstm.data.encoding import encoder_state
+
     model_path = directory / f"{version_id}.pt"
-    scaler_path = directory / f"{version_id}_scaler.joblib"
+    scaler_path = directory / f"{version_id}{SCALER_SUFFIX}"
+    scaler_bytes = json.dumps(encoder_state(scaler), indent=1).encode()
     payload = {
         "format": ARTIFACT_FORMAT,
         "config": dict(model_config),
@@ -174,31 +228,62 @@ def save_artifacts(
         model_sha = _write_atomically(
             model_path, lambda tmp: tmp.write_bytes(model_bytes.getbuffer())
         )
-        scaler_sha = _write_atomically(scaler_path, lambda tmp: joblib.dump(scaler, tmp))
+        scaler_sha = _write_atomically(scaler_path, lambda tmp: tmp.write_bytes(scaler_bytes))
     except BaseException as exc:
         with contextlib.suppress(OSError):
             model_path.unlink(missing_ok=True)  # no half pair: a model without its scaler
         if isinstance(exc, OSError):
             raise ArtifactError(_unwritable_message(directory, exc)) from exc
         raise
+    finally:
+        release_version_id(directory, version_id)
     return SavedArtifacts(version_id, model_path, scaler_path, model_sha, scaler_sha)
+
+
+def _checked_path(
+    path: Path, models_dir: Path, version_id: str, kind: str, suffixes: tuple[str, ...]
+) -> Path:
+    """``path`` resolved, if it is this version's own file directly inside ``models_dir``.
+
+    The path comes from a registry row, and a row is only as trustworthy as everyone who can
+    write the database: a path elsewhere (``/tmp/x``, ``../``, a symlink out) or with another
+    version's name is refused before anything is read.
+    """
+    resolved = Path(path).resolve()
+    folder = Path(models_dir).resolve()
+    names = {f"{version_id}{suffix}" for suffix in suffixes}
+    if resolved.parent != folder or resolved.name not in names:
+        raise ArtifactError(
+            f"{kind} file of version {version_id} is recorded outside the models folder or "
+            f"under another name; refusing to load it (expected {' or '.join(sorted(names))} "
+            f"in {folder}): retrain the ticker or activate another version"
+        )
+    return resolved
 
 
 def _verify(path: Path, expected_sha256: str | None, version_id: str, kind: str) -> None:
     hint = f"retrain the ticker or activate another version (version {version_id})"
+    if not expected_sha256:
+        raise ArtifactError(
+            f"{kind} file {path.name} of version {version_id} has no recorded fingerprint; "
+            f"refusing to load an unverifiable file: {hint}"
+        )
     if not path.is_file():
         raise ArtifactError(f"{kind} file {path} of version {version_id} is missing: {hint}")
-    if expected_sha256 and sha256_file(path) != expected_sha256:
+    if sha256_file(path) != expected_sha256:
         raise ArtifactError(
             f"{kind} file {path} of version {version_id} does not match the fingerprint "
             f"recorded when it was saved (truncated or replaced); refusing to load it: {hint}"
         )
 
 
-def load_model_payload(path: Path, expected_sha256: str | None, version_id: str) -> dict[str, Any]:
+def load_model_payload(
+    path: Path, expected_sha256: str | None, version_id: str, *, models_dir: Path
+) -> dict[str, Any]:
     """The verified ``.pt`` payload: ``{"format", "config", "metadata", "state_dict"}``."""
     import torch
 
+    path = _checked_path(path, models_dir, version_id, "model", (".pt",))
     _verify(path, expected_sha256, version_id, "model")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -215,15 +300,30 @@ def load_model_payload(path: Path, expected_sha256: str | None, version_id: str)
     return payload
 
 
-def load_scaler(path: Path, expected_sha256: str | None, version_id: str) -> Any:
-    """The verified scaler object."""
-    import joblib
+def load_scaler(
+    path: Path, expected_sha256: str | None, version_id: str, *, models_dir: Path
+) -> Any:
+    """The verified encoder: rebuilt from JSON numbers, or (versions saved before that
+    format) unpickled from a verified ``_scaler.joblib`` and accepted only if it is one of the
+    encoder classes."""
+    from stock_lstm.data.encoding import ENCODER_KINDS, encoder_from_state
 
+    path = _checked_path(
+        path, models_dir, version_id, "scaler", (SCALER_SUFFIX, LEGACY_SCALER_SUFFIX)
+    )
     _verify(path, expected_sha256, version_id, "scaler")
+    unreadable = (
+        f"scaler file {path} of version {version_id} is unreadable or not an encoder; "
+        "retrain the ticker or activate another version"
+    )
     try:
-        return joblib.load(path)
+        if path.name.endswith(SCALER_SUFFIX):
+            return encoder_from_state(json.loads(path.read_bytes()))
+        import joblib
+
+        encoder = joblib.load(path)
     except Exception as exc:
-        raise ArtifactError(
-            f"scaler file {path} of version {version_id} is unreadable ({type(exc).__name__}): "
-            "retrain the ticker or activate another version"
-        ) from exc
+        raise ArtifactError(f"{unreadable} ({type(exc).__name__})") from exc
+    if type(encoder) not in ENCODER_KINDS.values():
+        raise ArtifactError(f"{unreadable} (it holds a {type(encoder).__name__})")
+    return encoder

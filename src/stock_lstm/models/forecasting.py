@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from stock_lstm.errors import InvalidParameterError, NotEnoughDataError
+from stock_lstm.errors import ArtifactError, InvalidParameterError, NotEnoughDataError
 from stock_lstm.lru import LruCache
 from stock_lstm.models.artifacts import load_model_payload, load_scaler
 from stock_lstm.models.calendar import next_trading_days
@@ -179,14 +179,25 @@ def validate_days(days: object) -> int:
     return days
 
 
-def load_model(record: ModelRecord) -> LoadedModel:
-    """Verify and load a version's files (see ``artifacts``) and rebuild the network."""
+def load_model(record: ModelRecord, models_dir: Path) -> LoadedModel:
+    """Verify and load a version's files from ``models_dir`` (see ``artifacts``) and rebuild
+    the network; anything that does not fit the network is an ``ArtifactError``."""
     from stock_lstm.models.lstm import LSTMForecaster
 
-    payload = load_model_payload(Path(record.model_path), record.model_sha256, record.version_id)
-    encoder = load_scaler(Path(record.scaler_path), record.scaler_sha256, record.version_id)
-    model = LSTMForecaster(**payload["config"])
-    model.load_state_dict(payload["state_dict"])
+    payload = load_model_payload(
+        Path(record.model_path), record.model_sha256, record.version_id, models_dir=models_dir
+    )
+    encoder = load_scaler(
+        Path(record.scaler_path), record.scaler_sha256, record.version_id, models_dir=models_dir
+    )
+    try:
+        model = LSTMForecaster(**payload["config"])
+        model.load_state_dict(payload["state_dict"])
+    except Exception as exc:
+        raise ArtifactError(
+            f"model file of version {record.version_id} does not hold a network this code "
+            f"can rebuild ({type(exc).__name__}): retrain the ticker"
+        ) from exc
     model.eval()
     metadata = payload.get("metadata", {})
     strategy = str(metadata.get("strategy", record.params.get("strategy", "recursive")))
@@ -212,9 +223,12 @@ class ModelCache:
     other requests and any training on the same cores.
     """
 
-    def __init__(self, max_size: int = 32, *, threads: int | None = 1) -> None:
+    def __init__(
+        self, max_size: int = 32, *, threads: int | None = 1, models_dir: Path = Path("models")
+    ) -> None:
         self.max_size = max_size
         self.threads = threads
+        self.models_dir = Path(models_dir)
         self._items: LruCache[str, LoadedModel] = LruCache(max_size)
         self._configured = threading.local()
 
@@ -237,7 +251,7 @@ class ModelCache:
         self._configure_thread()
         loaded = self._items.get(record.version_id)
         if loaded is None:
-            loaded = load_model(record)
+            loaded = load_model(record, self.models_dir)  # raises: nothing is cached
             self._items.put(record.version_id, loaded)
         return loaded
 
