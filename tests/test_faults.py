@@ -10,6 +10,8 @@ and still predicts, and the job is marked failed by the next CLI command or API 
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import random
 import signal
@@ -19,6 +21,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from api_helpers import TINY_PARAMS, server_env, wait_until
@@ -286,53 +289,106 @@ def parent_pid(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
 
 
+def child_pids(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if parent_pid(int(stat.parent.name)) == pid:
+                found.append(int(stat.parent.name))
+    return found
+
+
+#: A training notebook that outlasts the test unless something stops it.
+LONG_NOTEBOOK_TRAINING = {
+    "epochs": 1000,
+    "patience": 0,
+    "sequence_length": 10,
+    "hidden_size": 8,
+    "num_layers": 1,
+    "batch_size": 64,
+}
+
+
+def start_notebook_training(
+    cli_env: Settings, ctx: AppContext, tmp_path: Path, job_id: str
+) -> tuple[subprocess.Popen[bytes], Path, jobs.JobRecord]:
+    """``stock-lstm run train`` for ``job_id``, returned once its kernel finished an epoch."""
+    argv = ["run", "train", "--ticker", "AAPL", "--no-progress", "-p", "job_id", job_id]
+    for name, value in LONG_NOTEBOOK_TRAINING.items():
+        argv += ["-p", name, str(value)]
+    process, log = start_child(cli_env, tmp_path, "--", *argv)
+
+    def training() -> jobs.JobRecord | None:
+        alive_or_fail(process, log)
+        try:
+            job = jobs.get_job(ctx.db, job_id)
+        except Exception:
+            return None
+        return job if job.current_epoch >= 1 else None
+
+    return process, log, wait_until(training, timeout=CHILD_TIMEOUT, what="the first epoch")
+
+
+def run_manifest(cli_env: Settings) -> dict[str, Any]:
+    (path,) = Path(cli_env.reports_dir).glob("AAPL/*/run.json")
+    return json.loads(path.read_text())
+
+
 @pytest.mark.slow
-def test_kill_9_of_the_notebook_kernel_fails_its_job_with_the_kernels_pid(
+def test_kill_9_of_the_notebook_kernel_fails_its_job_and_its_run(
+    cli_env: Settings,
+    ctx: AppContext,
+    active: ModelRecord,
+    tmp_path: Path,
+    children: list[subprocess.Popen[bytes]],
+) -> None:
+    """The runner owns a notebook's job (it writes the report after the kernel exits), so a
+    dead kernel is a failed stage the runner records at once, in the job and in run.json."""
+    process, log, job = start_notebook_training(cli_env, ctx, tmp_path, "J4")
+    children.append(process)
+    assert job.owner_pid == process.pid
+    (kernel,) = child_pids(process.pid)
+    os.kill(kernel, signal.SIGKILL)
+    assert process.wait(timeout=CHILD_TIMEOUT) == 2, log.read_text()
+    assert "stage train failed" in log.read_text()
+
+    job = jobs.get_job(ctx.db, "J4")
+    assert job.status == "failed" and job.error, job
+    manifest = run_manifest(cli_env)
+    assert manifest["status"] == "failed" and manifest["stages"][0]["html"]
+    assert [r.version_id for r in assert_registry_consistent(ctx)] == [active.version_id]
+    assert_previous_model_serves(ctx, active)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("reconciler", ["cli", "api"])
+def test_kill_9_of_the_runner_fails_its_job_and_marks_its_run_failed_next_start(
     cli_env: Settings,
     ctx: AppContext,
     active: ModelRecord,
     tmp_path: Path,
     children: list[subprocess.Popen[bytes]],
     capsys: pytest.CaptureFixture[str],
+    reconciler: str,
 ) -> None:
-    """A notebook run trains in its kernel, so the kernel (not the runner) owns the job."""
-    params = {
-        "job_id": "J4",
-        "epochs": 1000,
-        "patience": 0,
-        "sequence_length": 10,
-        "hidden_size": 8,
-        "num_layers": 1,
-        "batch_size": 64,
-    }
-    argv = ["run", "train", "--ticker", "AAPL", "--no-progress"]
-    for name, value in params.items():
-        argv += ["-p", name, str(value)]
-    process, log = start_child(cli_env, tmp_path, "--", *argv)
+    """Issue 14, item 6: the run's run.json said ``running`` forever, with no HTML."""
+    process, _log, _job = start_notebook_training(cli_env, ctx, tmp_path, "J5")
     children.append(process)
+    kill_9(process)
+    assert run_manifest(cli_env)["status"] == "running"  # what the dead process left
 
-    def training() -> jobs.JobRecord | None:
-        alive_or_fail(process, log)
-        try:
-            job = jobs.get_job(ctx.db, "J4")
-        except Exception:
-            return None
-        return job if job.current_epoch >= 1 else None
-
-    job = wait_until(training, timeout=CHILD_TIMEOUT, what="the kernel's first epoch")
-    kernel = job.owner_pid
-    assert kernel is not None and kernel != process.pid
-    assert parent_pid(kernel) == process.pid  # the kernel the runner started
-    os.kill(kernel, signal.SIGKILL)
-    assert process.wait(timeout=CHILD_TIMEOUT) == 2, log.read_text()
-    assert "stage train failed" in log.read_text()
-
-    reconcile_with("cli", cli_env, ctx, capsys)
-    job = jobs.get_job(ctx.db, "J4")
+    reconcile_with(reconciler, cli_env, ctx, capsys)
+    job = jobs.get_job(ctx.db, "J5")
     assert job.status == "failed"
-    assert job.error.startswith(f"interrupted: its process {kernel} on ")
+    assert job.error.startswith(f"interrupted: its process {process.pid} on ")
+    manifest = run_manifest(cli_env)
+    assert manifest["status"] == "failed"
+    assert manifest["error"].startswith(f"interrupted: its process {process.pid} on ")
+    (stage,) = manifest["stages"]
+    run_dir = next(Path(cli_env.reports_dir).glob("AAPL/*"))
+    assert stage["stage"] == "train" and (run_dir / stage["html"]).is_file()
+    assert run_dir.name in (Path(cli_env.reports_dir) / "index.html").read_text()
     assert [r.version_id for r in assert_registry_consistent(ctx)] == [active.version_id]
-    assert_previous_model_serves(ctx, active)
 
 
 # --- a corrupted database file --------------------------------------------------------------

@@ -394,6 +394,7 @@ def _context(args: argparse.Namespace) -> Any:
 
     ctx = AppContext.create(_settings_from(args))
     _reconcile_jobs(ctx.db)
+    _reconcile_runs(ctx.settings)
     return ctx
 
 
@@ -406,8 +407,23 @@ def _reconcile_jobs(db: Any) -> None:
         print(f"warning: training job {job_id} was interrupted: marked failed", file=sys.stderr)
 
 
+def _reconcile_runs(settings: Any) -> None:
+    """Mark the runs whose process on this host is gone as failed (their ``run.json`` said
+    ``running`` forever) and render what they had written; nothing to do is one glob."""
+    from stock_lstm.pipeline.run_recovery import reconcile_runs
+
+    marked = reconcile_runs(Path(settings.reports_dir))
+    for run_dir in marked:
+        print(f"warning: run {run_dir} was interrupted: marked failed", file=sys.stderr)
+    if marked:
+        from stock_lstm.pipeline.reports import build_index
+
+        build_index(Path(settings.reports_dir).resolve(), settings.database_url)
+
+
 def _reconcile_database(settings: Any) -> None:
-    """``_reconcile_jobs`` for commands that hand the database to notebooks (``run``)."""
+    """``_reconcile_jobs`` and ``_reconcile_runs`` for commands that hand the database to
+    notebooks (``run``)."""
     from stock_lstm.db import Database
 
     db = Database(settings.database_url, busy_timeout_seconds=settings.sqlite_busy_timeout_seconds)
@@ -415,6 +431,7 @@ def _reconcile_database(settings: Any) -> None:
         _reconcile_jobs(db)
     finally:
         db.dispose()
+    _reconcile_runs(settings)
 
 
 def _emit(args: argparse.Namespace, payload: dict[str, Any], human: Callable[[], str]) -> None:

@@ -72,6 +72,20 @@ class Settings(BaseSettings):
         description="Dask scheduler (tcp://host:port) that runs many-ticker work (run --tickers, "
         "sweep, evaluate, API trainings). None: a local cluster of worker processes per command.",
     )
+    job_timeout_hours: float = Field(
+        4.0,
+        gt=0,
+        le=168,
+        description="Wall-clock limit of one API training job, enforced as the notebook's cell "
+        "timeout (the training cell is the long one); a default training takes minutes.",
+    )
+    max_job_cost: float = Field(
+        32.0,
+        gt=0,
+        le=1e6,
+        description="Largest training an API request may ask for, in multiples of the default "
+        "training's compute (epochs x sequence_length x num_layers x hidden_size^2).",
+    )
 
     @field_validator("interval_level")
     @classmethod

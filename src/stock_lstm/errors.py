@@ -85,3 +85,8 @@ class DatabaseFileError(StockLSTMError):
     """The database file is damaged or is not a database: a person must restore or move it."""
 
     http_status = 503
+
+
+class JobCancelledError(ConflictError):
+    """The training job was cancelled (``POST .../cancel``): the training stops at its next
+    epoch and registers nothing."""

@@ -407,8 +407,10 @@ def register_outcome(
     gate. Files are written atomically first; if registration then fails they are deleted,
     so the registry never points at a missing file and no orphan files are left.
 
-    With ``job_id`` the job is completed in the registration's transaction, and a job
-    registers one model at most: if another attempt of it (a Dask task retried after its
+    With ``job_id`` the job records the version in the registration's transaction and is
+    completed there, or, with a ``report_path``, by the runner once that report is written
+    (a client polling the job then always finds the report); a job registers one model at
+    most: if another attempt of it (a Dask task retried after its
     worker died) registered first, that model is returned and these files are deleted.
     """
     from stock_lstm.models.artifacts import SavedArtifacts, new_version_id, save_artifacts
@@ -471,14 +473,19 @@ def register_outcome(
             report_path=report_path,
             clock=ctx.clock,
             job_id=job_id,
+            # A run with a report (the train notebook under a runner) completes its job only
+            # once that report is written; see pipeline.runner.
+            complete_job=report_path is None,
         )
     except AlreadyRegisteredError as exc:
         artifacts.model_path.unlink(missing_ok=True)
         artifacts.scaler_path.unlink(missing_ok=True)
         log.warning("%s", exc)
         record = get_model(ctx.db, exc.version_id)
-        # This attempt's train_ticker marked the job running again: it is done.
-        jobs.mark_completed(ctx.db, exc.job_id, record.version_id, clock=ctx.clock)
+        # This attempt's train_ticker marked the job running again: it is done (once its
+        # report exists, when it has one).
+        if report_path is None:
+            jobs.mark_completed(ctx.db, exc.job_id, record.version_id, clock=ctx.clock)
         outcome.gate = record.metrics.get("gate", gate)
         outcome.artifacts = SavedArtifacts(
             record.version_id,

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -229,6 +230,19 @@ def _freeze_startup_heap() -> None:
 _heap_frozen = False
 
 
+def _reconcile_runs(ctx: AppContext) -> None:
+    """Runs a killed server left ``running`` (no HTML, forever) are marked failed and their
+    notebooks rendered; see ``pipeline.run_recovery``."""
+    from stock_lstm.pipeline.reports import build_index
+    from stock_lstm.pipeline.run_recovery import reconcile_runs
+
+    reports_dir = Path(ctx.settings.reports_dir).resolve()
+    marked = reconcile_runs(reports_dir)
+    if marked:
+        log.warning("marked %d interrupted run(s) failed", len(marked))
+        build_index(reports_dir, ctx.settings.database_url)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -255,6 +269,7 @@ def create_app(
         interrupted = jobs.reconcile_jobs(ctx.db, include_unowned=True, clock=ctx.clock)
         if interrupted:
             log.warning("marked %d interrupted training job(s) failed", len(interrupted))
+        _reconcile_runs(ctx)
         # A Dask cluster's when STOCK_LSTM_DASK_SCHEDULER is set, else a local thread pool.
         pool = make_training_pool(ctx, metrics, run_training)
         app.state.training_pool = pool

@@ -163,7 +163,7 @@ class JobResponse(BaseModel):
 
     job_id: str
     ticker: str
-    status: Literal["queued", "running", "completed", "failed"]
+    status: Literal["queued", "running", "completed", "failed", "cancelled"]
     progress: float = Field(description="Percent of the epoch budget done (0..100).")
     current_epoch: int
     total_epochs: int

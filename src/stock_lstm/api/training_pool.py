@@ -69,7 +69,19 @@ def run_notebook_training(ctx: AppContext, task: TrainingTask) -> None:
         parameters["start"] = task.start.isoformat()
     if task.end is not None:
         parameters["end"] = task.end.isoformat()
-    run_pipeline(["train"], task.ticker, ctx.settings, parameters, progress=False)
+    run_pipeline(
+        ["train"],
+        task.ticker,
+        ctx.settings,
+        parameters,
+        progress=False,
+        execution_timeout=job_timeout_seconds(ctx),
+    )
+
+
+def job_timeout_seconds(ctx: AppContext) -> float:
+    """A job's wall-clock limit (``STOCK_LSTM_JOB_TIMEOUT_HOURS``) in seconds."""
+    return ctx.settings.job_timeout_hours * 3600.0
 
 
 class TrainingUnavailableError(StockLSTMError):
@@ -145,6 +157,10 @@ class TrainingPool:
         """Jobs accepted but not taken by a worker yet."""
         return self._queue.qsize()
 
+    def cancel(self, job_id: str) -> None:
+        """The job's row is already ``cancelled``: a worker that takes it skips it (its
+        ``mark_running`` refuses), and a running training stops at its next epoch."""
+
     def _dispatch(self, task: TrainingTask) -> None:
         """Hand a new job to the workers."""
         self._queue.put(task)
@@ -189,9 +205,13 @@ class TrainingPool:
             log.exception("could not mark training job %s failed", job_id)
 
     def _fail_unless_completed(self, job_id: str) -> None:
-        """A run that returned without registering a model did not succeed either."""
+        """A run that returned without registering a model did not succeed either; one that
+        registered (an earlier attempt's model, reused by a retried task) is complete."""
         try:
-            if jobs.get_job(self.ctx.db, job_id).status != jobs.COMPLETED:
+            job = jobs.get_job(self.ctx.db, job_id)
+            if job.status in jobs.UNFINISHED and job.version_id:
+                jobs.mark_completed(self.ctx.db, job_id, job.version_id, clock=self.ctx.clock)
+            elif job.status in jobs.UNFINISHED:
                 jobs.mark_failed(
                     self.ctx.db,
                     job_id,
@@ -290,6 +310,7 @@ class ClusterTrainingPool(TrainingPool):
             parameters,
             new_run_id(self.ctx.clock),
             task.job_id,
+            execution_timeout=job_timeout_seconds(self.ctx),
             key=f"train-{task.ticker}-{task.job_id}",
             retries=TASK_RETRIES,
             pure=False,
@@ -320,6 +341,14 @@ class ClusterTrainingPool(TrainingPool):
             self.metrics.training_running.dec()
             self.metrics.training_duration.observe(time.perf_counter() - began)
             self.metrics.training_jobs.labels(self._final_status(task.job_id)).inc()
+
+    def cancel(self, job_id: str) -> None:
+        """Cancel the job's task if the cluster has not started it (a running one stops at
+        its next epoch, reading the job's status)."""
+        with self._futures_lock:
+            futures = [future for future, task in self._futures.items() if task.job_id == job_id]
+        for future in futures:
+            future.cancel()
 
     def shutdown(self) -> None:
         """Stop accepting jobs, cancel and fail the queued ones, disconnect from the cluster."""

@@ -4,7 +4,13 @@ Each unfinished job names the process responsible for it (``owner_host``, ``owne
 API process while the job waits in its pool, then the process that trains (the CLI, or the
 notebook's kernel). ``reconcile_jobs`` uses that to fail only the jobs whose owner on this
 host is gone (killed, crashed, machine rebooted), never a job another live process is still
-running.
+running. A notebook kernel started by a runner (the API's pool, a Dask worker, ``stock-lstm
+run``) leaves the job with that runner, which outlives it: the runner writes the report after
+the kernel has exited, and only then is the job ``completed``.
+
+A queued or running job can be cancelled (``cancel_job``): the training checks at every epoch
+and stops, and a registration for a cancelled job is refused, so a cancelled job never
+leaves a model behind.
 """
 
 from __future__ import annotations
@@ -22,12 +28,15 @@ from sqlalchemy import or_, select, update
 
 from stock_lstm.clock import Clock, utc_now
 from stock_lstm.db import Database, TrainingJob
-from stock_lstm.errors import JobNotFoundError
+from stock_lstm.errors import ConflictError, JobCancelledError, JobNotFoundError
 from stock_lstm.tickers import validate_ticker
 
 QUEUED, RUNNING, COMPLETED, FAILED = "queued", "running", "completed", "failed"
-JOB_STATUSES = (QUEUED, RUNNING, COMPLETED, FAILED)
+CANCELLED = "cancelled"
+JOB_STATUSES = (QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED)
 UNFINISHED = (QUEUED, RUNNING)
+#: Error text of a job cancelled by request.
+CANCELLED_REASON = "cancelled by request"
 
 
 @dataclass(frozen=True)
@@ -160,16 +169,26 @@ def list_jobs(
         return [JobRecord.from_row(row) for row in session.scalars(query)]
 
 
+def _runs_us(host: str | None, pid: int | None) -> bool:
+    """Whether ``(host, pid)`` is the process that started this one (a kernel's runner)."""
+    return host == socket.gethostname() and pid is not None and pid == os.getppid()
+
+
 def mark_running(db: Database, job_id: str, *, clock: Clock = utc_now) -> None:
-    """Mark the job running, owned by the calling process: the one that trains (the CLI, the
-    notebook's kernel) or, until the kernel is up, the API worker that launched it."""
+    """Mark the job running, owned by the calling process: the one that trains (the CLI, a
+    notebook run in JupyterLab) or the runner that started this notebook's kernel (it writes
+    the report after the kernel exits, so the job stays its own). A cancelled job stays
+    cancelled and ``JobCancelledError`` stops the training before it starts."""
     owner_host, owner_pid = this_process()
     with db.transaction() as session:
         row = session.get(TrainingJob, job_id)
         if row is None:
             raise JobNotFoundError(f"no training job {job_id!r}")
+        if row.status == CANCELLED:
+            raise JobCancelledError(f"training job {job_id} was cancelled: nothing trained")
         row.status, row.started_at, row.error = RUNNING, clock(), None
-        row.owner_host, row.owner_pid = owner_host, owner_pid
+        if not _runs_us(row.owner_host, row.owner_pid):
+            row.owner_host, row.owner_pid = owner_host, owner_pid
 
 
 def record_epoch(
@@ -181,11 +200,21 @@ def record_epoch(
     train_loss: float,
     val_loss: float,
 ) -> None:
-    """Write one epoch's progress (progress is a percentage of the epoch budget)."""
+    """Write one epoch's progress (progress is a percentage of the epoch budget); raise
+    ``JobCancelledError`` if the job was cancelled, which stops the training loop."""
     with db.transaction() as session:
         row = session.get(TrainingJob, job_id)
         if row is None:
             return
+        if row.status == CANCELLED:
+            raise JobCancelledError(
+                f"training job {job_id} was cancelled after epoch {row.current_epoch}: "
+                "stopped, nothing registered"
+            )
+        if row.status not in UNFINISHED:  # failed by reconcile_jobs: its runner is gone
+            raise ConflictError(
+                f"training job {job_id} was marked {row.status} by another process: stopped"
+            )
         row.current_epoch = epoch
         row.total_epochs = total_epochs
         row.progress = round(100.0 * epoch / max(total_epochs, 1), 2)
@@ -197,20 +226,48 @@ def record_epoch(
 
 
 def mark_completed(db: Database, job_id: str, version_id: str, *, clock: Clock = utc_now) -> None:
+    """Completed with ``version_id``: called once the model is registered *and* its report
+    (if the run writes one) exists. A cancelled job stays cancelled."""
     with db.transaction() as session:
         row = session.get(TrainingJob, job_id)
         if row is None:
             raise JobNotFoundError(f"no training job {job_id!r}")
+        if row.status == CANCELLED:
+            return
         row.status, row.progress, row.finished_at = COMPLETED, 100.0, clock()
-        row.version_id = version_id
+        row.version_id, row.error = version_id, None
 
 
 def mark_failed(db: Database, job_id: str, error: str, *, clock: Clock = utc_now) -> None:
+    """Failed with ``error``, if it has not ended already: a cancelled job stays cancelled
+    and a failed one keeps its first reason (a kernel stopped because its job was failed
+    elsewhere must not replace why)."""
     with db.transaction() as session:
         row = session.get(TrainingJob, job_id)
-        if row is None:
+        if row is None or row.status not in UNFINISHED:
             return
         row.status, row.error, row.finished_at = FAILED, error[:2000], clock()
+
+
+def cancel_job(db: Database, job_id: str, *, clock: Clock = utc_now) -> JobRecord:
+    """Cancel a queued or running job; ``ConflictError`` (409) if it has already finished.
+
+    A queued job never starts; a running one stops at its next epoch (its training reads the
+    status) and can no longer register a model, whatever cell it is in.
+    """
+    with db.transaction() as session:
+        row = session.get(TrainingJob, job_id, with_for_update=True)
+        if row is None:
+            raise JobNotFoundError(
+                f"no training job {job_id!r}: list jobs with GET /api/v1/training/jobs"
+            )
+        if row.status not in UNFINISHED:
+            raise ConflictError(
+                f"training job {job_id} has already finished ({row.status}): nothing to cancel"
+            )
+        row.status, row.error, row.finished_at = CANCELLED, CANCELLED_REASON, clock()
+        session.flush()
+        return JobRecord.from_row(row)
 
 
 def interrupted_reason(pid: int, host: str) -> str:

@@ -23,9 +23,9 @@ from sqlalchemy.orm import Session
 
 from stock_lstm.clock import Clock, utc_now
 from stock_lstm.db import CalibrationStateRow, Database, ModelRegistry, TrainingJob
-from stock_lstm.errors import ConflictError, ModelNotFoundError
+from stock_lstm.errors import ConflictError, JobCancelledError, ModelNotFoundError
 from stock_lstm.models.artifacts import SavedArtifacts
-from stock_lstm.models.jobs import COMPLETED
+from stock_lstm.models.jobs import CANCELLED, COMPLETED
 from stock_lstm.tickers import validate_ticker
 
 logger = logging.getLogger(__name__)
@@ -130,13 +130,16 @@ def register_model(
     report_path: str | None = None,
     clock: Clock = utc_now,
     job_id: str | None = None,
+    complete_job: bool = True,
 ) -> ModelRecord:
     """Insert a version; when ``activate``, it replaces the ticker's active model atomically.
 
-    With ``job_id`` the job is marked completed with this version in the same transaction
-    (its row locked while checked, on databases that lock rows), so either both happen or
-    neither; if that job already has a model, ``AlreadyRegisteredError`` names it and
-    nothing is written.
+    With ``job_id`` the job records this version in the same transaction (its row locked
+    while checked, on databases that lock rows), so either both happen or neither, and is
+    marked completed unless ``complete_job`` is false (a run whose report is still to be
+    written: its runner completes the job once the report exists). If that job already has
+    a model, ``AlreadyRegisteredError`` names it; if it was cancelled, ``JobCancelledError``;
+    either way nothing is written.
     """
     ticker = validate_ticker(ticker)
     values: dict[str, Any] = dict(
@@ -163,13 +166,18 @@ def register_model(
             job = session.get(TrainingJob, job_id, with_for_update=True) if job_id else None
             if job is not None and job.version_id:
                 raise AlreadyRegisteredError(job.job_id, job.version_id)
+            if job is not None and job.status == CANCELLED:
+                raise JobCancelledError(
+                    f"training job {job.job_id} was cancelled: its model is not registered"
+                )
             if activate:
                 _deactivate_ticker(session, ticker)
             row = ModelRegistry(**values)
             session.add(row)
             if job is not None:
-                job.status, job.progress, job.finished_at = COMPLETED, 100.0, row.created_at
-                job.version_id, job.error = row.version_id, None
+                job.progress, job.version_id, job.error = 100.0, row.version_id, None
+                if complete_job:
+                    job.status, job.finished_at = COMPLETED, row.created_at
             session.flush()
             return ModelRecord.from_row(row)
 

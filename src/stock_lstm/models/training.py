@@ -148,6 +148,24 @@ class TrainParams:
             )
         return self
 
+    @property
+    def relative_cost(self) -> float:
+        """Compute of a full training (no early stop) in multiples of the default's.
+
+        An LSTM step costs about ``num_layers x hidden_size^2`` per time step, each window has
+        ``sequence_length`` steps and the loop runs up to ``epochs`` passes: the product is a
+        fair bound on what a request can make one worker do (the data's length is fixed by
+        the ticker, not the request).
+        """
+        default = TrainParams()
+
+        def units(params: TrainParams) -> float:
+            return float(
+                params.epochs * params.sequence_length * params.num_layers * params.hidden_size**2
+            )
+
+        return units(self) / units(default)
+
     def to_dict(self) -> dict[str, int | float | str]:
         """Plain ``{name: value}`` for JSON, the registry and reports (floats as ``float``)."""
         return {

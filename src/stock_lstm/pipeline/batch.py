@@ -149,8 +149,11 @@ def run_stages_task(
     parameters: dict[str, Any],
     run_id: str,
     job_id: str | None = None,
+    execution_timeout: float | None = None,
 ) -> dict[str, Any]:
     """One ticker's stages on a worker (a Dask task); returns its summary row.
+
+    ``execution_timeout``: seconds any notebook cell may run (an API job's wall-clock limit).
 
     ``job_id`` (default: ``training_job_id(run_id, ticker)``) is the train stage's job; when
     an earlier attempt completed it, its model is reported and the train stage is not run
@@ -180,7 +183,13 @@ def run_stages_task(
         try:
             with temporary_environment(settings_environment(config)):
                 result = run_pipeline(
-                    to_run, ticker, config, stage_parameters, run_id=attempt, progress=False
+                    to_run,
+                    ticker,
+                    config,
+                    stage_parameters,
+                    run_id=attempt,
+                    progress=False,
+                    execution_timeout=execution_timeout,
                 )
         except PipelineError as exc:
             row.update(status="failed", error=str(exc), run_dir=str(run_dir))

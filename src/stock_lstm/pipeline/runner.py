@@ -5,12 +5,19 @@ A run writes ``reports/<TICKER>/<run_id>/<NN_stage>.ipynb`` and ``.html`` per st
 and rendered (the failing cell is visible), later stages are skipped, and the error's first
 line is raised as ``PipelineError``. The train notebook registers its model only in its last
 cell, so a failed run never registers or activates anything.
+
+A run started for a training job (``job_id`` among the parameters) owns that job while its
+kernel trains, and completes it only after the report is rendered, so a client that sees
+``completed`` can fetch the report. ``execution_timeout`` bounds every cell (the training
+cell is the long one): a job's wall-clock limit. The manifest names the running process, so
+a run whose process dies is marked failed later (``run_recovery.reconcile_runs``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
 import uuid
 from collections.abc import Mapping
@@ -59,6 +66,8 @@ class RunResult:
     version_id: str | None = None
     metrics: dict[str, Any] | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
+    owner_host: str = field(default_factory=socket.gethostname)
+    owner_pid: int = field(default_factory=os.getpid)
 
     def manifest(self) -> dict[str, Any]:
         values = asdict(self)
@@ -162,6 +171,63 @@ def _first_line(exc: BaseException) -> str:
     return f"{ename}: {evalue[0] if evalue else ''}".strip()
 
 
+def _job_database(settings: Settings) -> Any:
+    from stock_lstm.db import Database
+
+    return Database(
+        settings.database_url, busy_timeout_seconds=settings.sqlite_busy_timeout_seconds
+    )
+
+
+def _take_job(settings: Settings, job_id: str, ticker: str, parameters: Mapping[str, Any]) -> None:
+    """Create (if the API did not) and own the job: this process renders its report after
+    the kernel has exited, so the job must not die with the kernel."""
+    from dataclasses import fields
+
+    from stock_lstm.models import jobs
+    from stock_lstm.models.training import TrainParams
+
+    names = {field.name for field in fields(TrainParams)}
+    try:
+        params = TrainParams.from_dict({k: v for k, v in parameters.items() if k in names})
+    except StockLSTMError:
+        return  # the notebook reports the bad parameter, and fails the job
+    db = _job_database(settings)
+    try:
+        jobs.ensure_job(db, job_id, ticker, params.to_dict())
+        jobs.mark_running(db, job_id)
+    finally:
+        db.dispose()
+
+
+def _finish_job(settings: Settings, job_id: str, html: Path | None, error: str | None) -> None:
+    """Complete the job once its model is registered and its report exists; else say why not
+    (the kernel marks most failures itself; this covers a timeout or a dead kernel)."""
+    from stock_lstm.errors import JobNotFoundError
+    from stock_lstm.models import jobs
+
+    db = _job_database(settings)
+    try:
+        job = jobs.get_job(db, job_id)
+        if job.status not in jobs.UNFINISHED:
+            return
+        if job.version_id and html is not None:
+            jobs.mark_completed(db, job_id, job.version_id)
+        elif job.version_id:
+            jobs.mark_failed(
+                db,
+                job_id,
+                f"model {job.version_id} was registered but its report could not "
+                "be rendered: see the server log",
+            )
+        elif error:
+            jobs.mark_failed(db, job_id, error)
+    except JobNotFoundError:
+        pass
+    finally:
+        db.dispose()
+
+
 def _registered_version(settings: Settings, report_path: str) -> tuple[str | None, dict | None]:
     from stock_lstm.db import Database, ModelRegistry
 
@@ -187,9 +253,14 @@ def run_pipeline(
     progress: bool = True,
     log_output: bool = False,
     clock: Clock = utc_now,
+    execution_timeout: float | None = None,
 ) -> RunResult:
-    """Execute ``stages`` for ``ticker`` and render their reports; see the module docstring."""
+    """Execute ``stages`` for ``ticker`` and render their reports; see the module docstring.
+
+    ``execution_timeout``: seconds any one cell may run (``None``: no limit).
+    """
     import papermill
+    from nbclient.exceptions import CellTimeoutError
     from papermill.exceptions import PapermillExecutionError
 
     ticker = validate_ticker(ticker)
@@ -214,6 +285,9 @@ def run_pipeline(
             output = run_dir / f"{stem}.ipynb"
             html_path = output.with_suffix(".html")
             stage_parameters = {"ticker": ticker, **per_stage[stage]}
+            job_id = stage_parameters.get("job_id") if stage == "train" else None
+            if job_id:
+                _take_job(settings, str(job_id), ticker, stage_parameters)
             if stage == "train":
                 stage_parameters["report_path"] = str(html_path)
             if stage == "backtest":
@@ -230,9 +304,16 @@ def run_pipeline(
                     progress_bar=progress,
                     log_output=log_output,
                     cwd=os.getcwd(),
+                    execution_timeout=execution_timeout,
                 )
             except PapermillExecutionError as exc:
                 stage_result.status, stage_result.error = "failed", _first_line(exc)
+            except CellTimeoutError:
+                stage_result.status = "failed"
+                stage_result.error = (
+                    f"stopped: a cell ran past the limit of {(execution_timeout or 0) / 3600:g} h "
+                    "(STOCK_LSTM_JOB_TIMEOUT_HOURS)"
+                )
             except Exception as exc:  # kernel died, could not start, ...
                 stage_result.status, stage_result.error = "failed", _first_line(exc)
             stage_result.seconds = round(time.perf_counter() - began, 2)
@@ -244,6 +325,9 @@ def run_pipeline(
             result.stages.append(stage_result)
             if stage == "train" and stage_result.status == "ok":
                 result.version_id, result.metrics = _registered_version(settings, str(html_path))
+            if job_id:
+                rendered = html_path if stage_result.html else None
+                _finish_job(settings, str(job_id), rendered, stage_result.error)
             write_manifest(run_dir, result.manifest())
             if stage_result.status == "failed":
                 failure = f"stage {stage} failed: {stage_result.error}"

@@ -13,12 +13,25 @@ from stock_lstm.api.schemas import (
     TrainingStartRequest,
     job_status_url,
 )
-from stock_lstm.errors import ModelNotFoundError
+from stock_lstm.errors import InvalidParameterError, ModelNotFoundError
 from stock_lstm.models import jobs
 from stock_lstm.models.registry import get_model
 from stock_lstm.models.training import TrainParams
 
 router = APIRouter(prefix="/training", tags=["training"])
+
+
+def check_job_cost(params: TrainParams, limit: float) -> None:
+    """Refuse a request whose training could hold the worker for days (422, the bound named)."""
+    cost = params.relative_cost
+    if cost > limit:
+        raise InvalidParameterError(
+            f"this training would cost {cost:.3g}x the default's compute (epochs x "
+            f"sequence_length x num_layers x hidden_size^2); one job may cost at most "
+            f"{limit:g}x (STOCK_LSTM_MAX_JOB_COST): lower epochs, hidden_size, num_layers or "
+            "sequence_length"
+        )
+
 
 JobId = Annotated[str, Path(max_length=64, description="The id POST /training/start returned.")]
 
@@ -44,6 +57,7 @@ def start_training(
     """
     hyperparameters = body.hyperparameters()
     resolved = TrainParams.from_dict(hyperparameters)
+    check_job_cost(resolved, pool.ctx.settings.max_job_cost)
     job = pool.submit(
         body.ticker, hyperparameters, resolved.to_dict(), start=body.start, end=body.end
     )
@@ -67,12 +81,29 @@ def training_status(job_id: JobId, ctx: ContextDep) -> JobResponse:
     return JobResponse.from_record(job, model)
 
 
+@router.post(
+    "/{job_id}/cancel",
+    dependencies=[TokenRequired],
+    responses={
+        401: {"model": ErrorResponse},
+        404: {"model": ErrorResponse},
+        409: {"model": ErrorResponse, "description": "The job has already finished."},
+    },
+)
+def cancel_training(job_id: JobId, ctx: ContextDep, pool: PoolDep) -> JobResponse:
+    """Cancel a queued or running job: a queued one never starts, a running one stops at its
+    next epoch; either way it registers no model and its status is `cancelled`."""
+    job = jobs.cancel_job(ctx.db, job_id, clock=ctx.clock)
+    pool.cancel(job_id)
+    return JobResponse.from_record(job)
+
+
 @router.get("/jobs", responses={422: {"model": ErrorResponse}})
 def list_training_jobs(
     ctx: ContextDep,
     ticker: Annotated[str | None, Query(description="Only this ticker's jobs.")] = None,
     status: Annotated[
-        Literal["queued", "running", "completed", "failed"] | None,
+        Literal["queued", "running", "completed", "failed", "cancelled"] | None,
         Query(description="Only jobs in this state."),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500, description="At most this many jobs.")] = 50,
