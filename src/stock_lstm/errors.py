@@ -85,3 +85,10 @@ class DatabaseFileError(StockLSTMError):
     """The database file is damaged or is not a database: a person must restore or move it."""
 
     http_status = 503
+
+
+class SettingsError(StockLSTMError):
+    """A ``STOCK_LSTM_*`` setting (or the flag overriding it) holds a value outside its bound:
+    nothing can run correctly until a person fixes the environment or ``.env``."""
+
+    http_status = 503
