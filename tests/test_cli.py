@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from stock_lstm.cli import main
-from stock_lstm.config import Settings
+from stock_lstm.config import Settings, get_settings
 from stock_lstm.db import Database, ModelRegistry, PriceCache, TrainingJob
 
 SMALL = ["--epochs", "3", "--sequence-length", "10", "--hidden-size", "8", "--batch-size", "64"]
@@ -206,3 +206,58 @@ def test_a_dotenv_file_in_the_working_folder_sets_the_source(
     assert FreshSettings().source == "csv:/data/prices"
     monkeypatch.setenv("STOCK_LSTM_SOURCE", "yahoo")
     assert FreshSettings().source == "yahoo"
+
+
+# --- a missing CSV folder is an error on every command that names it (issue 14) -----------
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["sync", "AAPL"],
+        ["train", "AAPL", *SMALL],
+        ["predict", "AAPL"],
+        ["run", "sync", "--ticker", "AAPL"],
+        ["backtest", "AAPL", "--origins", "5"],
+        ["sweep", "AAPL", "--grid", "hidden_size=8", "--origins", "5"],
+        ["serve", "--port", "1"],
+    ],
+)
+def test_a_missing_csv_folder_is_an_error_even_when_the_cache_is_fresh(
+    cli_env: Settings,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    argv: list[str],
+) -> None:
+    import uvicorn
+
+    served: list[object] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: served.append(args))
+    run_json(capsys, "sync", "AAPL")  # fresh for 24 hours
+    before = state(cli_env)
+    missing = tmp_path / "no" / "such" / "dir"
+    for how in ("flag", "environment"):
+        if how == "flag":
+            code = main([*argv, "--source", f"csv:{missing}"])
+        else:
+            monkeypatch.setenv("STOCK_LSTM_SOURCE", f"csv:{missing}")
+            get_settings.cache_clear()
+            code = main(argv)
+        err = capsys.readouterr().err.strip()
+        assert code == 2, (how, err)
+        assert err.startswith("error: price folder") and "\n" not in err
+        assert f"{missing} does not exist" in err
+    assert served == [] and state(cli_env) == before
+    assert not Path(cli_env.reports_dir).exists()
+
+
+def test_evaluate_with_a_missing_csv_folder_is_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code = main(
+        ["evaluate", "--csv-dir", str(tmp_path / "nope"), "--output-dir", str(tmp_path / "out")]
+    )
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error: price folder") and "\n" not in err
+    assert not (tmp_path / "out").exists()
