@@ -261,3 +261,35 @@ def test_evaluate_with_a_missing_csv_folder_is_one_line(
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("error: price folder") and "\n" not in err
     assert not (tmp_path / "out").exists()
+
+
+# --- a run id resolves inside the reports folder or is refused (issue 14) ----------------
+
+
+@pytest.mark.parametrize("run_id", ["../../x", "../x", "/tmp/x", "a/../../x", ".."])
+def test_a_run_id_outside_the_reports_folder_is_refused(
+    cli_env: Settings, capsys: pytest.CaptureFixture[str], tmp_path: Path, run_id: str
+) -> None:
+    before = sorted(tmp_path.rglob("*"))
+    assert main(["run", "sync", "--ticker", "AAPL", "--run-id", run_id, "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: run id") and "\n" not in err
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_a_batch_refuses_a_bad_run_id_before_any_task(cli_env: Settings) -> None:
+    from stock_lstm.errors import InvalidParameterError
+    from stock_lstm.pipeline.batch import run_stages_task, run_tickers
+
+    class NoExecutor:
+        remote = True
+
+        def map(self, *args: object, **kwargs: object) -> dict:
+            raise AssertionError("no task may start")
+
+    with pytest.raises(InvalidParameterError, match="run id"):
+        run_tickers(NoExecutor(), ["sync"], ["AAPL"], cli_env, run_id="../../x")  # type: ignore[arg-type]
+    from stock_lstm.cluster import worker_settings
+
+    row = run_stages_task(worker_settings(cli_env), "AAPL", ["sync"], {}, "../../x")
+    assert row["status"] == "failed" and "run id" in row["error"]

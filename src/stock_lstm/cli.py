@@ -697,9 +697,11 @@ def _check_csv_ticker(settings: Any, ticker: str) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from stock_lstm.errors import InvalidParameterError
-    from stock_lstm.pipeline.runner import coerce_parameter, run_pipeline
+    from stock_lstm.pipeline.runner import coerce_parameter, run_pipeline, validate_run_id
     from stock_lstm.tickers import validate_ticker
 
+    if args.run_id:
+        validate_run_id(args.run_id)  # before the database or any folder is touched
     if args.tickers or args.tickers_file:
         if args.ticker:
             raise InvalidParameterError(
