@@ -58,6 +58,13 @@ def test_every_setting_says_what_it_accepts() -> None:
     assert set(ACCEPTED) == set(Settings.model_fields)
 
 
+def test_the_readme_lists_every_setting() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    for field in Settings.model_fields:
+        assert f"| `STOCK_LSTM_{field.upper()}` |" in section, field
+
+
 @pytest.mark.parametrize(("name", "value", "accepted"), BAD_VALUES)
 def test_a_bad_setting_is_one_line_naming_variable_value_and_accepted_values(
     cli_env: Settings,
