@@ -366,11 +366,13 @@ def test_a_missing_csv_folder_in_a_source_parameter_fails_before_the_kernel(
 
 @pytest.mark.parametrize(
     "run_id",
-    ["../../x", "../x", "..", ".", "a/b", "/tmp/x", ".hidden", "a b", "x" * 101, "a\x00b"],
+    ["../../x", "../x", "..", ".", "a/b", "ABSOLUTE", ".hidden", "a b", "x" * 101, "a\x00b"],
 )
 def test_a_run_id_that_is_not_a_plain_folder_name_is_refused(
     settings: Settings, notebooks: Path, tmp_path: Path, run_id: str
 ) -> None:
+    if run_id == "ABSOLUTE":  # inside the test's folder, should the run id ever be obeyed
+        run_id = str(tmp_path / "absolute")
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
     with pytest.raises(InvalidParameterError, match="run id"):
         run_pipeline(
