@@ -25,6 +25,7 @@ from yfinance_fakes import (
 )
 
 from stock_lstm.data.cache import (
+    PriceFrames,
     SyncResult,
     cache_status,
     delete_cached_prices,
@@ -129,6 +130,25 @@ def test_expiry_triggers_a_new_download(db: Database, fake_clock: FakeClock) -> 
     assert not result.from_cache and not result.incremental
     assert result.rows == 70 and result.updated_at == fake_clock.now
     assert cache_status(db, "AAPL", expiry_hours=EXPIRY_HOURS, clock=fake_clock).fresh
+
+
+def test_expiry_zero_always_refreshes_even_rows_stamped_ahead_of_the_clock(
+    db: Database, fake_clock: FakeClock
+) -> None:
+    """``STOCK_LSTM_CACHE_EXPIRY_HOURS=0`` means always refresh: rows written by a process
+    whose clock runs ahead (``now - updated_at`` below zero) are not fresh either."""
+    source = FakeSource(FIRST_60, supports_incremental=False)
+    sync(db, source, fake_clock)
+    fake_clock.advance(hours=-1)
+
+    result = sync_prices(db, source, "AAPL", expiry_hours=0, clock=fake_clock)
+
+    assert len(source.calls) == 2 and not result.from_cache
+    assert not cache_status(db, "AAPL", expiry_hours=0, clock=fake_clock).fresh
+    frames = PriceFrames(recheck_seconds=3600)
+    get_prices(db, source, "AAPL", expiry_hours=0, clock=fake_clock, frames=frames)
+    get_prices(db, source, "AAPL", expiry_hours=0, clock=fake_clock, frames=frames)
+    assert len(source.calls) == 4
 
 
 def test_force_downloads_even_when_fresh(db: Database, fake_clock: FakeClock) -> None:

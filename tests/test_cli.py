@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from stock_lstm.cli import main
-from stock_lstm.config import Settings
+from stock_lstm.config import Settings, get_settings
 from stock_lstm.db import Database, ModelRegistry, PriceCache, TrainingJob
 
 SMALL = ["--epochs", "3", "--sequence-length", "10", "--hidden-size", "8", "--batch-size", "64"]
@@ -206,3 +206,92 @@ def test_a_dotenv_file_in_the_working_folder_sets_the_source(
     assert FreshSettings().source == "csv:/data/prices"
     monkeypatch.setenv("STOCK_LSTM_SOURCE", "yahoo")
     assert FreshSettings().source == "yahoo"
+
+
+# --- a missing CSV folder is an error on every command that names it (issue 14) -----------
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["sync", "AAPL"],
+        ["train", "AAPL", *SMALL],
+        ["predict", "AAPL"],
+        ["run", "sync", "--ticker", "AAPL"],
+        ["backtest", "AAPL", "--origins", "5"],
+        ["sweep", "AAPL", "--grid", "hidden_size=8", "--origins", "5"],
+        ["serve", "--port", "1"],
+    ],
+)
+def test_a_missing_csv_folder_is_an_error_even_when_the_cache_is_fresh(
+    cli_env: Settings,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    argv: list[str],
+) -> None:
+    import uvicorn
+
+    served: list[object] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: served.append(args))
+    run_json(capsys, "sync", "AAPL")  # fresh for 24 hours
+    before = state(cli_env)
+    missing = tmp_path / "no" / "such" / "dir"
+    for how in ("flag", "environment"):
+        if how == "flag":
+            code = main([*argv, "--source", f"csv:{missing}"])
+        else:
+            monkeypatch.setenv("STOCK_LSTM_SOURCE", f"csv:{missing}")
+            get_settings.cache_clear()
+            code = main(argv)
+        err = capsys.readouterr().err.strip()
+        assert code == 2, (how, err)
+        assert err.startswith("error: price folder") and "\n" not in err
+        assert f"{missing} does not exist" in err
+    assert served == [] and state(cli_env) == before
+    assert not Path(cli_env.reports_dir).exists()
+
+
+def test_evaluate_with_a_missing_csv_folder_is_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code = main(
+        ["evaluate", "--csv-dir", str(tmp_path / "nope"), "--output-dir", str(tmp_path / "out")]
+    )
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error: price folder") and "\n" not in err
+    assert not (tmp_path / "out").exists()
+
+
+# --- a run id resolves inside the reports folder or is refused (issue 14) ----------------
+
+
+@pytest.mark.parametrize("run_id", ["../../x", "../x", "ABSOLUTE", "a/../../x", ".."])
+def test_a_run_id_outside_the_reports_folder_is_refused(
+    cli_env: Settings, capsys: pytest.CaptureFixture[str], tmp_path: Path, run_id: str
+) -> None:
+    if run_id == "ABSOLUTE":  # inside the test's folder, should the run id ever be obeyed
+        run_id = str(tmp_path / "absolute")
+    before = sorted(tmp_path.rglob("*"))
+    assert main(["run", "sync", "--ticker", "AAPL", "--run-id", run_id, "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: run id") and "\n" not in err
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_a_batch_refuses_a_bad_run_id_before_any_task(cli_env: Settings) -> None:
+    from stock_lstm.errors import InvalidParameterError
+    from stock_lstm.pipeline.batch import run_stages_task, run_tickers
+
+    class NoExecutor:
+        remote = True
+
+        def map(self, *args: object, **kwargs: object) -> dict:
+            raise AssertionError("no task may start")
+
+    with pytest.raises(InvalidParameterError, match="run id"):
+        run_tickers(NoExecutor(), ["sync"], ["AAPL"], cli_env, run_id="../../x")  # type: ignore[arg-type]
+    from stock_lstm.cluster import worker_settings
+
+    row = run_stages_task(worker_settings(cli_env), "AAPL", ["sync"], {}, "../../x")
+    assert row["status"] == "failed" and "run id" in row["error"]

@@ -311,3 +311,86 @@ def test_an_expected_error_shows_as_one_line_in_a_notebook(
         assert len(capsys.readouterr().out.splitlines()) > 3  # a bug keeps its traceback
     finally:
         InteractiveShell.clear_instance()
+
+
+# --- settings, sources and run ids are checked before a kernel starts (issue 14) ----------
+
+
+def test_a_bad_setting_a_kernel_would_read_fails_before_the_kernel(
+    settings: Settings, notebooks: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kernel inherits this process's environment: a bad value there (one the caller's
+    ``Settings`` object never read) is one line before anything runs."""
+    from stock_lstm.errors import SettingsError
+
+    monkeypatch.setenv("STOCK_LSTM_GATE_THRESHOLD", "x")
+    with pytest.raises(SettingsError, match=r"^STOCK_LSTM_GATE_THRESHOLD='x' is not accepted"):
+        run_pipeline(["sync"], "AAPL", settings, notebooks_dir=notebooks, progress=False)
+    assert not Path(settings.reports_dir).exists()
+
+
+def test_a_bad_setting_in_the_kernels_dotenv_fails_before_the_kernel(
+    settings: Settings, notebooks: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``setup_notebook`` moves the kernel to the project root and reads its ``.env``, which
+    the command (started in a sub-folder) did not read."""
+    from stock_lstm.errors import SettingsError
+
+    root = tmp_path / "checkout"
+    (root / "notebooks").mkdir(parents=True)
+    (root / "pyproject.toml").write_text('[project]\nname = "stock-lstm"\n')
+    (root / ".env").write_text("STOCK_LSTM_INTERVAL_LEVEL=0.5\n")
+    monkeypatch.chdir(root / "notebooks")
+    monkeypatch.delenv("STOCK_LSTM_INTERVAL_LEVEL", raising=False)
+    with pytest.raises(SettingsError, match=r"STOCK_LSTM_INTERVAL_LEVEL='0\.5'"):
+        run_pipeline(["sync"], "AAPL", settings, notebooks_dir=notebooks, progress=False)
+    assert not Path(settings.reports_dir).exists()
+
+
+def test_a_missing_csv_folder_in_a_source_parameter_fails_before_the_kernel(
+    settings: Settings, notebooks: Path, tmp_path: Path
+) -> None:
+    from stock_lstm.errors import DataSourceError
+
+    with pytest.raises(DataSourceError, match="nowhere does not exist"):
+        run_pipeline(
+            ["sync"],
+            "AAPL",
+            settings,
+            {"source": f"csv:{tmp_path / 'nowhere'}"},
+            notebooks_dir=notebooks,
+            progress=False,
+        )
+    assert not Path(settings.reports_dir).exists()
+
+
+@pytest.mark.parametrize(
+    "run_id",
+    ["../../x", "../x", "..", ".", "a/b", "ABSOLUTE", ".hidden", "a b", "x" * 101, "a\x00b"],
+)
+def test_a_run_id_that_is_not_a_plain_folder_name_is_refused(
+    settings: Settings, notebooks: Path, tmp_path: Path, run_id: str
+) -> None:
+    if run_id == "ABSOLUTE":  # inside the test's folder, should the run id ever be obeyed
+        run_id = str(tmp_path / "absolute")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    with pytest.raises(InvalidParameterError, match="run id"):
+        run_pipeline(
+            ["sync"], "AAPL", settings, notebooks_dir=notebooks, run_id=run_id, progress=False
+        )
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_a_run_folder_must_resolve_inside_the_reports_folder(tmp_path: Path) -> None:
+    """A symlinked ticker folder would carry a well-formed run id elsewhere."""
+    from stock_lstm.pipeline.runner import run_folder
+
+    reports, outside = tmp_path / "reports", tmp_path / "outside"
+    reports.mkdir()
+    outside.mkdir()
+    (reports / "AAPL").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(InvalidParameterError, match="outside the reports folder"):
+        run_folder(reports, "AAPL", "r1")
+    assert run_folder(reports, "MSFT", "20260105_120000_ab12cd-attempt2") == (
+        reports.resolve() / "MSFT" / "20260105_120000_ab12cd-attempt2"
+    )

@@ -369,24 +369,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: CLI flags that override a setting: (argparse dest, Settings field, flag named in errors).
+SETTING_FLAGS = (
+    ("database_url", "database_url", "--database-url"),
+    ("models_dir", "models_dir", "--models-dir"),
+    ("source", "source", "--source"),
+)
+
+
 def _settings_from(args: argparse.Namespace) -> Any:
-    from stock_lstm.config import Settings, get_settings
+    """The environment's settings with this call's flags on top; a bad value in either is a
+    ``SettingsError`` naming the flag or the variable it came from."""
+    from stock_lstm.config import get_settings, load_settings
 
     overrides: dict[str, Any] = {}
-    if getattr(args, "database_url", None):
-        overrides["database_url"] = args.database_url
-    if getattr(args, "models_dir", None):
-        overrides["models_dir"] = args.models_dir
-    if getattr(args, "source", None):
-        overrides["source"] = args.source
+    labels: dict[str, str] = {}
+    for dest, field, flag in SETTING_FLAGS:
+        if getattr(args, dest, None):
+            overrides[field] = getattr(args, dest)
+            labels[field] = flag
     if not overrides:
         return get_settings()
-    try:
-        return Settings(**{**get_settings().model_dump(), **overrides})
-    except ValueError as exc:
-        from stock_lstm.errors import InvalidParameterError
-
-        raise InvalidParameterError(str(exc).splitlines()[-1].strip()) from exc
+    return load_settings(overrides, labels=labels)
 
 
 def _context(args: argparse.Namespace) -> Any:
@@ -710,9 +714,11 @@ def _check_csv_ticker(settings: Any, ticker: str) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from stock_lstm.errors import InvalidParameterError
-    from stock_lstm.pipeline.runner import coerce_parameter, run_pipeline
+    from stock_lstm.pipeline.runner import coerce_parameter, run_pipeline, validate_run_id
     from stock_lstm.tickers import validate_ticker
 
+    if args.run_id:
+        validate_run_id(args.run_id)  # before the database or any folder is touched
     if args.tickers or args.tickers_file:
         if args.ticker:
             raise InvalidParameterError(
@@ -1069,6 +1075,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # yfinance logs every failed request itself; our error line already quotes the cause.
         logging.getLogger("yfinance").propagate = False
     try:
+        _settings_from(args)  # every setting checked before any command does any work
         return int(args.handler(args))
     except StockLSTMError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -90,3 +90,10 @@ class DatabaseFileError(StockLSTMError):
 class JobCancelledError(ConflictError):
     """The training job was cancelled (``POST .../cancel``): the training stops at its next
     epoch and registers nothing."""
+
+
+class SettingsError(StockLSTMError):
+    """A ``STOCK_LSTM_*`` setting (or the flag overriding it) holds a value outside its bound:
+    nothing can run correctly until a person fixes the environment or ``.env``."""
+
+    http_status = 503

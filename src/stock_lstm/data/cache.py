@@ -3,8 +3,9 @@
 Rules (per ticker, in one place):
 
 * Rows are *fresh* while ``now - updated_at < expiry_hours`` (oldest ``updated_at`` of the
-  ticker's rows). A fresh cache is used as is, unless the caller asks for history starting more
-  than ``EARLIER_HISTORY_TOLERANCE_DAYS`` before the first cached day.
+  ticker's rows); ``expiry_hours=0`` means always refresh (never fresh). A fresh cache is
+  used as is, unless the caller asks for history starting more than
+  ``EARLIER_HISTORY_TOLERANCE_DAYS`` before the first cached day.
 * Otherwise (expired, missing, ``force``) the source is asked. A source that can fetch a date
   range only fetches the tail from ``last_date - INCREMENTAL_OVERLAP_DAYS``; if the overlapping
   closes moved by more than ``READJUSTMENT_TOLERANCE`` (a split or dividend re-adjusted the
@@ -131,8 +132,12 @@ def _expiry(expiry_hours: float) -> timedelta:
 
 
 def is_fresh(updated_at: datetime | None, now: datetime, expiry: timedelta) -> bool:
-    """True while rows stamped ``updated_at`` are younger than ``expiry`` at ``now``."""
-    return updated_at is not None and now - updated_at < expiry
+    """True while rows stamped ``updated_at`` are younger than ``expiry`` at ``now``.
+
+    An expiry of 0 means "always refresh": never fresh, even for rows stamped by a clock
+    running ahead of this one (``now - updated_at`` below zero would otherwise pass).
+    """
+    return expiry > timedelta(0) and updated_at is not None and now - updated_at < expiry
 
 
 def needs_earlier_history(first_cached: date | None, start: date | None) -> bool:

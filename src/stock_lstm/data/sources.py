@@ -242,6 +242,21 @@ class CsvSource:
         self.directory = Path(directory)
         self.name = f"{CSV_PREFIX}{self.directory}"
 
+    def check_folder(self) -> CsvSource:
+        """This source, or a ``DataSourceError`` when its folder does not exist (or is a file).
+
+        Checked when a ``csv:DIR`` spec is read, not only when a file is: a sync of a ticker
+        whose cache is still fresh never opens a file, and a mistyped folder would go
+        unnoticed until the cache expired.
+        """
+        if not self.directory.is_dir():
+            what = "is not a folder" if self.directory.exists() else "does not exist"
+            raise DataSourceError(
+                f"price folder {self.directory} {what}: point the source at a folder "
+                "of <TICKER>.csv files (Date,Open,High,Low,Close,Volume)"
+            )
+        return self
+
     def available_tickers(self) -> list[str]:
         """Ticker stems of the CSV files in the folder, sorted."""
         if not self.directory.is_dir():
@@ -293,11 +308,7 @@ class CsvSource:
         closest names: ``APPL`` -> did you mean AAPL?). Cheap: commands call it before they
         start a notebook kernel."""
         symbol = validate_ticker(ticker)
-        if not self.directory.is_dir():
-            raise DataSourceError(
-                f"price folder {self.directory} does not exist: point the source at a folder "
-                "of <TICKER>.csv files (Date,Open,High,Low,Close,Volume)"
-            )
+        self.check_folder()
         path = self.path_for(symbol)
         if not path.is_file():
             close = difflib.get_close_matches(symbol, self.available_tickers(), n=3, cutoff=0.6)
@@ -316,12 +327,16 @@ class CsvSource:
 
 
 def source_from_spec(spec: str, *, history_years: int = 10, clock: Clock = utc_now) -> PriceSource:
-    """Build a source from ``"yahoo"`` or ``"csv:DIR"`` (the ``--source`` option's value)."""
+    """Build a source from ``"yahoo"`` or ``"csv:DIR"`` (the ``--source`` option's value).
+
+    A ``csv:DIR`` whose folder does not exist is refused here (``DataSourceError``), so
+    every command, server and notebook that names it stops before doing anything.
+    """
     text = spec.strip() if isinstance(spec, str) else ""
     if text.lower() == YAHOO_SOURCE_NAME:
         return YahooSource(history_years=history_years, clock=clock)
     if text.lower().startswith(CSV_PREFIX) and text[len(CSV_PREFIX) :].strip():
-        return CsvSource(Path(text[len(CSV_PREFIX) :].strip()).expanduser())
+        return CsvSource(Path(text[len(CSV_PREFIX) :].strip()).expanduser()).check_folder()
     raise InvalidParameterError(
         f"source {spec!r} is not recognised: use 'yahoo' or 'csv:DIR' "
         "(a folder of <TICKER>.csv files)"

@@ -74,8 +74,15 @@ def build_tasks(
     include_point: bool = False,
 ) -> list[EvaluationTask]:
     from stock_lstm.data.sources import CsvSource
+    from stock_lstm.errors import DataSourceError
 
-    names = tickers or CsvSource(source_dir).available_tickers()
+    source = CsvSource(source_dir).check_folder()  # a mistyped --csv-dir: one line, no cluster
+    names = tickers or source.available_tickers()
+    if not names:
+        raise DataSourceError(
+            f"the folder {source_dir} holds no .csv files: point --csv-dir at a folder of "
+            "<TICKER>.csv files"
+        )
     tasks = []
     for ticker in names:
         for seed in seeds:

@@ -159,12 +159,17 @@ def run_stages_task(
     an earlier attempt completed it, its model is reported and the train stage is not run
     again. Expected failures come back as ``status: failed``; others raise (Dask retries).
     """
-    from stock_lstm.pipeline.runner import PipelineError, run_pipeline
+    from stock_lstm.pipeline.runner import PipelineError, run_folder, run_pipeline
 
     began = time.perf_counter()
     config = settings_from_dict(settings)
     job_id = job_id or (training_job_id(run_id, ticker) if "train" in stages else None)
     row: dict[str, Any] = {"ticker": ticker, "run_id": run_id, "worker": worker_name()}
+    try:
+        run_folder(Path(config.reports_dir), ticker, run_id)  # before any folder is probed
+    except StockLSTMError as exc:
+        row.update(status="failed", error=str(exc), seconds=0.0)
+        return row
     reused = _completed_model(config, job_id) if job_id else None
     row["reused"] = reused is not None
     to_run = [stage for stage in stages if not (reused and stage == "train")]
@@ -261,8 +266,10 @@ def run_tickers(
 ) -> BatchResult:
     """Run ``stages`` for every ticker as one task each on ``executor``; see the module
     docstring. Returns when every ticker has finished or failed."""
-    from stock_lstm.pipeline.runner import check_kernel, new_run_id
+    from stock_lstm.pipeline.runner import check_kernel, new_run_id, validate_run_id
 
+    if run_id is not None:
+        validate_run_id(run_id)  # one line now, not a failed task per ticker
     parameters = dict(parameters or {})
     resolved = check_parameters(stages, parameters)
     if not executor.remote:

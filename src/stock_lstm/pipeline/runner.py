@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import time
 import uuid
@@ -29,7 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from stock_lstm.clock import Clock, utc_now
-from stock_lstm.config import Settings, temporary_environment
+from stock_lstm.config import Settings, load_settings, temporary_environment
 from stock_lstm.errors import InvalidParameterError, StockLSTMError
 from stock_lstm.pipeline.reports import build_index, render_html, write_manifest
 from stock_lstm.pipeline.stages import KERNEL_NAME, STAGES, default_notebooks_dir, resolve_stages
@@ -90,8 +91,65 @@ def coerce_parameter(text: str) -> Any:
     return text
 
 
+#: A run id names a folder under ``reports/<TICKER>/``: letters, digits, ``_``, ``-`` and
+#: ``.`` only, starting with a letter or digit, so it can never be ``..``, hold a separator
+#: or need escaping in a URL or a shell.
+RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+
+
 def new_run_id(clock: Clock = utc_now) -> str:
     return f"{clock().strftime('%Y%m%d_%H%M%S')}_{uuid.uuid4().hex[:6]}"
+
+
+def validate_run_id(run_id: str) -> str:
+    """``run_id`` if it has ``RUN_ID_PATTERN``'s shape, else ``InvalidParameterError``."""
+    if not isinstance(run_id, str) or not RUN_ID_PATTERN.fullmatch(run_id):
+        shown = repr(run_id)[:80]
+        raise InvalidParameterError(
+            f"run id {shown} is not accepted: use 1 to 100 letters, digits, '_', '-' or '.', "
+            "starting with a letter or digit (e.g. 20260105_120000_ab12cd)"
+        )
+    return run_id
+
+
+def run_folder(reports_dir: Path, ticker: str, run_id: str) -> Path:
+    """``<reports_dir>/<TICKER>/<run_id>`` resolved, or ``InvalidParameterError`` when it
+    would lie outside the reports folder (a bad shape, or a symlinked ticker folder):
+    reports are served and pruned from that folder, so nothing may be written elsewhere."""
+    root = Path(reports_dir).resolve()
+    folder = (root / ticker_file_stem(ticker) / validate_run_id(run_id)).resolve()
+    if not folder.is_relative_to(root) or folder.parent == root or folder == root:
+        raise InvalidParameterError(
+            f"run id {run_id!r} resolves to {folder}, outside the reports folder {root}: "
+            "pick another run id"
+        )
+    return folder
+
+
+def check_kernel_settings(settings: Settings) -> None:
+    """Refuse, as one ``SettingsError`` line, a setting a notebook kernel would choke on.
+
+    A kernel reads its settings again: ``kernel_environment(settings)`` on top of this
+    process's environment, plus the ``.env`` of the folder ``setup_notebook`` moves to (the
+    project root). A bad value there would otherwise be a traceback in every report.
+    """
+    from stock_lstm.pipeline.notebook import find_project_root
+
+    folder = find_project_root() or Path.cwd()
+    with temporary_environment(kernel_environment(settings)):
+        load_settings(env_file=folder / ".env")
+
+
+def check_sources(ticker: str, settings: Settings, per_stage: Mapping[str, Any]) -> None:
+    """Every price source the stages will read (a ``source`` parameter, else the setting)
+    exists, and a CSV folder holds the ticker's file: seconds here, not a kernel later."""
+    from stock_lstm.data.sources import CsvSource, source_from_spec
+
+    specs = {params.get("source") or settings.source for params in per_stage.values()}
+    for spec in sorted(specs, key=str):
+        source = source_from_spec(spec)
+        if isinstance(source, CsvSource):
+            source.check_ticker(ticker)
 
 
 def declared_parameters(notebook: Path) -> dict[str, Any]:
@@ -267,11 +325,13 @@ def run_pipeline(
     stages = resolve_stages(stages)
     notebooks_dir = notebooks_dir or default_notebooks_dir()
     per_stage = split_parameters(stages, dict(parameters or {}), notebooks_dir)
-    check_kernel()
-
     reports_dir = Path(settings.reports_dir).resolve()
     run_id = run_id or new_run_id(clock)
-    run_dir = reports_dir / ticker_file_stem(ticker) / run_id
+    run_dir = run_folder(reports_dir, ticker, run_id)
+    check_kernel_settings(settings)
+    check_sources(ticker, settings, per_stage)
+    check_kernel()
+
     run_dir.mkdir(parents=True, exist_ok=False)
     result = RunResult(
         run_id, ticker, run_dir, clock().isoformat(), parameters=dict(parameters or {})
