@@ -61,6 +61,8 @@ ACCEPTED: dict[str, str] = {
     "pushgateway_url": "http(s)://HOST:PORT or HOST:PORT, or empty for none",
     "dask_scheduler": "tcp://HOST:PORT (or tls://, ws://, wss://, ucx://), or empty for a "
     "local cluster",
+    "job_timeout_hours": "a number of hours above 0, at most 168",
+    "max_job_cost": "a number above 0 (multiples of the default training), at most 1e6",
 }
 #: Settings whose value is never quoted back (it is a secret).
 SECRET_FIELDS = frozenset({"api_token"})

@@ -75,11 +75,30 @@ def header_problem(path: Path) -> str | None:
     return None
 
 
+#: SQLite files this process has connections to (see ``check_database_file``).
+_OPEN_IN_THIS_PROCESS: set[Path] = set()
+
+
+def note_open(url: str) -> None:
+    """Record that this process now holds SQLite connections to ``url``'s file."""
+    path = sqlite_file(url)
+    if path is not None:
+        _OPEN_IN_THIS_PROCESS.add(path.resolve())
+
+
 def check_database_file(url: str) -> None:
     """Raise ``DatabaseFileError`` if ``url`` names an existing SQLite file that is visibly
-    not a sound database. Reads only; a missing file is fine (it will be created)."""
+    not a sound database. Reads only; a missing file is fine (it will be created).
+
+    Skipped for a file this process already has connections to: closing *any* descriptor of
+    a file drops every POSIX lock the process holds on it, including the shared lock SQLite's
+    WAL connections keep on the database. Another process's last connection then believes it
+    is alone, checkpoints and deletes the WAL, and this process's connections read
+    "database disk image is malformed" (seen when the runner opened a second ``Database``
+    while the API's was open and a notebook kernel exited).
+    """
     path = sqlite_file(url)
-    if path is None or not path.is_file():
+    if path is None or not path.is_file() or path.resolve() in _OPEN_IN_THIS_PROCESS:
         return
     try:
         problem = header_problem(path)

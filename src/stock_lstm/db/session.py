@@ -13,7 +13,11 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from stock_lstm.db.integrity import check_database_file, translate_corruption_errors
+from stock_lstm.db.integrity import (
+    check_database_file,
+    note_open,
+    translate_corruption_errors,
+)
 from stock_lstm.db.migrate import upgrade_to_head
 from stock_lstm.db.retry import begin_write
 
@@ -84,6 +88,7 @@ class Database:
         self.url = url
         check_database_file(url)  # a damaged file: one clear error, before SQLite touches it
         self.engine = make_engine(url, busy_timeout_seconds=busy_timeout_seconds)
+        note_open(url)
         translate_corruption_errors(self.engine, url)
         upgrade_to_head(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
