@@ -92,6 +92,36 @@ def test_a_changed_future_does_not_change_earlier_forecasts() -> None:
     assert base.frame["model"].iloc[-1] != changed.frame["model"].iloc[-1]
 
 
+def test_a_warm_start_never_sees_data_after_its_own_window() -> None:
+    """Refits start from the previous fit's weights; prices exploding after the third
+    window's first origin must not change one forecast of the windows before it."""
+    prices = price_frame()
+    config = BacktestConfig(horizon=1, origins=20, refit_every=5)
+    base = walk_forward(prices, TINY, config)
+    assert [fit["warm_start"] for fit in base.fits] == [False, True, True, True]
+    assert base.summary["epochs_per_fit"] == [fit["epochs_run"] for fit in base.fits]
+    third_window_origin = pd.Timestamp(base.frame["origin_date"].iloc[10])
+    shocked = prices.copy()
+    shocked.loc[shocked.index > third_window_origin, :] *= 10.0
+    changed = walk_forward(shocked, TINY, config)
+    before = base.frame["origin_date"] <= third_window_origin.date()
+    assert before.sum() == 11
+    pd.testing.assert_series_equal(base.frame["model"][before], changed.frame["model"][before])
+    assert base.frame["model"].iloc[-1] != changed.frame["model"].iloc[-1]
+
+
+def test_a_warm_start_differs_from_a_cold_refit_and_can_be_turned_off() -> None:
+    prices = price_frame()
+    warm = walk_forward(prices, TINY, BacktestConfig(horizon=1, origins=20, refit_every=10))
+    cold = walk_forward(
+        prices, TINY, BacktestConfig(horizon=1, origins=20, refit_every=10, warm_start=False)
+    )
+    assert [fit["warm_start"] for fit in cold.fits] == [False, False]
+    first = warm.frame["origin_date"] < warm.frame["origin_date"].iloc[10]
+    pd.testing.assert_series_equal(warm.frame["model"][first], cold.frame["model"][first])
+    assert not np.allclose(warm.frame["model"][~first], cold.frame["model"][~first])
+
+
 def test_backtest_frame_layout_and_actuals() -> None:
     prices = price_frame()
     result = walk_forward(prices, TINY, BacktestConfig(horizon=3, origins=10, step=3))

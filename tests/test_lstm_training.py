@@ -46,6 +46,7 @@ SMALL = TrainParams(
     seed=1,
     inputs="close",
     output="point",  # these tests pin the MSE loop; the quantile head has its own tests
+    chunk_length=0,  # window by window; chunked training has its own tests below
 )
 
 
@@ -333,3 +334,77 @@ def test_unknown_key_is_rejected_with_the_known_ones() -> None:
 def test_train_model_validates_params(learnable: PreparedData) -> None:
     with pytest.raises(InvalidParameterError, match="batch_size"):
         train_model(learnable, replace(SMALL, batch_size=0))
+
+
+# --- chunked training -------------------------------------------------------------------------
+
+
+def test_the_series_behind_consecutive_windows_is_recovered(learnable: PreparedData) -> None:
+    X = torch.as_tensor(learnable.X_train)
+    series = training._chunked_series(X)
+    assert series is not None and series.shape[0] == X.shape[0] + SEQ - 1
+    for i in (0, 7, X.shape[0] - 1):
+        assert torch.equal(series[i : i + SEQ], X[i])
+    assert training._chunked_series(X[::2]) is None  # not one-day steps: window by window
+
+
+class RecordingModel(torch.nn.Module):
+    """Outputs its last input feature at every step, and records what each chunk asked."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(()))
+        self.seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def forward_steps(self, x: torch.Tensor, first_step: int) -> torch.Tensor:
+        return x[:, first_step:, -1:] + self.weight
+
+    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        self.seen.append((output.detach(), target))
+        return ((output - target) ** 2).mean()
+
+
+def test_every_chunked_forecast_is_scored_against_its_own_origins_target(
+    learnable: PreparedData,
+) -> None:
+    """Step j of a chunk is the origin whose window ends on that day: its output is made
+    from that day and earlier, and compared with that origin's target, never a neighbour's."""
+    X = torch.as_tensor(learnable.X_train)
+    y = torch.as_tensor(learnable.y_train)
+    model = RecordingModel()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    series = training._chunked_series(X)
+    assert series is not None
+    training._chunk_epoch(model, optimizer, series, y, 20, 1, torch.Generator().manual_seed(0))
+    covered = 0
+    for output, target in model.seen:
+        last_inputs = output[:, 0]  # the window's last day, as the fake model returns it
+        matches = (X[:, -1, -1][None, :] == last_inputs[:, None]).nonzero()
+        origins = matches[:, 1]
+        assert len(origins) == len(last_inputs)
+        torch.testing.assert_close(target, y[origins])
+        covered += len(origins)
+    assert covered >= X.shape[0] - 2 * 20  # every origin but a random offset at the ends
+
+
+def test_a_chunk_forecast_never_reads_a_later_day() -> None:
+    model = LSTMForecaster(n_features=2, hidden_size=8, num_layers=2, dropout=0.0, horizon=3)
+    model.eval()
+    x = torch.randn(1, 40, 2)
+    changed = x.clone()
+    changed[:, 25:] += 5.0
+    with torch.no_grad():
+        before, after = model.forward_steps(x, 10), model.forward_steps(changed, 10)
+        assert torch.equal(before[:, :15], after[:, :15])  # steps 10..24 saw nothing later
+        assert not torch.allclose(before[:, 15:], after[:, 15:])
+        torch.testing.assert_close(model.forward_steps(x, 39)[:, 0], model(x))
+
+
+def test_chunked_training_learns_like_window_training(learnable: PreparedData) -> None:
+    windowed = train_model(learnable, replace(SMALL, chunk_length=0), threads=1)
+    chunked = train_model(learnable, replace(SMALL, chunk_length=20, epochs=60), threads=1)
+    best = {
+        name: min(h["val_loss"] for h in r.history)
+        for name, r in (("windowed", windowed), ("chunked", chunked))
+    }
+    assert best["chunked"] < 1.5 * best["windowed"], best

@@ -48,6 +48,7 @@ PARAMETERS: dict[str, dict[str, str]] = {
         "horizon": "30",
         "inputs": '"ohlcv"',
         "output": '"student_t"',
+        "chunk_length": "60",
         "job_id": "None",
         "report_path": "None",
         "activate": "True",

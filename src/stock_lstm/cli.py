@@ -41,6 +41,11 @@ TRAIN_PARAM_HELP: dict[str, tuple[type, str]] = {
         "the original design)",
     ),
     "horizon": (int, "trading days a direct head forecasts (1..30, default 30)"),
+    "chunk_length": (
+        int,
+        "origins trained per LSTM pass (0..1000, default 60; 0: window by window, several "
+        "times slower, same scores)",
+    ),
     "inputs": (
         str,
         "what each day shows the network: ohlcv (default; return, high/low range, overnight "
@@ -231,6 +236,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--refit-every", type=int, help="refit every K origins (default: one fit for all)"
     )
     backtest.add_argument("--output-dir", help="where to write (default reports/<T>/backtest_*)")
+    backtest.add_argument(
+        "--cold-start",
+        action="store_true",
+        help="train every refit from random weights (default: a refit starts from the "
+        "previous fit's weights, which is several times cheaper)",
+    )
+    backtest.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     for name, (kind, text) in TRAIN_PARAM_HELP.items():
         if name != "horizon":
             backtest.add_argument(f"--{name.replace('_', '-')}", type=kind, dest=name, help=text)
@@ -332,6 +344,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="the evaluated model's head (student_t)",
     )
     evaluate.add_argument("--epochs", type=int, help="maximum epochs per fit (default 100)")
+    evaluate.add_argument(
+        "--cold-start",
+        action="store_true",
+        help="train every refit from random weights (the protocol before warm starts)",
+    )
     evaluate.add_argument("--output-dir", default="bench/evaluation", help="(bench/evaluation)")
     evaluate.set_defaults(handler=_cmd_evaluate)
 
@@ -852,6 +869,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         origins=args.origins,
         step=args.step,
         refit_every=args.refit_every,
+        warm_start=not args.cold_start,
     )
     result, folder = backtest_ticker(
         _context(args),
@@ -861,6 +879,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         output_dir=Path(args.output_dir) if args.output_dir else None,
         start=args.start,
         end=args.end,
+        show_progress=not (args.no_progress or args.json),
     )
     payload = {**result.summary, "headline": headline(result.summary), "output_dir": str(folder)}
 
@@ -868,7 +887,11 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         lines = [
             f"{result.summary['ticker']}: {result.summary['n_origins']} origins "
             f"{result.summary['first_origin']}..{result.summary['last_origin']}, "
-            f"{result.summary['fits']} fit(s)",
+            f"{result.summary['fits']} fit(s), epochs per fit: "
+            f"{', '.join(str(n) for n in result.summary['epochs_per_fit'])}"
+            + (
+                " (refits warm-started)" if config.warm_start and result.summary["fits"] > 1 else ""
+            ),
             f"{'h':>3}{'model MAE':>12}{'persist.':>11}{'rMAE':>8}{'drift rMAE':>12}"
             f"{'DM p':>8}{'direction':>11}{'coverage':>10}",
         ]
@@ -1002,6 +1025,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         ),
         include_original=args.original,
         include_point=args.point_model,
+        warm_start=not args.cold_start,
     )
     rows = run_tasks(
         tasks,

@@ -6,10 +6,12 @@ bad input changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import subprocess
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
@@ -565,6 +567,37 @@ def predict_ticker(
     return forecast
 
 
+@contextlib.contextmanager
+def fit_progress_bar(config: Any, *, enabled: bool) -> Iterator[Any]:
+    """A ``walk_forward`` progress callback drawing a tqdm bar over fits (``None`` when off).
+
+    Updated once a fit has forecast its origins, so the estimate of the time left counts
+    training and forecasting alike.
+    """
+    if not enabled:
+        yield None
+        return
+    import sys
+
+    from tqdm import tqdm
+
+    bar: Any = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc="backtest", unit="fit", file=sys.stderr)
+        bar.update(done - bar.n)
+        served = min(done * (config.refit_every or config.origins), config.origins)
+        bar.set_postfix(origins=f"{served}/{config.origins}")
+
+    try:
+        yield progress
+    finally:
+        if bar is not None:
+            bar.close()
+
+
 def backtest_ticker(
     ctx: AppContext,
     ticker: str,
@@ -574,8 +607,11 @@ def backtest_ticker(
     output_dir: Path | None = None,
     start: date | None = None,
     end: date | None = None,
+    show_progress: bool = False,
 ) -> tuple[Any, Path]:
     """Walk-forward backtest of ``ticker``; writes ``backtest.csv`` and ``summary.json``.
+
+    ``show_progress``: a bar over the fits (and the origins they serve) with the time left.
 
     Returns the :class:`~stock_lstm.evaluation.backtest.BacktestResult` and the folder it
     was written to (default ``reports/<TICKER>/backtest_<UTC time>/``).
@@ -589,7 +625,10 @@ def backtest_ticker(
     params = params.validate()
     config = config.validate()
     prices, _sync = load_prices(ctx, ticker, start=start, end=end)
-    result = walk_forward(prices, params, config, threads=ctx.settings.torch_threads)
+    with fit_progress_bar(config, enabled=show_progress) as progress:
+        result = walk_forward(
+            prices, params, config, threads=ctx.settings.torch_threads, progress=progress
+        )
     folder = output_dir or (
         Path(ctx.settings.reports_dir)
         / ticker_file_stem(ticker)

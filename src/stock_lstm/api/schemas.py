@@ -82,6 +82,7 @@ HYPERPARAMETER_HELP = {
     "batch_size": "samples per gradient step",
     "seed": "random seed; same seed and data, same model",
     "horizon": "trading days a direct model forecasts in one pass",
+    "chunk_length": "origins trained per LSTM pass (0: window by window)",
     "target": "what the network learns to predict",
     "strategy": "direct (all days in one pass) or recursive (each prediction fed back)",
     "inputs": "close (its log-return) or ohlcv (return, range, gap, volume)",

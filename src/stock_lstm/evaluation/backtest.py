@@ -51,6 +51,9 @@ BACKTEST_COLUMNS = (
 """Columns of ``backtest.csv``; a quantile model adds one column per quantile (``q0.05``)."""
 #: Share of each fitting window held out for early stopping and conformal calibration.
 VALIDATION_FRACTION = 0.15
+#: Epochs without a better validation loss before a warm-started refit stops: it starts
+#: next to the previous optimum, so it needs fewer than a cold fit's ``patience``.
+WARM_START_PATIENCE = 3
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,8 @@ class BacktestConfig:
     step: int = 1
     refit_every: int | None = None
     interval_level: float = 0.9
+    #: Refits start from the previous fit's weights (the first fit is always cold).
+    warm_start: bool = True
 
     def validate(self) -> BacktestConfig:
         checks = {
@@ -93,13 +98,26 @@ class FittedWindow:
     data: Any  # PreparedData
     epochs_run: int = 0
     best_epoch: int = 0
+    warm_start: bool = False
 
 
 FitFunction = Callable[[pd.DataFrame, Any], FittedWindow]
 
 
-def fit_window(prices: pd.DataFrame, params: Any, *, threads: int | None = None) -> FittedWindow:
-    """Prepare and train on one window (85% train, 15% validation, no test slice)."""
+def fit_window(
+    prices: pd.DataFrame,
+    params: Any,
+    *,
+    threads: int | None = None,
+    previous: FittedWindow | None = None,
+) -> FittedWindow:
+    """Prepare and train on one window (85% train, 15% validation, no test slice).
+
+    With ``previous`` (the fit of an earlier window, a prefix of this one) training starts
+    from its weights and stops after ``WARM_START_PATIENCE`` epochs without improvement; the
+    encoder is fitted on this window's training rows as always, and nothing of ``previous``
+    saw a row after its own window, so nothing here sees a row after this window.
+    """
     from stock_lstm.data.preprocessing import SplitFractions, prepare_data
     from stock_lstm.models.training import train_model
 
@@ -114,8 +132,15 @@ def fit_window(prices: pd.DataFrame, params: Any, *, threads: int | None = None)
         horizon=params.training_horizon,
         inputs=params.inputs,
     )
-    result = train_model(data, params, threads=threads)
-    return FittedWindow(result.model, data, result.epochs_run, result.best_epoch)
+    warm = previous is not None and previous.data.X_train.shape[2] == data.X_train.shape[2]
+    result = train_model(
+        data,
+        params,
+        threads=threads,
+        initial_state=previous.model.state_dict() if warm and previous else None,
+        patience=WARM_START_PATIENCE if warm else None,
+    )
+    return FittedWindow(result.model, data, result.epochs_run, result.best_epoch, warm)
 
 
 @dataclass
@@ -153,7 +178,13 @@ def walk_forward(
     params = params.validate()
     if params.strategy == "direct" and params.horizon < config.horizon:
         params = replace(params, horizon=config.horizon)
-    fit = fit or (lambda window, p: fit_window(window, p, threads=threads))
+    previous: list[FittedWindow] = []  # the last fit, for a warm start
+
+    def default_fit(window: pd.DataFrame, p: Any) -> FittedWindow:
+        last = previous[-1] if previous and config.warm_start else None
+        return fit_window(window, p, threads=threads, previous=last)
+
+    fit = fit or default_fit
     closes = prices["close"].to_numpy(dtype=np.float64)
     dates = prices.index
     origins = origin_rows(len(prices), config)
@@ -167,6 +198,7 @@ def walk_forward(
         first_origin = int(group[0])
         window = prices.iloc[:first_origin]  # strictly before the first origin it serves
         fitted = fit(window, params)
+        previous[:] = [fitted]
         data = fitted.data
         part, group_intervals = _forecast_group(
             fitted.model, data, params.strategy, prices, group, config.horizon
@@ -183,6 +215,7 @@ def walk_forward(
                 "origins": len(group),
                 "epochs_run": fitted.epochs_run,
                 "best_epoch": fitted.best_epoch,
+                "warm_start": fitted.warm_start,
             }
         )
         if progress:
@@ -205,6 +238,7 @@ def walk_forward(
         "first_origin": str(dates[origins[0]].date()),
         "last_origin": str(dates[origins[-1]].date()),
         "fits": len(fits),
+        "epochs_per_fit": [fit_row["epochs_run"] for fit_row in fits],
         "horizons": table,
         "rmae": {str(row["horizon"]): row["rmae"] for row in table},
         "probabilistic": probabilistic_scores(combined, bounds, regimes),

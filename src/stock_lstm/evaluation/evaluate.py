@@ -33,6 +33,7 @@ class EvaluationTask:
     horizon: int
     origins: int
     refit_every: int | None
+    warm_start: bool = True
 
 
 def run_task(task: EvaluationTask) -> dict[str, Any]:
@@ -46,10 +47,19 @@ def run_task(task: EvaluationTask) -> dict[str, Any]:
         prices = CsvSource(Path(task.source_dir)).fetch(task.ticker).frame
         params = TrainParams.from_dict(task.params)
         config = BacktestConfig(
-            horizon=task.horizon, origins=task.origins, refit_every=task.refit_every
+            horizon=task.horizon,
+            origins=task.origins,
+            refit_every=task.refit_every,
+            warm_start=task.warm_start,
         )
         result = walk_forward(prices, params, config, threads=1)
-        row = {"status": "ok", **headline(result.summary, (1, task.horizon))}
+        epochs = result.summary["epochs_per_fit"]
+        row = {
+            "status": "ok",
+            **headline(result.summary, (1, task.horizon)),
+            "epochs_total": int(sum(epochs)),
+            "epochs_per_fit": "/".join(str(n) for n in epochs),
+        }
     except Exception as exc:  # one ticker failing must not stop the others
         row = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
     return {
@@ -72,6 +82,7 @@ def build_tasks(
     base_params: dict[str, Any],
     include_original: bool = True,
     include_point: bool = False,
+    warm_start: bool = True,
 ) -> list[EvaluationTask]:
     from stock_lstm.data.sources import CsvSource
     from stock_lstm.errors import DataSourceError
@@ -89,21 +100,42 @@ def build_tasks(
             params = {**base_params, "seed": seed}
             tasks.append(
                 EvaluationTask(
-                    ticker, str(source_dir), "model", params, horizon, origins, refit_every
+                    ticker,
+                    str(source_dir),
+                    "model",
+                    params,
+                    horizon,
+                    origins,
+                    refit_every,
+                    warm_start,
                 )
             )
         if include_point:
             params = {**base_params, **POINT_MODEL, "seed": seeds[0]}
             tasks.append(
                 EvaluationTask(
-                    ticker, str(source_dir), "point", params, horizon, origins, refit_every
+                    ticker,
+                    str(source_dir),
+                    "point",
+                    params,
+                    horizon,
+                    origins,
+                    refit_every,
+                    warm_start,
                 )
             )
         if include_original:
             params = {**base_params, **ORIGINAL_DESIGN, **POINT_MODEL, "seed": seeds[0]}
             tasks.append(
                 EvaluationTask(
-                    ticker, str(source_dir), "original", params, horizon, origins, refit_every
+                    ticker,
+                    str(source_dir),
+                    "original",
+                    params,
+                    horizon,
+                    origins,
+                    refit_every,
+                    warm_start,
                 )
             )
     return tasks

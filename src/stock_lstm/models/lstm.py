@@ -137,21 +137,37 @@ class LSTMForecaster(nn.Module):
             self.head.bias.copy_(torch.tensor(bias * self.horizon, dtype=torch.float32))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(batch, seq_len, n_features) -> (batch, horizon), or (batch, horizon, Q) quantiles.
+        """(batch, seq_len, n_features) -> (batch, horizon), or (batch, horizon, Q) quantiles
+        (Student-t: (batch, horizon, 3) location, scale, degrees of freedom).
 
         Quantiles cannot cross by construction: the head gives the median and positive
         (softplus) gaps outwards from it, summed cumulatively.
         """
         sequence_output, _ = self.lstm(x)
-        out = self.head(sequence_output[:, -1, :])
+        return self._outputs(sequence_output[:, -1, :])
+
+    def forward_steps(self, x: torch.Tensor, first_step: int) -> torch.Tensor:
+        """The head's output at every step from ``first_step`` on: (batch, steps, horizon...).
+
+        One pass over a long chunk gives a forecast at each of its later steps, each from the
+        state built by everything before it in the chunk: how a chunk trains many origins for
+        the price of one sequence (see ``training.train_model``'s ``chunk_length``).
+        """
+        sequence_output, _ = self.lstm(x)
+        return self._outputs(sequence_output[:, first_step:, :])
+
+    def _outputs(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Head outputs for hidden states (..., hidden_size)."""
+        out = self.head(hidden)
         if not self.quantiles:
             return out
+        lead = out.shape[:-1]
         if self.is_student_t:
-            raw = out.view(out.shape[0], self.horizon, 3)
+            raw = out.view(*lead, self.horizon, 3)
             scale = nn.functional.softplus(raw[..., 1:2]) + 1e-4
             df = 2.0 + nn.functional.softplus(raw[..., 2:3])
             return torch.cat([raw[..., :1], scale, df], dim=-1)
-        raw = out.view(out.shape[0], self.horizon, len(self.quantiles))
+        raw = out.view(*lead, self.horizon, len(self.quantiles))
         m = self.median_index
         median = raw[..., m : m + 1]
         above = median + torch.cumsum(nn.functional.softplus(raw[..., m + 1 :]), dim=-1)

@@ -43,6 +43,7 @@ PARAM_RANGES: dict[str, tuple[float, float]] = {
     "batch_size": (1, 8192),
     "seed": (0, 2**32 - 1),
     "horizon": (1, MAX_HORIZON),
+    "chunk_length": (0, 1000),
 }
 
 #: Parameters that take one of a few names; ``target`` and ``strategy`` are explained in
@@ -95,6 +96,11 @@ class TrainParams:
     #: model (README, "What the model scores").
     inputs: str = "ohlcv"
     output: str = "student_t"
+    #: Origins trained per LSTM pass: one chunk of ``chunk_length`` consecutive origins (the
+    #: first one's window plus the days after it) costs about two steps per origin instead of
+    #: ``sequence_length``; 0 trains window by window, as the tutorials do. Same scores over
+    #: 500 walk-forward origins of 20 tickers, several times cheaper (README, benchmarks).
+    chunk_length: int = 60
 
     @property
     def quantile_levels(self) -> tuple[float, ...]:
@@ -308,6 +314,56 @@ def _check_data(data: PreparedData) -> None:
             )
 
 
+def _chunked_series(X: torch.Tensor) -> torch.Tensor | None:
+    """The input series behind consecutive windows ``X`` (n, seq_len, F): (n + seq_len - 1, F),
+    or None when the windows are not consecutive one-day steps of one series."""
+    if X.shape[0] < 2 or not torch.equal(X[1:, :-1], X[:-1, 1:]):
+        return None
+    return torch.cat([X[0], X[1:, -1]])
+
+
+def _chunk_epoch(
+    model: LSTMForecaster,
+    optimizer: torch.optim.Optimizer,
+    series: torch.Tensor,
+    targets: torch.Tensor,
+    length: int,
+    batch_size: int,
+    generator: torch.Generator,
+) -> float:
+    """One pass over the training origins in chunks of ``length`` consecutive origins.
+
+    A chunk is the window of its first origin plus the ``length - 1`` days after it: one LSTM
+    pass scores all its origins (each forecast from the state of everything before it in the
+    chunk, at least ``seq_len`` days), so an epoch runs about ``(seq_len + length) / length``
+    steps per origin instead of ``seq_len``. Chunk starts move by a random offset every epoch
+    so no origin always sits at the same place in its chunk; ``batch_size`` origins (whole
+    chunks, at least one) make one gradient step.
+    """
+    n = targets.shape[0]
+    warm = series.shape[0] - n  # seq_len - 1 days before the first origin's day
+    offset = int(torch.randint(0, length, (1,), generator=generator))
+    starts = torch.arange(offset, n - length + 1, length)
+    if starts.numel() == 0:
+        starts = torch.zeros(1, dtype=torch.long)
+        length = n
+    starts = starts[torch.randperm(starts.numel(), generator=generator)]
+    per_step = max(1, batch_size // length)
+    loss_sum, count = torch.zeros(()), 0
+    for first in range(0, starts.numel(), per_step):
+        batch = starts[first : first + per_step]
+        inputs = torch.stack([series[s : s + warm + length] for s in batch.tolist()])
+        wanted = torch.stack([targets[s : s + length] for s in batch.tolist()])
+        optimizer.zero_grad(set_to_none=True)
+        output = model.forward_steps(inputs, warm)
+        loss = model.loss(output.flatten(0, 1), wanted.flatten(0, 1))
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach() * wanted.shape[0] * wanted.shape[1]
+        count += wanted.shape[0] * wanted.shape[1]
+    return loss_sum.item() / max(count, 1)
+
+
 def train_model(
     data: PreparedData,
     params: TrainParams,
@@ -315,8 +371,16 @@ def train_model(
     callbacks: Sequence[ProgressCallback] = (),
     threads: int | None = None,
     show_progress: bool = False,
+    initial_state: Mapping[str, torch.Tensor] | None = None,
+    patience: int | None = None,
+    chunk_length: int | None = None,
 ) -> TrainResult:
     """Train an :class:`LSTMForecaster` on ``data`` and return it with its history.
+
+    ``initial_state`` warm-starts from another fit's weights (a walk-forward refit starting
+    from the previous window's model): those weights, scored on this validation slice before
+    any step, are the bar every epoch must beat, so a refit that cannot improve on them keeps
+    them. ``patience`` overrides ``params.patience`` (warm refits need fewer epochs).
 
     Each epoch shuffles the training windows (seeded by ``params.seed``), takes Adam steps on
     the MSE of scaled targets (the negative log-likelihood for ``output="student_t"``, the
@@ -347,11 +411,20 @@ def train_model(
             distribution="student_t" if params.output == "student_t" else "quantiles",
         )
         optimizer = torch.optim.Adam(model.parameters(), lr=params.learning_rate)
+        patience = params.patience if patience is None else patience
 
         history: list[dict[str, float]] = []
         best_val_loss = math.inf
         best_epoch = 0
         best_state: dict[str, torch.Tensor] | None = None
+        if initial_state is not None:
+            model.load_state_dict(initial_state)
+            model.eval()
+            best_val_loss = _evaluation_loss(model, X_val, y_val)
+            if math.isfinite(best_val_loss):
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                best_val_loss = math.inf
         epochs_without_improvement = 0
         stopped_early = False
         started = time.perf_counter()
@@ -362,19 +435,26 @@ def train_model(
             file=sys.stderr,
             disable=not show_progress,
         )
+        chunk_length = params.chunk_length if chunk_length is None else chunk_length
+        chunks = _chunked_series(X_train) if chunk_length else None
         epoch = 0
         for epoch in progress:
             model.train()
-            permutation = torch.randperm(n_train, generator=generator)
-            loss_sum = torch.zeros(())
-            for start in range(0, n_train, params.batch_size):
-                batch = permutation[start : start + params.batch_size]
-                optimizer.zero_grad(set_to_none=True)
-                loss = model.loss(model(X_train[batch]), y_train[batch])
-                loss.backward()
-                optimizer.step()
-                loss_sum += loss.detach() * batch.shape[0]
-            train_loss = loss_sum.item() / n_train
+            if chunks is not None and chunk_length:
+                train_loss = _chunk_epoch(
+                    model, optimizer, chunks, y_train, chunk_length, params.batch_size, generator
+                )
+            else:
+                permutation = torch.randperm(n_train, generator=generator)
+                loss_sum = torch.zeros(())
+                for start in range(0, n_train, params.batch_size):
+                    batch = permutation[start : start + params.batch_size]
+                    optimizer.zero_grad(set_to_none=True)
+                    loss = model.loss(model(X_train[batch]), y_train[batch])
+                    loss.backward()
+                    optimizer.step()
+                    loss_sum += loss.detach() * batch.shape[0]
+                train_loss = loss_sum.item() / n_train
 
             model.eval()
             val_loss = _evaluation_loss(model, X_val, y_val)
@@ -401,7 +481,7 @@ def train_model(
 
             if epoch < params.epochs and (
                 not math.isfinite(train_loss)
-                or (params.patience > 0 and epochs_without_improvement >= params.patience)
+                or (patience > 0 and epochs_without_improvement >= patience)
             ):
                 stopped_early = True
                 break
