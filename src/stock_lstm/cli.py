@@ -345,6 +345,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--epochs", type=int, help="maximum epochs per fit (default 100)")
     evaluate.add_argument(
+        "--chunk-length",
+        type=int,
+        help="origins trained per LSTM pass (default 60; 0: window by window, the protocol "
+        "before chunked training)",
+    )
+    evaluate.add_argument(
         "--cold-start",
         action="store_true",
         help="train every refit from random weights (the protocol before warm starts)",
@@ -1020,6 +1026,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                     name: getattr(args, name)
                     for name in ("strategy", "target", "inputs", "output", "epochs")
                     if getattr(args, name)
+                },
+                **{
+                    name: getattr(args, name)
+                    for name in ("chunk_length",)
+                    if getattr(args, name) is not None
                 },
             }
         ),

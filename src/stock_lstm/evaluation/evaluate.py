@@ -161,7 +161,9 @@ def run_tasks(
         label = f"{number}:{task.ticker}/{task.label}/seed{task.params.get('seed')}"
         calls[label] = (replace(task, source_dir=str(folder)),)
     with open_executor(scheduler, workers=workers) as executor:
-        results = executor.map(run_task, calls, desc="backtests", unit="fit", progress=progress)
+        results = executor.map(
+            run_task, calls, desc="backtests", unit="backtest", progress=progress
+        )
     rows = []
     for label, task in zip(calls, tasks, strict=True):
         identity = {"ticker": task.ticker, "label": task.label, "seed": task.params.get("seed")}
