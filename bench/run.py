@@ -28,6 +28,7 @@ from bench.common import REPO, RESULT_MARKER, machine, prices_dir
 #: name -> (module, needs the world of trained models, time limit in seconds)
 FIGURES: dict[str, tuple[str, bool, int]] = {
     "training": ("bench.training", False, 900),
+    "backtest": ("bench.backtest_speed", False, 900),
     "cache": ("bench.price_cache", False, 300),
     "forecast": ("bench.forecast", True, 300),
     "coldstart": ("bench.coldstart", True, 300),

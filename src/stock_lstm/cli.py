@@ -136,6 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
         "h=1 above STOCK_LSTM_GATE_THRESHOLD, default 1.0)",
     )
     train.add_argument("--force-sync", action="store_true", help="re-download prices first")
+    train.add_argument(
+        "--warm-start",
+        action="store_true",
+        help="start from the active model's weights when it has the same network (a daily "
+        "retrain then needs a few epochs; early stopping still decides on this validation slice)",
+    )
     train.add_argument("--job-id", help="record progress in this TrainingJob row")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _source_option(train)
@@ -604,6 +610,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         force_sync=args.force_sync,
         job_id=args.job_id,
         show_progress=not (args.no_progress or args.json),
+        warm_start=args.warm_start,
     )
     register_outcome(ctx, outcome, force=args.force, job_id=args.job_id)
     _push(
@@ -628,7 +635,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 f"({'active' if payload['active'] else 'inactive'})",
                 f"data: {data['rows']} rows {data['first_date']}..{data['last_date']}; "
                 f"{payload['epochs_run']} epochs (best {payload['best_epoch']}) "
-                f"in {payload['train_seconds']:.1f} s",
+                f"in {payload['train_seconds']:.1f} s"
+                + (
+                    f", warm-started from {outcome.warm_started_from}"
+                    if outcome.warm_started_from
+                    else ""
+                ),
                 f"test set ({payload['metrics']['n']} days), model beside persistence "
                 "(tomorrow = today):",
                 format_metrics_table(payload["metrics"]),

@@ -24,7 +24,7 @@ from stock_lstm.config import Settings, get_settings
 from stock_lstm.data.cache import PriceFrames, SyncResult, get_prices, sync_prices
 from stock_lstm.data.sources import PriceSource, source_from_spec
 from stock_lstm.db import Database
-from stock_lstm.errors import InvalidParameterError, ModelNotFoundError
+from stock_lstm.errors import InvalidParameterError, ModelNotFoundError, StockLSTMError
 from stock_lstm.models import jobs
 from stock_lstm.models.forecasting import Forecast, ModelCache, make_forecast, validate_days
 from stock_lstm.models.registry import (
@@ -207,6 +207,8 @@ class TrainOutcome:
     artifacts: SavedArtifacts | None = None
     record: ModelRecord | None = None
     gate: dict[str, Any] | None = None
+    #: The version whose weights this training started from (``train --warm-start``).
+    warm_started_from: str | None = None
 
     @property
     def metrics(self) -> dict[str, Any]:
@@ -280,6 +282,7 @@ def train_ticker(
     job_id: str | None = None,
     show_progress: bool = False,
     callbacks: tuple[Any, ...] = (),
+    warm_start: bool = False,
 ) -> TrainOutcome:
     """Sync, preprocess, train, evaluate against persistence and save artifacts.
 
@@ -331,12 +334,14 @@ def train_ticker(
         all_callbacks = [*callbacks]
         if job_id:
             all_callbacks.append(_job_progress_writer(ctx, job_id))
+        warm = _warm_start_from(ctx, ticker, params, data) if warm_start else None
         result = train_model(
             data,
             params,
             callbacks=all_callbacks,
             threads=ctx.settings.torch_threads,
             show_progress=show_progress,
+            initial_state=warm.model.state_dict() if warm else None,
         )
         evaluation = evaluate_model(
             result.model,
@@ -349,7 +354,44 @@ def train_ticker(
         if job_id:
             jobs.mark_failed(ctx.db, job_id, str(exc) or type(exc).__name__, clock=ctx.clock)
         raise
-    return TrainOutcome(ticker, params, sync, prices, data, result, evaluation)
+    outcome = TrainOutcome(ticker, params, sync, prices, data, result, evaluation)
+    outcome.warm_started_from = warm.record.version_id if warm else None
+    return outcome
+
+
+def _warm_start_from(
+    ctx: AppContext, ticker: str, params: TrainParams, data: PreparedData
+) -> Any | None:
+    """The ticker's active model, if it has exactly the network these params would build
+    (same inputs, size, horizon and head): a warm start needs every weight to fit. Else
+    ``None``, with a warning saying why the training starts from random weights."""
+    from stock_lstm.models.lstm import LSTMForecaster
+    from stock_lstm.models.registry import get_active_model
+
+    try:
+        loaded = ctx.model_cache.get(get_active_model(ctx.db, ticker))
+    except StockLSTMError as exc:
+        log.warning("no warm start (%s): training from random weights", exc)
+        return None
+    wanted = LSTMForecaster(
+        n_features=int(data.X_train.shape[2]),
+        hidden_size=params.hidden_size,
+        num_layers=params.num_layers,
+        dropout=params.dropout,
+        horizon=int(data.y_train.shape[1]),
+        quantiles=params.quantile_levels,
+        distribution="student_t" if params.output == "student_t" else "quantiles",
+    ).config()
+    if loaded.model.config() != wanted:
+        log.warning(
+            "no warm start: the active model %s has another network (%s, wanted %s): "
+            "training from random weights",
+            loaded.record.version_id,
+            loaded.model.config(),
+            wanted,
+        )
+        return None
+    return loaded
 
 
 def gate_decision(
