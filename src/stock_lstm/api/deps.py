@@ -7,7 +7,7 @@ No ``from __future__ import annotations`` here: FastAPI reads these annotations 
 """
 
 import hmac
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Path, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -90,6 +90,18 @@ def ticker_path(
 
 
 TickerPath = Annotated[str, Depends(ticker_path)]
+
+#: The longest version or job id accepted in a path.
+MAX_ID_LENGTH = 64
+#: Version ids (``AAPL_20260105_120000``, ``_GSPC_...``) and job ids (hex, or a caller's
+#: ``job-1``): letters, digits and ``_ . -``. Checked before any query, so text a database
+#: cannot store (PostgreSQL refuses NUL) or would only search for in vain never reaches one.
+ID_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$"
+
+
+def id_path(description: str) -> Any:
+    """A path parameter holding a version or job id: 1-64 characters of ``ID_PATTERN``."""
+    return Path(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN, description=description)
 
 
 def no_active_model(ticker: str) -> ModelNotFoundError:

@@ -3,10 +3,10 @@
 from pathlib import Path as FilePath
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
-from stock_lstm.api.deps import ContextDep
+from stock_lstm.api.deps import ContextDep, id_path
 from stock_lstm.api.schemas import ErrorResponse
 from stock_lstm.errors import ModelNotFoundError
 from stock_lstm.models import registry
@@ -20,7 +20,7 @@ router = APIRouter(prefix="/reports", tags=["reports"])
     responses={200: {"content": {"text/html": {}}}, 404: {"model": ErrorResponse}},
 )
 def get_report(
-    version_id: Annotated[str, Path(max_length=64, description="A model version.")],
+    version_id: Annotated[str, id_path("A model version.")],
     ctx: ContextDep,
 ) -> FileResponse:
     """The executed train notebook of ``version_id`` as HTML (plots embedded).

@@ -2,9 +2,9 @@
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Query, Response, status
 
-from stock_lstm.api.deps import ContextDep, PoolDep, TokenRequired
+from stock_lstm.api.deps import ContextDep, PoolDep, TokenRequired, id_path
 from stock_lstm.api.schemas import (
     ErrorResponse,
     JobList,
@@ -20,7 +20,7 @@ from stock_lstm.models.training import TrainParams
 
 router = APIRouter(prefix="/training", tags=["training"])
 
-JobId = Annotated[str, Path(max_length=64, description="The id POST /training/start returned.")]
+JobId = Annotated[str, id_path("The id POST /training/start returned.")]
 
 
 @router.post(
