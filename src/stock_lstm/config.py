@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///data/stock_lstm.db"
+#: An allowed host: ``name``, ``name:port``, ``[v6]`` or ``[v6]:port``.
+_ALLOWED_HOST = re.compile(r"^([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?$")
 
 
 class Settings(BaseSettings):
@@ -72,6 +76,13 @@ class Settings(BaseSettings):
         description="Dask scheduler (tcp://host:port) that runs many-ticker work (run --tickers, "
         "sweep, evaluate, API trainings). None: a local cluster of worker processes per command.",
     )
+    # --- the API server (stock-lstm serve) ---
+    allowed_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="Without a token the API answers only requests addressed to 127.0.0.1, "
+        "localhost or [::1] (a DNS-rebinding page's own name is refused); these host names "
+        "(comma-separated, `name` for any port or `name:port`) are accepted too.",
+    )
 
     @field_validator("interval_level")
     @classmethod
@@ -85,6 +96,22 @@ class Settings(BaseSettings):
     def _check_source(cls, value: str) -> str:
         if value != "yahoo" and not value.startswith("csv:"):
             raise ValueError("source must be 'yahoo' or 'csv:DIR' (a folder of <TICKER>.csv)")
+        return value
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        """``STOCK_LSTM_ALLOWED_HOSTS=a.example,b.example:8000``: a comma-separated list."""
+        if isinstance(value, str):
+            value = [part for part in re.split(r"[,\s]+", value) if part]
+        if isinstance(value, list | tuple):
+            for host in value:
+                if not isinstance(host, str) or not _ALLOWED_HOST.match(host):
+                    raise ValueError(
+                        f"allowed_hosts: {host!r} is not a host name or host:port "
+                        "(comma-separated, e.g. stock.example.org,stock.example.org:8000)"
+                    )
+            return tuple(host.lower() for host in value)
         return value
 
     @field_validator("dask_scheduler")

@@ -304,6 +304,10 @@ def create_app(
     # Added last = outermost: the metrics see the body limit's 413s and the guards' refusals
     # too; the guards answer before a body is read.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=MAX_BODY_BYTES)
-    app.add_middleware(RequestGuardMiddleware)
+    app.add_middleware(
+        RequestGuardMiddleware,
+        token=ctx.settings.api_token,
+        allowed_hosts=ctx.settings.allowed_hosts,
+    )
     app.add_middleware(MetricsMiddleware, metrics=metrics, route_templates=templates)
     return app

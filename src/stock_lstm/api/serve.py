@@ -32,7 +32,8 @@ def check_exposure(host: str, *, insecure: bool, settings: Settings) -> None:
     if insecure:
         log.warning(
             "serving on %s without STOCK_LSTM_API_TOKEN: anyone who reaches the port can "
-            "train, activate models and delete cached prices",
+            "train, activate models and delete cached prices; requests are answered only when "
+            "addressed to this machine's IP or a name in STOCK_LSTM_ALLOWED_HOSTS",
             host,
         )
         return
