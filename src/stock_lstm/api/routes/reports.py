@@ -10,6 +10,15 @@ from stock_lstm.api.deps import ContextDep, id_path
 from stock_lstm.api.schemas import ErrorResponse
 from stock_lstm.errors import ModelNotFoundError
 from stock_lstm.models import registry
+from stock_lstm.pipeline.reports import REPORT_CSP
+
+#: Headers of a served report: the policy (reports rendered before it was written into
+#: their <head> get it too), no MIME sniffing, and no framing or referrer leaks.
+REPORT_HEADERS = {
+    "Content-Security-Policy": f"{REPORT_CSP}; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 
 router = APIRouter(prefix="/reports", tags=["reports"])
 
@@ -50,4 +59,4 @@ def get_report(
             f"the report of {version_id} is not on disk yet (the run renders it right after "
             "training) or was deleted: retry in a few seconds, or retrain"
         )
-    return FileResponse(report, media_type="text/html")
+    return FileResponse(report, media_type="text/html", headers=REPORT_HEADERS)
