@@ -83,6 +83,22 @@ class Settings(BaseSettings):
         "localhost or [::1] (a DNS-rebinding page's own name is refused); these host names "
         "(comma-separated, `name` for any port or `name:port`) are accepted too.",
     )
+    api_concurrency_limit: int = Field(
+        100,
+        ge=1,
+        le=100_000,
+        description="Open connections and requests in flight before the server answers 503.",
+    )
+    api_keep_alive_seconds: int = Field(
+        5, ge=1, le=3600, description="An idle keep-alive connection is closed after this long."
+    )
+    api_header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="A request's line and headers must arrive within this long of the "
+        "connection opening (or the request starting), else the connection is closed.",
+    )
 
     @field_validator("interval_level")
     @classmethod

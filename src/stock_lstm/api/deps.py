@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import Depends, HTTPException, Path, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from stock_lstm.api.guards import may_see_server_details
 from stock_lstm.api.training_pool import TrainingPool
 from stock_lstm.errors import ModelNotFoundError
 from stock_lstm.monitoring.metrics import ApiMetrics
@@ -78,6 +79,17 @@ def require_token(
 
 #: Add to a route's ``dependencies`` to require the token for it.
 TokenRequired = Depends(require_token)
+
+
+def show_server_details(request: Request, context: ContextDep) -> bool:
+    """Whether this client may read error texts that name server folders, files and database
+    errors (``guards.may_see_server_details``); everyone else gets a generic text, and the
+    server log keeps the full one."""
+    return may_see_server_details(request.scope, context.settings.api_token)
+
+
+#: True when the request may see server details in error texts.
+ServerDetailsDep = Annotated[bool, Depends(show_server_details)]
 
 
 def ticker_path(

@@ -1,5 +1,5 @@
 """Request guards that run before routing: text the database cannot store, foreign hosts and
-origins, non-JSON bodies.
+origins, non-JSON bodies; and who may read server details in error texts.
 
 Why before routing: a NUL byte in a path id reached PostgreSQL (which refuses it: a 500), and
 without a token any web page the user visits could drive a loopback server (a cross-site
@@ -10,6 +10,8 @@ including routes added later.
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -217,3 +219,40 @@ class RequestGuardMiddleware:
                 await send_refusal(send, *refused)
                 return
         await self.app(scope, receive, send)
+
+
+# --- who may read server details ------------------------------------------------------------
+
+
+def _bearer_token(scope: Scope) -> str | None:
+    value = _header(scope, b"authorization")
+    if not value:
+        return None
+    scheme, _, credentials = value.partition(" ")
+    return credentials.strip() if scheme.lower() == "bearer" else None
+
+
+def arrived_from_outside(scope: Scope) -> bool:
+    """True when the connection came in on a non-loopback address of this host.
+
+    ASGI servers give IP addresses; an in-process client (tests) or a Unix socket gives none,
+    and such a client is as local as a loopback one.
+    """
+    host, _port = _server_address(scope)
+    try:
+        return not ipaddress.ip_address((host or "").strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def may_see_server_details(scope: Scope, token: str | None) -> bool:
+    """Whether error texts may name server folders, files and database errors.
+
+    With a token: only for a request that carries it. Without one: only on a loopback
+    connection, where every client is a local user who could read the server log anyway
+    (a server exposed with ``--insecure`` answers with the generic text).
+    """
+    if token:
+        sent = _bearer_token(scope)
+        return sent is not None and hmac.compare_digest(sent.encode(), token.encode())
+    return not arrived_from_outside(scope)

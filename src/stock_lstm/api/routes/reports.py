@@ -1,5 +1,6 @@
 """Training reports: the HTML the train notebook rendered for a model version."""
 
+import logging
 from pathlib import Path as FilePath
 from typing import Annotated
 
@@ -20,6 +21,7 @@ REPORT_HEADERS = {
     "Referrer-Policy": "no-referrer",
 }
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/reports", tags=["reports"])
 
 
@@ -50,8 +52,10 @@ def get_report(
     reports_dir = FilePath(ctx.settings.reports_dir).resolve()
     report = FilePath(record.report_path).resolve()
     if report.suffix != ".html" or not report.is_relative_to(reports_dir):
+        # The folders are named in the log only: an unauthenticated GET must not learn them.
+        log.warning("report of %s is %s, outside %s", version_id, report, reports_dir)
         raise ModelNotFoundError(
-            f"the report of {version_id} is outside the reports folder {reports_dir} "
+            f"the report of {version_id} is outside the server's reports folder "
             "(STOCK_LSTM_REPORTS_DIR changed?): open it from disk"
         )
     if not report.is_file():

@@ -4,7 +4,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response, status
 
-from stock_lstm.api.deps import ContextDep, PoolDep, TokenRequired, id_path
+from stock_lstm.api.deps import ContextDep, PoolDep, ServerDetailsDep, TokenRequired, id_path
 from stock_lstm.api.schemas import (
     ErrorResponse,
     JobList,
@@ -54,7 +54,7 @@ def start_training(
 
 
 @router.get("/status/{job_id}", responses={404: {"model": ErrorResponse}})
-def training_status(job_id: JobId, ctx: ContextDep) -> JobResponse:
+def training_status(job_id: JobId, ctx: ContextDep, details: ServerDetailsDep) -> JobResponse:
     """A job's status, progress per epoch, losses, error and, once completed, its model
     version, whether that model is active and the promotion gate's verdict."""
     job = jobs.get_job(ctx.db, job_id)
@@ -64,12 +64,13 @@ def training_status(job_id: JobId, ctx: ContextDep) -> JobResponse:
             model = get_model(ctx.db, job.version_id)
         except ModelNotFoundError:  # deleted since: the job still reports what it made
             model = None
-    return JobResponse.from_record(job, model)
+    return JobResponse.from_record(job, model).for_client(details)
 
 
 @router.get("/jobs", responses={422: {"model": ErrorResponse}})
 def list_training_jobs(
     ctx: ContextDep,
+    details: ServerDetailsDep,
     ticker: Annotated[str | None, Query(description="Only this ticker's jobs.")] = None,
     status: Annotated[
         Literal["queued", "running", "completed", "failed"] | None,
@@ -79,4 +80,4 @@ def list_training_jobs(
 ) -> JobList:
     """Jobs, newest first."""
     records = jobs.list_jobs(ctx.db, ticker=ticker, status=status, limit=limit)
-    return JobList(jobs=[JobResponse.from_record(job) for job in records])
+    return JobList(jobs=[JobResponse.from_record(job).for_client(details) for job in records])
