@@ -187,6 +187,9 @@ def test_docker_compose_requires_a_token() -> None:
 def test_allowed_hosts_are_a_comma_separated_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STOCK_LSTM_ALLOWED_HOSTS", "Stock.Internal, other.internal:8080")
     assert Settings().allowed_hosts == ("stock.internal", "other.internal:8080")
+    for hosts in ((), ("a.example", "b.example:1")):  # as a worker's kernel receives them
+        monkeypatch.setenv("STOCK_LSTM_ALLOWED_HOSTS", str(list(hosts)))
+        assert Settings().allowed_hosts == hosts
     monkeypatch.setenv("STOCK_LSTM_ALLOWED_HOSTS", "http://evil/")
     with pytest.raises(ValueError, match="allowed_hosts"):
         Settings()

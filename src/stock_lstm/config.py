@@ -117,9 +117,11 @@ class Settings(BaseSettings):
     @field_validator("allowed_hosts", mode="before")
     @classmethod
     def _split_hosts(cls, value: object) -> object:
-        """``STOCK_LSTM_ALLOWED_HOSTS=a.example,b.example:8000``: a comma-separated list."""
+        """``STOCK_LSTM_ALLOWED_HOSTS=a.example,b.example:8000``: a comma-separated list; a
+        list's text (``['a.example']``, how ``cluster.settings_environment`` hands settings to
+        a worker's kernel) reads the same."""
         if isinstance(value, str):
-            value = [part for part in re.split(r"[,\s]+", value) if part]
+            value = [part for part in re.split(r"[\s,\[\]'\"]+", value) if part]
         if isinstance(value, list | tuple):
             for host in value:
                 if not isinstance(host, str) or not _ALLOWED_HOST.match(host):
