@@ -23,6 +23,7 @@ from sqlalchemy import func, select
 
 from stock_lstm.api.training_pool import TrainingTask
 from stock_lstm.db import Database, ModelRegistry, PriceCache, TrainingJob
+from stock_lstm.models import jobs
 from stock_lstm.models.training import TrainParams
 from stock_lstm.workflows import AppContext, register_outcome, train_ticker
 
@@ -43,7 +44,8 @@ T = TypeVar("T")
 
 def fast_training(ctx: AppContext, task: TrainingTask) -> None:
     """The notebook's two steps (``train_ticker`` + ``register_outcome``) in-process, with a
-    one-line HTML report under the reports folder, as the runner would leave one."""
+    one-line HTML report under the reports folder and the job completed, as the runner
+    would leave them."""
     params = TrainParams.from_dict({**TINY_PARAMS, **task.hyperparameters})
     outcome = train_ticker(
         ctx, task.ticker, params, start=task.start, end=task.end, job_id=task.job_id
@@ -51,7 +53,9 @@ def fast_training(ctx: AppContext, task: TrainingTask) -> None:
     report = Path(ctx.settings.reports_dir) / task.ticker / f"{task.job_id}.html"
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(f"<html><body><h1>{task.ticker} report</h1></body></html>")
-    register_outcome(ctx, outcome, report_path=str(report), job_id=task.job_id)
+    record = register_outcome(ctx, outcome, report_path=str(report), job_id=task.job_id)
+    # The runner completes a job once its report is written (pipeline.runner._finish_job).
+    jobs.mark_completed(ctx.db, task.job_id, record.version_id)
 
 
 class GatedTraining:

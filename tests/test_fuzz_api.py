@@ -10,8 +10,13 @@ network) would keep the two cores busy for hours, and training is covered elsewh
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote, unquote
 
 import pytest
 import schemathesis
@@ -31,6 +36,19 @@ from stock_lstm.workflows import AppContext
 
 #: Examples per operation and kind of data: ~14 operations x 3 kinds stay under a minute.
 MAX_EXAMPLES = 15
+#: Hostile values per parameter: NUL bytes (PostgreSQL refuses them in text: a 500 before
+#: the ids were checked), other control characters, over-long and oddly shaped text.
+HOSTILE_EXAMPLES = 25
+#: Path parameters that hold a version or job id, and the shape every real one has.
+ID_PARAMETERS = frozenset({"version_id", "job_id"})
+ID_SHAPE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}")
+HOSTILE_TEXT: SearchStrategy[str] = st.one_of(
+    st.tuples(st.text(max_size=8), st.text(max_size=8)).map(lambda parts: "\x00".join(parts)),
+    st.text(alphabet=st.characters(max_codepoint=0x1F), min_size=1, max_size=4),
+    st.integers(min_value=65, max_value=4096).map(lambda n: "A" * n),
+    st.text(min_size=1, max_size=70),
+    st.sampled_from(["\x00", "a\x00b", "\x7f", "-x", ".x", "a b", "%00", "x" * 10_000]),
+)
 
 
 @pytest.fixture
@@ -38,6 +56,9 @@ def api_schema(ctx: AppContext) -> Iterator[BaseSchema]:
     """The schema of an app whose AAPL has an active model; trainings are only recorded."""
     fast_training(ctx, TrainingTask("fixture-job", "AAPL", {}))
     assert get_active_model(ctx.db, "AAPL").is_active
+    # Random in-range hyperparameters mostly ask for more than one job may cost (a 422, see
+    # test_job_lifecycle); lifted here so the fuzzing reaches the accepted path too.
+    ctx.settings = ctx.settings.model_copy(update={"max_job_cost": 1e6})
     started: list[TrainingTask] = []
 
     def record_only(context: AppContext, task: TrainingTask) -> None:
@@ -48,12 +69,14 @@ def api_schema(ctx: AppContext) -> Iterator[BaseSchema]:
     shutdown_lifespans()  # stop the pool and the app schemathesis started
 
 
-def check_response(case: Case, seen: Counter[tuple[str, int]]) -> None:
-    """No 5xx (schemathesis' own check), and every JSON error says what is wrong."""
+def check_response(case: Case, seen: Counter[tuple[str, int]]) -> int:
+    """No 5xx (schemathesis' own check), and every JSON error says what is wrong; returns
+    the status."""
     response = case.call_and_validate(checks=[not_a_server_error])
     seen[(case.operation.label, response.status_code)] += 1
     if response.status_code >= 400 and "json" in response.headers.get("content-type", ""):
         assert response.json().get("detail"), f"{case.method} {case.formatted_path}: no detail"
+    return response.status_code
 
 
 def strategies(schema: BaseSchema, operation: APIOperation) -> dict[str, SearchStrategy[Case]]:
@@ -105,3 +128,113 @@ def test_no_request_gets_a_server_error(api_schema: BaseSchema) -> None:
     assert {200, 202, 404, 422} <= statuses, sorted(seen.items())
     for served in ("POST /api/v1/predict", "GET /api/v1/models/{ticker}/active"):
         assert seen[(served, 200)] > 0, sorted(seen.items())
+
+
+def _string_query_names(operation: APIOperation) -> list[str]:
+    """Query parameters that take text (optional ones are ``anyOf: [string, null]``)."""
+    names = []
+    for parameter in operation.query:
+        schema = parameter.definition.get("schema", {})
+        kinds = [schema.get("type")] + [part.get("type") for part in schema.get("anyOf", [])]
+        if "string" in kinds:
+            names.append(parameter.name)
+    return names
+
+
+def hostile_cases(operation: APIOperation) -> SearchStrategy[Case] | None:
+    """Cases with one path parameter or text query parameter set to hostile text; the other
+    path parameters keep the schema's example (or AAPL). None: nothing to aim at."""
+    examples = {
+        p.name: (p.definition.get("examples") or ["AAPL"])[0] for p in operation.path_parameters
+    }
+    targets = [("path", name) for name in examples]
+    targets += [("query", name) for name in _string_query_names(operation)]
+    if not targets:
+        return None
+
+    def make(target: tuple[str, str], value: str) -> Case:
+        location, name = target
+        if location == "path":  # sent percent-encoded, as a browser would: the server sees
+            # exactly ``value`` (unencoded, the HTTP client would strip or cut it)
+            return operation.Case(path_parameters={**examples, name: quote(value, safe="")})
+        return operation.Case(path_parameters=examples, query={name: value})
+
+    return st.builds(make, st.sampled_from(targets), HOSTILE_TEXT)
+
+
+def check_hostile_response(case: Case, seen: Counter[tuple[str, int]]) -> None:
+    """A 4xx with a detail; an id that is not id-shaped is refused as such, never looked up."""
+    status = check_response(case, seen)
+    assert 400 <= status < 500, f"{case.method} {case.formatted_path}: {status}"
+    for name in ID_PARAMETERS & set(case.path_parameters or {}):
+        value = unquote(str(case.path_parameters[name]))
+        if not ID_SHAPE.fullmatch(value) and "/" not in value:  # a "/" is another route
+            assert status in (400, 422), f"{name}={value!r:.40} was looked up: {status}"
+
+
+def test_hostile_ids_and_filters_are_4xx_before_any_query(api_schema: BaseSchema) -> None:
+    """NUL bytes, control characters, over-long and badly shaped ids and filters are a 4xx
+    with a detail, and a malformed version or job id is a 400/422, not a 404 (a lookup).
+
+    Runs on PostgreSQL too (``make test-postgres``: it uses a database, so it is ``-m db``),
+    where a NUL byte that reached a query was a 500.
+    """
+    failures: list[str] = []
+    seen: Counter[tuple[str, int]] = Counter()
+    for result in api_schema.get_all_operations():
+        operation = result.ok()
+        strategy = hostile_cases(operation)
+        if strategy is None:
+            continue
+
+        @given(case=strategy)
+        @settings(
+            max_examples=HOSTILE_EXAMPLES,
+            deadline=None,
+            database=None,
+            derandomize=True,
+            suppress_health_check=list(HealthCheck),
+        )
+        def fuzz(case: Case) -> None:
+            check_hostile_response(case, seen)
+
+        try:
+            fuzz()
+        except Exception as exc:
+            failures.append(f"{operation.label}: {exc}")
+    assert not failures, "\n\n".join(failures)
+    aimed_at = {label for label, _status in seen}
+    for route in ("GET /api/v1/reports/{version_id}", "GET /api/v1/training/status/{job_id}"):
+        assert route in aimed_at, sorted(aimed_at)
+    assert "POST /api/v1/models/{version_id}/activate" in aimed_at, sorted(aimed_at)
+
+
+def test_the_fuzzing_is_part_of_make_test_postgres() -> None:
+    """``make test-postgres`` runs ``pytest -m db tests``; both fuzz tests must be selected by
+    it (they are marked ``db`` because they use a database), so they also run on PostgreSQL."""
+    root = Path(__file__).resolve().parents[1]
+    script = (root / "scripts" / "test_postgres.py").read_text()
+    assert '"-m", "db", "tests"' in script
+    collected = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--collect-only",
+            "-m",
+            "db",
+            str(Path(__file__)),
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    for name in (
+        "test_no_request_gets_a_server_error",
+        "test_hostile_ids_and_filters_are_4xx_before_any_query",
+    ):
+        assert f"::{name}" in collected.stdout, collected.stdout + collected.stderr

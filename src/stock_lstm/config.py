@@ -15,11 +15,11 @@ import re
 from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from stock_lstm.errors import SettingsError
 
@@ -63,9 +63,16 @@ ACCEPTED: dict[str, str] = {
     "local cluster",
     "job_timeout_hours": "a number of hours above 0, at most 168",
     "max_job_cost": "a number above 0 (multiples of the default training), at most 1e6",
+    "allowed_hosts": "host names or host:port, comma-separated (e.g. stock.example.org), or "
+    "empty for loopback only",
+    "api_concurrency_limit": "a whole number from 1 to 100000",
+    "api_keep_alive_seconds": "a whole number of seconds from 1 to 3600",
+    "api_header_timeout_seconds": "a number of seconds above 0, at most 3600",
 }
 #: Settings whose value is never quoted back (it is a secret).
 SECRET_FIELDS = frozenset({"api_token"})
+#: An allowed host: ``name``, ``name:port``, ``[v6]`` or ``[v6]:port``.
+_ALLOWED_HOST = re.compile(r"^([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?$")
 
 
 class Settings(BaseSettings):
@@ -187,6 +194,30 @@ class Settings(BaseSettings):
             raise ValueError("exists and is not a folder")
         return value
 
+    # --- the API server (stock-lstm serve) ---
+    allowed_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="Without a token the API answers only requests addressed to 127.0.0.1, "
+        "localhost or [::1] (a DNS-rebinding page's own name is refused); these host names "
+        "(comma-separated, `name` for any port or `name:port`) are accepted too.",
+    )
+    api_concurrency_limit: int = Field(
+        100,
+        ge=1,
+        le=100_000,
+        description="Open connections and requests in flight before the server answers 503.",
+    )
+    api_keep_alive_seconds: int = Field(
+        5, ge=1, le=3600, description="An idle keep-alive connection is closed after this long."
+    )
+    api_header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="A request's line and headers must arrive within this long of the "
+        "connection opening (or the request starting), else the connection is closed.",
+    )
+
     @field_validator("interval_level")
     @classmethod
     def _check_level(cls, value: float) -> float:
@@ -213,6 +244,24 @@ class Settings(BaseSettings):
     def _check_pushgateway(cls, value: str | None) -> str | None:
         if value is not None and not _is_address(value, ("http", "https")):
             raise ValueError("not an http(s) address")
+        return value
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        """``STOCK_LSTM_ALLOWED_HOSTS=a.example,b.example:8000``: a comma-separated list; a
+        list's text (``['a.example']``, how ``cluster.settings_environment`` hands settings to
+        a worker's kernel) reads the same."""
+        if isinstance(value, str):
+            value = [part for part in re.split(r"[\s,\[\]'\"]+", value) if part]
+        if isinstance(value, list | tuple):
+            for host in value:
+                if not isinstance(host, str) or not _ALLOWED_HOST.match(host):
+                    raise ValueError(
+                        f"allowed_hosts: {host!r} is not a host name or host:port "
+                        "(comma-separated, e.g. stock.example.org,stock.example.org:8000)"
+                    )
+            return tuple(host.lower() for host in value)
         return value
 
     @field_validator("dask_scheduler")

@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stock_lstm import __version__
 from stock_lstm.api import routes
+from stock_lstm.api.guards import RequestGuardMiddleware
 from stock_lstm.api.schemas import API_PREFIX
 from stock_lstm.api.training_pool import RunTraining, make_training_pool
 from stock_lstm.config import Settings
@@ -63,6 +64,11 @@ def _describe_validation_error(error: dict[str, Any]) -> str:
         return f"unknown field {field!r}: remove it (the request schema is at /docs)"
     if kind == "missing":
         return "a JSON body is required" if field == "body" else f"field {field!r} is required"
+    if kind == "string_pattern_mismatch":  # only ids have a pattern (deps.id_path)
+        return (
+            f"{field}: {error.get('input')!r:.60} is not an id: ids are letters, digits and "
+            "_ . - (list them with GET /api/v1/models or /api/v1/training/jobs)"
+        )
     message = str(error.get("msg", "is invalid")).removeprefix("Value error, ")
     if kind == "value_error":  # our own validators: the message already names the value
         return message if field == "body" else f"{field}: {message}"
@@ -310,7 +316,13 @@ def create_app(
     templates = [path for route in app.router.routes if (path := getattr(route, "path", None))]
     templates += [prefix + route.path for prefix, router in included for route in router.routes]
 
-    # Added last = outermost: the metrics see the body limit's 413s too.
+    # Added last = outermost: the metrics see the body limit's 413s and the guards' refusals
+    # too; the guards answer before a body is read.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(
+        RequestGuardMiddleware,
+        token=ctx.settings.api_token,
+        allowed_hosts=ctx.settings.allowed_hosts,
+    )
     app.add_middleware(MetricsMiddleware, metrics=metrics, route_templates=templates)
     return app

@@ -7,11 +7,12 @@ No ``from __future__ import annotations`` here: FastAPI reads these annotations 
 """
 
 import hmac
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Path, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from stock_lstm.api.guards import may_see_server_details
 from stock_lstm.api.training_pool import TrainingPool
 from stock_lstm.errors import ModelNotFoundError
 from stock_lstm.monitoring.metrics import ApiMetrics
@@ -80,6 +81,17 @@ def require_token(
 TokenRequired = Depends(require_token)
 
 
+def show_server_details(request: Request, context: ContextDep) -> bool:
+    """Whether this client may read error texts that name server folders, files and database
+    errors (``guards.may_see_server_details``); everyone else gets a generic text, and the
+    server log keeps the full one."""
+    return may_see_server_details(request.scope, context.settings.api_token)
+
+
+#: True when the request may see server details in error texts.
+ServerDetailsDep = Annotated[bool, Depends(show_server_details)]
+
+
 def ticker_path(
     ticker: Annotated[
         str, Path(description="Yahoo Finance symbol, e.g. AAPL or PETR4.SA.", examples=["AAPL"])
@@ -90,6 +102,18 @@ def ticker_path(
 
 
 TickerPath = Annotated[str, Depends(ticker_path)]
+
+#: The longest version or job id accepted in a path.
+MAX_ID_LENGTH = 64
+#: Version ids (``AAPL_20260105_120000``, ``_GSPC_...``) and job ids (hex, or a caller's
+#: ``job-1``): letters, digits and ``_ . -``. Checked before any query, so text a database
+#: cannot store (PostgreSQL refuses NUL) or would only search for in vain never reaches one.
+ID_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$"
+
+
+def id_path(description: str) -> Any:
+    """A path parameter holding a version or job id: 1-64 characters of ``ID_PATTERN``."""
+    return Path(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN, description=description)
 
 
 def no_active_model(ticker: str) -> ModelNotFoundError:

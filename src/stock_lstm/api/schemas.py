@@ -159,6 +159,14 @@ class EpochLoss(BaseModel):
     val_loss: float | None
 
 
+def generic_job_error(job_id: str) -> str:
+    """The error text of a failed job for a client that may not see server details."""
+    return (
+        f"the job did not complete: the reason is in the server log (job {job_id}); clients "
+        "that send the server's API token see it here"
+    )
+
+
 class JobResponse(BaseModel):
     """A training job; ``report_url`` is set once it completed and registered a model."""
 
@@ -186,6 +194,13 @@ class JobResponse(BaseModel):
         description="The promotion gate's verdict on the job's model: status (passed, failed, "
         "forced), value and reason, e.g. why it was registered inactive.",
     )
+
+    def for_client(self, show_details: bool) -> JobResponse:
+        """This job as a client may see it: without ``show_details`` a failure's text (which
+        names the CSV folder and its files, a host and a pid) becomes a generic sentence."""
+        if show_details or not self.error:
+            return self
+        return self.model_copy(update={"error": generic_job_error(self.job_id)})
 
     @classmethod
     def from_record(cls, job: JobRecord, model: ModelRecord | None = None) -> JobResponse:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from typing import Any
 
 from stock_lstm.config import Settings
 from stock_lstm.errors import StockLSTMError
@@ -32,7 +33,8 @@ def check_exposure(host: str, *, insecure: bool, settings: Settings) -> None:
     if insecure:
         log.warning(
             "serving on %s without STOCK_LSTM_API_TOKEN: anyone who reaches the port can "
-            "train, activate models and delete cached prices",
+            "train, activate models and delete cached prices; requests are answered only when "
+            "addressed to this machine's IP or a name in STOCK_LSTM_ALLOWED_HOSTS",
             host,
         )
         return
@@ -41,6 +43,19 @@ def check_exposure(host: str, *, insecure: bool, settings: Settings) -> None:
         "send `Authorization: Bearer <token>`), listen on 127.0.0.1, or pass --insecure if the "
         "network is trusted"
     )
+
+
+def server_limits(settings: Settings) -> dict[str, Any]:
+    """uvicorn options that bound what clients can hold: connections and requests in flight
+    (503 beyond), idle keep-alive time, and each request head's time and size."""
+    from stock_lstm.api.protocol import MAX_HEAD_BYTES, guarded_protocol
+
+    return {
+        "limit_concurrency": settings.api_concurrency_limit,
+        "timeout_keep_alive": settings.api_keep_alive_seconds,
+        "http": guarded_protocol(settings.api_header_timeout_seconds),
+        "h11_max_incomplete_event_size": MAX_HEAD_BYTES,  # if h11 is ever chosen instead
+    }
 
 
 def serve(host: str, port: int, *, insecure: bool, settings: Settings) -> None:
@@ -53,4 +68,11 @@ def serve(host: str, port: int, *, insecure: bool, settings: Settings) -> None:
 
     from stock_lstm.api.app import create_app
 
-    uvicorn.run(create_app(settings), host=host, port=port, workers=1, log_level="info")
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        workers=1,
+        log_level="info",
+        **server_limits(settings),
+    )

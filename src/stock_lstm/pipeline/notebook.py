@@ -7,8 +7,10 @@ from the project root; ``setup_notebook`` moves to the root so the relative defa
 
 from __future__ import annotations
 
+import html
 import logging
 import os
+import re
 import tomllib
 from datetime import date, datetime
 from pathlib import Path
@@ -37,6 +39,23 @@ NOTEBOOK_RC: dict[str, object] = {
     "legend.frameon": False,
     "font.size": 9.5,
 }
+
+
+#: Characters that start Markdown syntax (emphasis, links, code, headings, lists, tables,
+#: math, autolinks via ``:``); a backslash makes each one literal (CommonMark, mistune, marked).
+_MARKDOWN_SYNTAX = re.compile(r"([\\`*_{}\[\]()#+\-.!|~:$<>])")
+
+
+def escape_markdown(text: object) -> str:
+    """``text`` as literal Markdown: shown as written, never interpreted as markup or HTML.
+
+    Why: data reaches reports through ``display(Markdown(...))`` (a price file's column names
+    inside a source error, a warning); an ``<img onerror=...>`` column header ran script in the
+    rendered report. HTML is escaped to entities (``<`` -> ``&lt;``), Markdown syntax is
+    backslash-escaped, and line breaks become spaces so the text stays inside its sentence.
+    """
+    flat = re.sub(r"\s*[\r\n]+\s*", " ", str(text))
+    return _MARKDOWN_SYNTAX.sub(r"\\\1", html.escape(flat, quote=False))
 
 
 def find_project_root(start: Path | None = None) -> Path | None:

@@ -14,6 +14,14 @@ from typing import Any
 RUN_MANIFEST = "run.json"
 #: nbconvert templates shipped with the package (``offline_lab``: no script from a CDN).
 TEMPLATES_DIR = Path(__file__).parent / "templates"
+#: What a report may load: its own inline styles and embedded (data:) figures, nothing else.
+#: Reports need no script at all (the "show the code" switch is a CSS checkbox), so any
+#: script that data smuggles into one (an ``<img onerror=...>`` column name) is blocked.
+#: Sent as a header by the API and written into every report's <head> for reading from disk.
+REPORT_CSP = (
+    "default-src 'none'; img-src data:; style-src 'unsafe-inline'; font-src data:; "
+    "base-uri 'none'; form-action 'none'"
+)
 
 
 def render_html(notebook_path: Path) -> Path:
@@ -34,7 +42,7 @@ def render_html(notebook_path: Path) -> Path:
     exporter.exclude_input_prompt = True
     exporter.exclude_output_prompt = True
     body, _resources = exporter.from_notebook_node(
-        notebook, resources={"metadata": {"name": notebook_path.stem}}
+        notebook, resources={"metadata": {"name": notebook_path.stem}, "report_csp": REPORT_CSP}
     )
     html_path = notebook_path.with_suffix(".html")
     tmp = html_path.with_suffix(".html.tmp")
@@ -174,6 +182,7 @@ def _backtest_summary(run_dir: Path) -> dict[str, Any] | None:
 
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>stock-lstm runs</title>
+<meta http-equiv="Content-Security-Policy" content="{csp}">
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #222; }}
 table {{ border-collapse: collapse; width: 100%; }}
@@ -251,7 +260,9 @@ def build_index(reports_dir: Path, database_url: str | None = None) -> Path:
             "</tr>"
         )
     index = reports_dir / "index.html"
-    body = _PAGE.format(rows="\n".join(rows) or "<tr><td colspan='11'>no runs yet</td></tr>")
+    body = _PAGE.format(
+        rows="\n".join(rows) or "<tr><td colspan='11'>no runs yet</td></tr>", csp=REPORT_CSP
+    )
     # A temporary name of its own: workers of a --tickers run rebuild the index at once.
     tmp = index.with_name(f".index.{os.getpid()}.{uuid.uuid4().hex[:8]}.html.tmp")
     tmp.write_text(body, encoding="utf-8")

@@ -2,9 +2,15 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 
-from stock_lstm.api.deps import ContextDep, TickerPath, TokenRequired, no_active_model
+from stock_lstm.api.deps import (
+    ContextDep,
+    TickerPath,
+    TokenRequired,
+    id_path,
+    no_active_model,
+)
 from stock_lstm.api.schemas import ErrorResponse, ModelList, ModelResponse
 from stock_lstm.errors import ModelNotFoundError
 from stock_lstm.models import registry
@@ -18,7 +24,7 @@ def unknown_version(version_id: str) -> ModelNotFoundError:
     )
 
 
-VersionId = Annotated[str, Path(max_length=64, description="A version from GET /models.")]
+VersionId = Annotated[str, id_path("A version from GET /models.")]
 
 
 @router.get("", responses={422: {"model": ErrorResponse}})

@@ -1,16 +1,27 @@
 """Training reports: the HTML the train notebook rendered for a model version."""
 
+import logging
 from pathlib import Path as FilePath
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
-from stock_lstm.api.deps import ContextDep
+from stock_lstm.api.deps import ContextDep, id_path
 from stock_lstm.api.schemas import ErrorResponse
 from stock_lstm.errors import ModelNotFoundError
 from stock_lstm.models import registry
+from stock_lstm.pipeline.reports import REPORT_CSP
 
+#: Headers of a served report: the policy (reports rendered before it was written into
+#: their <head> get it too), no MIME sniffing, and no framing or referrer leaks.
+REPORT_HEADERS = {
+    "Content-Security-Policy": f"{REPORT_CSP}; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/reports", tags=["reports"])
 
 
@@ -20,7 +31,7 @@ router = APIRouter(prefix="/reports", tags=["reports"])
     responses={200: {"content": {"text/html": {}}}, 404: {"model": ErrorResponse}},
 )
 def get_report(
-    version_id: Annotated[str, Path(max_length=64, description="A model version.")],
+    version_id: Annotated[str, id_path("A model version.")],
     ctx: ContextDep,
 ) -> FileResponse:
     """The executed train notebook of ``version_id`` as HTML (plots embedded).
@@ -41,8 +52,10 @@ def get_report(
     reports_dir = FilePath(ctx.settings.reports_dir).resolve()
     report = FilePath(record.report_path).resolve()
     if report.suffix != ".html" or not report.is_relative_to(reports_dir):
+        # The folders are named in the log only: an unauthenticated GET must not learn them.
+        log.warning("report of %s is %s, outside %s", version_id, report, reports_dir)
         raise ModelNotFoundError(
-            f"the report of {version_id} is outside the reports folder {reports_dir} "
+            f"the report of {version_id} is outside the server's reports folder "
             "(STOCK_LSTM_REPORTS_DIR changed?): open it from disk"
         )
     if not report.is_file():
@@ -50,4 +63,4 @@ def get_report(
             f"the report of {version_id} is not on disk yet (the run renders it right after "
             "training) or was deleted: retry in a few seconds, or retrain"
         )
-    return FileResponse(report, media_type="text/html")
+    return FileResponse(report, media_type="text/html", headers=REPORT_HEADERS)

@@ -2,9 +2,9 @@
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Query, Response, status
 
-from stock_lstm.api.deps import ContextDep, PoolDep, TokenRequired
+from stock_lstm.api.deps import ContextDep, PoolDep, ServerDetailsDep, TokenRequired, id_path
 from stock_lstm.api.schemas import (
     ErrorResponse,
     JobList,
@@ -33,7 +33,7 @@ def check_job_cost(params: TrainParams, limit: float) -> None:
         )
 
 
-JobId = Annotated[str, Path(max_length=64, description="The id POST /training/start returned.")]
+JobId = Annotated[str, id_path("The id POST /training/start returned.")]
 
 
 @router.post(
@@ -68,7 +68,7 @@ def start_training(
 
 
 @router.get("/status/{job_id}", responses={404: {"model": ErrorResponse}})
-def training_status(job_id: JobId, ctx: ContextDep) -> JobResponse:
+def training_status(job_id: JobId, ctx: ContextDep, details: ServerDetailsDep) -> JobResponse:
     """A job's status, progress per epoch, losses, error and, once completed, its model
     version, whether that model is active and the promotion gate's verdict."""
     job = jobs.get_job(ctx.db, job_id)
@@ -78,7 +78,7 @@ def training_status(job_id: JobId, ctx: ContextDep) -> JobResponse:
             model = get_model(ctx.db, job.version_id)
         except ModelNotFoundError:  # deleted since: the job still reports what it made
             model = None
-    return JobResponse.from_record(job, model)
+    return JobResponse.from_record(job, model).for_client(details)
 
 
 @router.post(
@@ -90,17 +90,20 @@ def training_status(job_id: JobId, ctx: ContextDep) -> JobResponse:
         409: {"model": ErrorResponse, "description": "The job has already finished."},
     },
 )
-def cancel_training(job_id: JobId, ctx: ContextDep, pool: PoolDep) -> JobResponse:
+def cancel_training(
+    job_id: JobId, ctx: ContextDep, pool: PoolDep, details: ServerDetailsDep
+) -> JobResponse:
     """Cancel a queued or running job: a queued one never starts, a running one stops at its
     next epoch; either way it registers no model and its status is `cancelled`."""
     job = jobs.cancel_job(ctx.db, job_id, clock=ctx.clock)
     pool.cancel(job_id)
-    return JobResponse.from_record(job)
+    return JobResponse.from_record(job).for_client(details)
 
 
 @router.get("/jobs", responses={422: {"model": ErrorResponse}})
 def list_training_jobs(
     ctx: ContextDep,
+    details: ServerDetailsDep,
     ticker: Annotated[str | None, Query(description="Only this ticker's jobs.")] = None,
     status: Annotated[
         Literal["queued", "running", "completed", "failed", "cancelled"] | None,
@@ -110,4 +113,4 @@ def list_training_jobs(
 ) -> JobList:
     """Jobs, newest first."""
     records = jobs.list_jobs(ctx.db, ticker=ticker, status=status, limit=limit)
-    return JobList(jobs=[JobResponse.from_record(job) for job in records])
+    return JobList(jobs=[JobResponse.from_record(job).for_client(details) for job in records])
