@@ -405,6 +405,24 @@ def test_loss_curves(figures: list[Figure]) -> None:
     flat = [{"epoch": e, "train_loss": 0.6 - 0.01 * e, "val_loss": 0.62} for e in range(1, 6)]
     flat_fig = keep(figures, plots.loss_curves(flat, best_epoch=1))
     assert flat_fig.axes[0].get_yscale() == "linear"
+    assert flat_fig.axes[0].get_ylabel() == "MSE on scaled targets"
+
+
+def test_loss_curves_name_the_heads_loss_and_keep_a_negative_likelihood_linear(
+    figures: list[Figure],
+) -> None:
+    """A Student-t head's loss is a negative log-likelihood: it can fall below zero, where a
+    log axis would drop the points, and it is not an MSE."""
+    from stock_lstm.models.lstm import LSTMForecaster
+
+    head = LSTMForecaster(horizon=2, quantiles=(0.1, 0.5, 0.9), distribution="student_t")
+    history = [
+        {"epoch": e, "train_loss": 5.0 - 1.6 * e, "val_loss": 4.0 - 1.2 * e} for e in range(1, 6)
+    ]
+    fig = keep(figures, plots.loss_curves(history, best_epoch=5, loss_name=head.loss_name))
+    assert fig.axes[0].get_ylabel() == "negative log-likelihood on scaled targets"
+    assert fig.axes[0].get_yscale() == "linear"
+    assert LSTMForecaster(horizon=2, quantiles=(0.1, 0.5, 0.9)).loss_name == "pinball loss"
 
 
 def test_test_forecast(figures: list[Figure]) -> None:

@@ -212,11 +212,16 @@ def split_overview(
 
 
 def loss_curves(
-    history: Sequence[Mapping[str, float]], *, best_epoch: int, ticker: str | None = None
+    history: Sequence[Mapping[str, float]],
+    *,
+    best_epoch: int,
+    ticker: str | None = None,
+    loss_name: str = "MSE",
 ) -> Figure:
-    """Training and validation loss (MSE in the encoder's scaled units) per epoch.
+    """Training and validation loss (``loss_name``, on the encoder's scaled targets) per epoch.
 
-    The loss axis is logarithmic when the losses span more than ``LOG_SCALE_RATIO``.
+    The loss axis is logarithmic when the losses are all positive and span more than
+    ``LOG_SCALE_RATIO`` (a negative log-likelihood can go below zero).
 
     A dashed line marks ``best_epoch``, whose weights the model keeps; epochs after it are the
     early-stopping patience that found no improvement.
@@ -243,13 +248,15 @@ def loss_curves(
     )
     ax.axvline(best_epoch, color="black", ls="--", lw=1.0, label=f"best epoch ({best_epoch})")
     losses = frame[["train_loss", "val_loss"]].to_numpy(dtype=np.float64)
-    finite = losses[np.isfinite(losses) & (losses > 0)]
-    log_scale = finite.size > 0 and finite.max() / finite.min() > LOG_SCALE_RATIO
+    finite = losses[np.isfinite(losses)]
+    log_scale = (
+        finite.size > 0 and finite.min() > 0 and finite.max() / finite.min() > LOG_SCALE_RATIO
+    )
     if log_scale:
         ax.set_yscale("log")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("Epoch")
-    ax.set_ylabel("MSE on scaled targets" + (" (log scale)" if log_scale else ""))
+    ax.set_ylabel(f"{loss_name} on scaled targets" + (" (log scale)" if log_scale else ""))
     prefix = f"{ticker}: " if ticker else ""
     ax.set_title(f"{prefix}loss per epoch ({len(frame)} epochs run)")
     ax.legend(loc="upper right")

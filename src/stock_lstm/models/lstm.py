@@ -118,6 +118,13 @@ class LSTMForecaster(nn.Module):
         return self.distribution == "student_t"
 
     @property
+    def loss_name(self) -> str:
+        """What :meth:`loss` computes, for axis labels and reports."""
+        if self.is_student_t:
+            return "negative log-likelihood"
+        return "pinball loss" if self.quantiles else "MSE"
+
+    @property
     def median_index(self) -> int:
         """Position of the 0.5 quantile in the output's last axis (0 for a point head)."""
         return self.quantiles.index(0.5) if self.quantiles else 0
