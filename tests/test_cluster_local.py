@@ -188,3 +188,9 @@ def test_evaluate_backtests_each_ticker_as_a_task_of_the_same_seam(
     rows = run_tasks(tasks, workers=2, progress=False)
     assert [(row["ticker"], row["status"]) for row in rows] == [("AAPL", "ok"), ("NOPE", "failed")]
     assert rows[0]["rmae_h1"] > 0 and "NOPE" in rows[1]["error"]
+    # The summary says what the backtests cost, from the epochs each fit ran.
+    assert rows[0]["epochs_per_fit"] == str(rows[0]["epochs_total"])  # one fit
+    from stock_lstm.evaluation.evaluate import summarize
+
+    _table, markdown = summarize(rows, 2)
+    assert f"epochs per backtest {rows[0]['epochs_total']:.1f}" in markdown

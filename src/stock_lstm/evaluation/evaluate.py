@@ -250,6 +250,7 @@ def summarize(rows: list[dict[str, Any]], horizon: int) -> tuple[pd.DataFrame, s
             f"| {median('ewma_crps_h1')} |"
         )
         lines.extend(_aims(table))
+        lines.extend(_cost(frame))
     failed = frame[frame["status"] != "ok"]
     for row in failed.to_dict("records"):
         lines.append(f"\nfailed: {row['ticker']} ({row['label']}): {row.get('error')}")
@@ -264,6 +265,26 @@ def _wilcoxon(first: pd.Series, second: pd.Series) -> str:
     if len(pairs) < 6:
         return "n/a"
     return f"{wilcoxon(pairs.iloc[:, 0], pairs.iloc[:, 1]).pvalue:.2g}"
+
+
+def _cost(frame: pd.DataFrame) -> list[str]:
+    """What the backtests cost: seconds and epochs per backtest, first fit against refits."""
+    if "epochs_per_fit" not in frame:
+        return []  # rows written before epochs were recorded
+    done = frame[(frame["status"] == "ok") & frame["epochs_per_fit"].notna()]
+    if done.empty:
+        return []
+    per_fit = (
+        done["epochs_per_fit"].astype(str).str.split("/").apply(lambda fits: [int(n) for n in fits])
+    )
+    first = per_fit.apply(lambda fits: fits[0])
+    refits = per_fit.apply(lambda fits: fits[1:]).explode().dropna().astype(int)
+    refit_text = f", each refit {refits.mean():.1f}" if len(refits) else ""
+    return [
+        f"- cost: {len(done)} backtests, {done['seconds'].mean():.1f} s each on average; "
+        f"epochs per backtest {done['epochs_total'].mean():.1f} (first fit {first.mean():.1f}"
+        f"{refit_text})"
+    ]
 
 
 def _aims(table: pd.DataFrame) -> list[str]:
