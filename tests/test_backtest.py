@@ -200,3 +200,20 @@ def test_cli_backtest_writes_csv_and_summary(
     frame = pd.read_csv(out / "backtest.csv")
     assert len(frame) == 30 and tuple(frame.columns[: len(BACKTEST_COLUMNS)]) == BACKTEST_COLUMNS
     assert json.loads((out / "summary.json").read_text())["ticker"] == "AAPL"
+
+
+def test_the_backtest_progress_bar_is_drawn_before_the_first_fit(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The first fit is the long (cold) one: the bar, with its fit count, must already show."""
+    from stock_lstm.workflows import fit_progress_bar
+
+    config = BacktestConfig(horizon=1, origins=10, refit_every=4)
+    with fit_progress_bar(config, enabled=True) as progress:
+        assert "0/3" in capsys.readouterr().err
+        progress(1, 3)
+        progress(3, 3)
+    err = capsys.readouterr().err
+    assert "3/3" in err and "origins=10/10" in err
+    with fit_progress_bar(config, enabled=False) as progress:
+        assert progress is None

@@ -613,31 +613,33 @@ def predict_ticker(
 def fit_progress_bar(config: Any, *, enabled: bool) -> Iterator[Any]:
     """A ``walk_forward`` progress callback drawing a tqdm bar over fits (``None`` when off).
 
-    Updated once a fit has forecast its origins, so the estimate of the time left counts
-    training and forecasting alike.
+    Drawn before the first fit starts (the longest: it is the only cold one) and moved once a
+    fit has forecast its origins, so the estimate of the time left counts training and
+    forecasting alike.
     """
     if not enabled:
         yield None
         return
+    import math
     import sys
 
     from tqdm import tqdm
 
-    bar: Any = None
+    per_fit = config.refit_every or config.origins
+    bar = tqdm(
+        total=math.ceil(config.origins / per_fit), desc="backtest", unit="fit", file=sys.stderr
+    )
+    bar.set_postfix(origins=f"0/{config.origins}")
 
     def progress(done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = tqdm(total=total, desc="backtest", unit="fit", file=sys.stderr)
+        bar.total = total
+        bar.set_postfix(origins=f"{min(done * per_fit, config.origins)}/{config.origins}")
         bar.update(done - bar.n)
-        served = min(done * (config.refit_every or config.origins), config.origins)
-        bar.set_postfix(origins=f"{served}/{config.origins}")
 
     try:
         yield progress
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
 
 
 def backtest_ticker(
