@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stock_lstm import __version__
 from stock_lstm.api import routes
-from stock_lstm.api.guards import RequestGuardMiddleware
+from stock_lstm.api.guards import RequestGuardMiddleware, send_refusal
 from stock_lstm.api.schemas import API_PREFIX
 from stock_lstm.api.training_pool import RunTraining, make_training_pool
 from stock_lstm.config import Settings
@@ -99,22 +99,6 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
 # --- middleware -----------------------------------------------------------------------------
 
 
-async def _send_json(send: Send, status: int, detail: str) -> None:
-    body = JSONResponse({"detail": detail}).body
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
 class BodySizeLimitMiddleware:
     """Answer 413 to bodies over ``max_bytes``, by Content-Length or by the bytes streamed.
 
@@ -140,10 +124,10 @@ class BodySizeLimitMiddleware:
         declared = headers.get(b"content-length")
         if declared is not None:
             if not declared.isdigit():
-                await _send_json(send, 400, "the Content-Length header is not a number")
+                await send_refusal(send, 400, "the Content-Length header is not a number")
                 return
             if int(declared) > self.max_bytes:
-                await _send_json(send, 413, self._too_large())
+                await send_refusal(send, 413, self._too_large())
                 return
         chunks: list[bytes] = []
         size = 0
@@ -154,7 +138,7 @@ class BodySizeLimitMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                await _send_json(send, 413, self._too_large())
+                await send_refusal(send, 413, self._too_large())
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
