@@ -409,3 +409,19 @@ def test_the_student_t_head_reads_quantiles_off_its_parameters() -> None:
     assert model.loss(output, target).item() == pytest.approx(nll, rel=1e-5)
     rebuilt = LSTMForecaster(**model.config())
     assert rebuilt.is_student_t and model.config()["distribution"] == "student_t"
+
+
+def test_an_h_day_miss_moves_theta_one_hth_of_a_one_day_miss() -> None:
+    """Consecutive h-day outcomes overlap (a volatile week is five correlated misses at h=5),
+    so the tracker's step at horizon h is ``step / h``: h such misses move theta as far as
+    one independent miss does at h=1."""
+    from stock_lstm.models.online_calibration import CALIBRATION_LEVELS, DEFAULT_STEP
+
+    horizon, levels = 5, len(CALIBRATION_LEVELS)
+    lower = np.full((1, horizon, levels), -1.0)
+    upper = np.full((1, horizon, levels), 1.0)
+    actual = np.full((1, horizon), 10.0)  # every horizon misses every level
+    result = track(np.zeros((horizon, levels)), lower, upper, actual, np.array([0]))
+    level = np.asarray(CALIBRATION_LEVELS)
+    for h in range(horizon):
+        np.testing.assert_allclose(result.theta[h], DEFAULT_STEP / (h + 1) * level)

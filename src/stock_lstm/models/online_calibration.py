@@ -6,11 +6,13 @@ each level and horizon carries a correction ``theta`` that moves after every rev
 the *quantile tracker* of Angelopoulos, Candes & Tibshirani (2023, "Conformal PID control",
 its P term; adaptive conformal inference, Gibbs & Candes 2021, moves the level instead):
 
-    theta <- theta + step * (miss - (1 - level))
+    theta <- theta + (step / h) * (miss - (1 - level))        (h: the forecast's horizon in days)
 
-A miss pushes the interval out by ``step * level`` of its base width, a hit pulls it in by
-``step * (1 - level)``, so over any long stretch the miss rate is driven to ``1 - level``,
-whatever the regime. Scores are normalized by the base interval's own width (the model's
+A miss pushes the interval out by ``step / h * level`` of its base width, a hit pulls it in by
+``step / h * (1 - level)``, so over any long stretch the miss rate is driven to ``1 - level``,
+whatever the regime. The ``1 / h``: consecutive h-day outcomes overlap, so one volatile week
+arrives at h=5 as five correlated misses; with the full step they widened the 5-day interval
+five times over (its frozen, uncorrected interval scored better over 500 origins). Scores are normalized by the base interval's own width (the model's
 predicted spread, or the static conformal band of a point model), as in conformalized
 quantile regression, so ``theta`` is unitless and one ``step`` suits every ticker:
 
@@ -185,7 +187,10 @@ def _update(
 ) -> None:
     score = scores[j, h]
     miss = (score > theta[h]).astype(np.float64)
-    moved = np.maximum(theta[h] + step * (miss - alpha), MIN_THETA)
+    # An (h+1)-day outcome overlaps the h outcomes revealed just before it: one volatile week
+    # arrives as h+1 correlated misses. Dividing the step by h+1 makes those move theta as
+    # far as one independent miss does at h=1 (the 1-day step is unchanged).
+    moved = np.maximum(theta[h] + step / (h + 1) * (miss - alpha), MIN_THETA)
     theta[h] = np.where(np.isfinite(score), moved, theta[h])
 
 
