@@ -12,7 +12,7 @@ SOURCE ?=
 # Make variables that become notebook parameters when set, e.g. `make train EPOCHS=20`.
 PARAM_VARS := EPOCHS PATIENCE SEQUENCE_LENGTH HIDDEN_SIZE NUM_LAYERS DROPOUT LEARNING_RATE INPUTS OUTPUT \
 	BATCH_SIZE SEED TARGET STRATEGY HORIZON DAYS HISTORY_DAYS START END FORCE ORIGINS STEP \
-	REFIT_EVERY CHUNK_LENGTH
+	REFIT_EVERY CHUNK_LENGTH NETWORK
 lower = $(shell echo '$(1)' | tr 'A-Z' 'a-z')
 PARAMS = $(foreach v,$(PARAM_VARS),$(if $($(v)),-p $(call lower,$(v)) $($(v)),))
 SOURCE_FLAG = $(if $(SOURCE),--source $(SOURCE),)

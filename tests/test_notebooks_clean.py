@@ -49,6 +49,7 @@ PARAMETERS: dict[str, dict[str, str]] = {
         "inputs": '"ohlcv"',
         "output": '"student_t"',
         "chunk_length": "60",
+        "network": '"lstm"',
         "job_id": "None",
         "report_path": "None",
         "activate": "True",

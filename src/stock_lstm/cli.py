@@ -41,6 +41,11 @@ TRAIN_PARAM_HELP: dict[str, tuple[type, str]] = {
         "the original design)",
     ),
     "horizon": (int, "trading days a direct head forecasts (1..30, default 30)"),
+    "network": (
+        str,
+        "the recurrent network: lstm (default; the original design) or gru (three gates to "
+        "the LSTM's four, about 3/4 of its compute)",
+    ),
     "chunk_length": (
         int,
         "origins trained per LSTM pass (0..1000, default 60; 0: window by window, several "
@@ -350,6 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="the evaluated model's head (student_t)",
     )
     evaluate.add_argument("--epochs", type=int, help="maximum epochs per fit (default 100)")
+    evaluate.add_argument(
+        "--network", choices=("lstm", "gru"), help="the evaluated model's network (lstm)"
+    )
     evaluate.add_argument(
         "--chunk-length",
         type=int,
@@ -693,6 +701,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
                 "ticker": r.ticker,
                 "created_at": r.created_at.isoformat(),
                 "is_active": r.is_active,
+                "network": r.network,
+                "params": r.params,
                 "metrics": r.metrics,
                 "report_path": r.report_path,
             }
@@ -704,8 +714,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
         if not records:
             return "no models yet: train one with `make train TICKER=AAPL`"
         lines = [
-            f"  {'version':<28}{'created (UTC)':<22}{'test MAE':>10}{'persist.':>10}"
-            f"{'rMAE':>8}{'90% cov.':>10}  gate"
+            f"  {'version':<28}{'created (UTC)':<22}{'network':<9}{'test MAE':>10}"
+            f"{'persist.':>10}{'rMAE':>8}{'90% cov.':>10}  gate"
         ]
         for r in records:
             mae = r.metrics.get("mae", float("nan"))
@@ -716,7 +726,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
             mark = "*" if r.is_active else " "
             created = r.created_at.strftime("%Y-%m-%d %H:%M:%S")
             lines.append(
-                f"{mark} {r.version_id:<28}{created:<22}{mae:>10.4f}{base:>10.4f}"
+                f"{mark} {r.version_id:<28}{created:<22}{r.network:<9}{mae:>10.4f}{base:>10.4f}"
                 f"{_number(rmae, 3):>8}{_number(coverage, 3):>10}  {gate}"
             )
         lines.append("* = active; rMAE = test MAE / persistence MAE; 90% cov. = test coverage")
@@ -1041,7 +1051,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                 },
                 **{
                     name: getattr(args, name)
-                    for name in ("chunk_length",)
+                    for name in ("chunk_length", "network")
                     if getattr(args, name) is not None
                 },
             }

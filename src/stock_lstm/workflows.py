@@ -365,24 +365,17 @@ def _warm_start_from(
     """The ticker's active model, if it has exactly the network these params would build
     (same inputs, size, horizon and head): a warm start needs every weight to fit. Else
     ``None``, with a warning saying why the training starts from random weights."""
-    from stock_lstm.models.lstm import LSTMForecaster
     from stock_lstm.models.registry import get_active_model
+    from stock_lstm.models.training import new_network
 
     try:
         loaded = ctx.model_cache.get(get_active_model(ctx.db, ticker))
     except StockLSTMError as exc:
         log.warning("no warm start (%s): training from random weights", exc)
         return None
-    wanted = LSTMForecaster(
-        n_features=int(data.X_train.shape[2]),
-        hidden_size=params.hidden_size,
-        num_layers=params.num_layers,
-        dropout=params.dropout,
-        horizon=int(data.y_train.shape[1]),
-        quantiles=params.quantile_levels,
-        distribution="student_t" if params.output == "student_t" else "quantiles",
-    ).config()
-    if loaded.model.config() != wanted:
+    fresh = new_network(params, int(data.X_train.shape[2]), int(data.y_train.shape[1]))
+    wanted = {"network": fresh.network, **fresh.config()}
+    if {"network": loaded.model.network, **loaded.model.config()} != wanted:
         log.warning(
             "no warm start: the active model %s has another network (%s, wanted %s): "
             "training from random weights",
@@ -477,6 +470,7 @@ def register_outcome(
                 outcome.ticker, models_dir, ctx.clock(), taken=lambda v: _registered(ctx, v)
             ),
             model_config=outcome.result.model.config(),
+            network=outcome.result.model.network,
             state_dict=outcome.result.model.state_dict(),
             scaler=outcome.data.scaler,
             metadata={

@@ -83,6 +83,7 @@ HYPERPARAMETER_HELP = {
     "seed": "random seed; same seed and data, same model",
     "horizon": "trading days a direct model forecasts in one pass",
     "chunk_length": "origins trained per LSTM pass (0: window by window)",
+    "network": "lstm (the original design) or gru",
     "target": "what the network learns to predict",
     "strategy": "direct (all days in one pass) or recursive (each prediction fed back)",
     "inputs": "close (its log-return) or ohlcv (return, range, gap, volume)",

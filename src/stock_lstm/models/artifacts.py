@@ -201,6 +201,7 @@ def save_artifacts(
     state_dict: dict[str, Any],
     scaler: Any,
     metadata: dict[str, Any] | None = None,
+    network: str = "lstm",
 ) -> SavedArtifacts:
     """Save ``{version_id}.pt`` (config + weights, loadable with ``weights_only=True``) and
     ``{version_id}_scaler.json`` (the encoder's numbers, see ``encoding.encoder_state``), then
@@ -214,6 +215,7 @@ def save_artifacts(
     scaler_bytes = json.dumps(encoder_state(scaler), indent=1).encode()
     payload = {
         "format": ARTIFACT_FORMAT,
+        "network": network,
         "config": dict(model_config),
         "metadata": dict(metadata or {}),
         "state_dict": state_dict,

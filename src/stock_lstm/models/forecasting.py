@@ -182,7 +182,7 @@ def validate_days(days: object) -> int:
 def load_model(record: ModelRecord, models_dir: Path) -> LoadedModel:
     """Verify and load a version's files from ``models_dir`` (see ``artifacts``) and rebuild
     the network; anything that does not fit the network is an ``ArtifactError``."""
-    from stock_lstm.models.lstm import LSTMForecaster
+    from stock_lstm.models.networks import network_for_artifact
 
     payload = load_model_payload(
         Path(record.model_path), record.model_sha256, record.version_id, models_dir=models_dir
@@ -190,8 +190,9 @@ def load_model(record: ModelRecord, models_dir: Path) -> LoadedModel:
     encoder = load_scaler(
         Path(record.scaler_path), record.scaler_sha256, record.version_id, models_dir=models_dir
     )
+    network = network_for_artifact(payload)
     try:
-        model = LSTMForecaster(**payload["config"])
+        model = network(**payload["config"])
         model.load_state_dict(payload["state_dict"])
     except Exception as exc:
         raise ArtifactError(

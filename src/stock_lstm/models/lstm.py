@@ -1,4 +1,9 @@
-"""The network: a stacked LSTM read out by one linear layer on its last time step.
+"""The network: a stacked recurrent layer (an LSTM by default) read out by one linear layer
+on its last time step.
+
+``RecurrentForecaster`` holds everything but the cell (heads, losses, chunked outputs, its
+config); ``LSTMForecaster`` (the original design) and ``models.gru.GRUForecaster`` only say
+which cell. ``models.networks`` maps their names to the classes.
 
 The head gives either one value per horizon day (a point forecast, trained on MSE) or, with
 ``quantiles``, a set of non-crossing quantiles per day (trained on the pinball loss): the
@@ -18,7 +23,13 @@ from torch import nn
 from stock_lstm.errors import InvalidParameterError
 from stock_lstm.models.online_calibration import QUANTILE_LEVELS
 
-__all__ = ["DISTRIBUTIONS", "QUANTILE_LEVELS", "LSTMForecaster", "pinball_loss"]
+__all__ = [
+    "DISTRIBUTIONS",
+    "QUANTILE_LEVELS",
+    "LSTMForecaster",
+    "RecurrentForecaster",
+    "pinball_loss",
+]
 #: How a distributional head is parameterized (see ``LSTMForecaster.distribution``).
 DISTRIBUTIONS = ("quantiles", "student_t")
 
@@ -35,8 +46,12 @@ def pinball_loss(
     return torch.maximum(levels * error, (levels - 1.0) * error).mean()
 
 
-class LSTMForecaster(nn.Module):
+class RecurrentForecaster(nn.Module):
     """Maps a window of scaled features to the next ``horizon`` scaled target values.
+
+    Subclasses set ``network`` (the name artifacts record), ``cell`` (an ``nn.RNNBase``
+    class) and ``cell_attribute`` (the submodule's name: it prefixes the saved weights, so
+    an LSTM keeps ``lstm`` and every artifact saved before this class still loads).
 
     Input (batch, seq_len, n_features) float32 -> output (batch, horizon) float32, both in the
     scaler's units (training prices map to [0, 1]). Dropout applies between stacked LSTM layers
@@ -86,13 +101,14 @@ class LSTMForecaster(nn.Module):
                 f"quantiles must be distinct, ascending, inside (0, 1) and include 0.5, "
                 f"got {self.quantiles}"
             )
-        self.lstm = nn.LSTM(
+        recurrent = self.cell(
             input_size=n_features,
             hidden_size=hidden_size,
             num_layers=num_layers,
             batch_first=True,
             dropout=self.dropout if num_layers > 1 else 0.0,
         )
+        self.add_module(self.cell_attribute, recurrent)
         n_outputs = max(len(self.quantiles), 1)
         if self.is_student_t:
             n_outputs = 3
@@ -111,6 +127,17 @@ class LSTMForecaster(nn.Module):
             self._init_quantile_bias()
         if self.quantiles:
             self.register_buffer("levels", torch.tensor(self.quantiles, dtype=torch.float32))
+
+    network: str = ""
+    cell: type[nn.RNNBase] = nn.LSTM
+    cell_attribute: str = "rnn"
+
+    @property
+    def recurrent(self) -> nn.RNNBase:
+        """The recurrent layers (``self.lstm`` for an LSTM, ``self.gru`` for a GRU)."""
+        module = getattr(self, self.cell_attribute)
+        assert isinstance(module, nn.RNNBase)
+        return module
 
     @property
     def is_student_t(self) -> bool:
@@ -150,7 +177,7 @@ class LSTMForecaster(nn.Module):
         Quantiles cannot cross by construction: the head gives the median and positive
         (softplus) gaps outwards from it, summed cumulatively.
         """
-        sequence_output, _ = self.lstm(x)
+        sequence_output, _ = self.recurrent(x)
         return self._outputs(sequence_output[:, -1, :])
 
     def forward_steps(self, x: torch.Tensor, first_step: int) -> torch.Tensor:
@@ -160,7 +187,7 @@ class LSTMForecaster(nn.Module):
         state built by everything before it in the chunk: how a chunk trains many origins for
         the price of one sequence (see ``training.train_model``'s ``chunk_length``).
         """
-        sequence_output, _ = self.lstm(x)
+        sequence_output, _ = self.recurrent(x)
         return self._outputs(sequence_output[:, first_step:, :])
 
     def _outputs(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -225,3 +252,11 @@ class LSTMForecaster(nn.Module):
         if self.is_student_t:
             config["distribution"] = self.distribution
         return config
+
+
+class LSTMForecaster(RecurrentForecaster):
+    """Stacked LSTM: the original design's network and the default."""
+
+    network = "lstm"
+    cell = nn.LSTM
+    cell_attribute = "lstm"

@@ -12,9 +12,11 @@ A miss pushes the interval out by ``step / h * level`` of its base width, a hit 
 ``step / h * (1 - level)``, so over any long stretch the miss rate is driven to ``1 - level``,
 whatever the regime. The ``1 / h``: consecutive h-day outcomes overlap, so one volatile week
 arrives at h=5 as five correlated misses; with the full step they widened the 5-day interval
-five times over (its frozen, uncorrected interval scored better over 500 origins). Scores are normalized by the base interval's own width (the model's
-predicted spread, or the static conformal band of a point model), as in conformalized
-quantile regression, so ``theta`` is unitless and one ``step`` suits every ticker:
+five times over (its frozen, uncorrected interval scored better over 500 origins).
+
+Scores are normalized by the base interval's own width (the model's predicted spread, or the
+static conformal band of a point model), as in conformalized quantile regression, so
+``theta`` is unitless and one ``step`` suits every ticker:
 
     score = max(lower - y, y - upper) / (upper - lower)    (y, bounds: log(price / last close))
     calibrated = [lower - theta * width, upper + theta * width]

@@ -64,9 +64,15 @@ class ModelRecord:
     def from_row(cls, row: ModelRegistry) -> ModelRecord:
         return cls(**{name: getattr(row, name) for name in cls.__dataclass_fields__})
 
+    @property
+    def network(self) -> str:
+        """The version's network (``lstm`` for versions saved before networks had names)."""
+        return str(self.params.get("network", "lstm"))
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe dict (dates as ISO strings)."""
+        """JSON-safe dict (dates as ISO strings), with the version's ``network``."""
         values = asdict(self)
+        values["network"] = self.network
         for key in ("created_at", "first_date", "last_date"):
             values[key] = values[key].isoformat()
         return values

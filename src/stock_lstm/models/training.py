@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from stock_lstm.data.preprocessing import PreparedData
 from stock_lstm.errors import InvalidParameterError
-from stock_lstm.models.lstm import LSTMForecaster
+from stock_lstm.models.lstm import RecurrentForecaster
 
 #: Forecast horizon (trading days) of a direct head, and the longest forecast served.
 MAX_HORIZON = 30
@@ -53,6 +53,7 @@ PARAM_CHOICES: dict[str, tuple[str, ...]] = {
     "strategy": ("direct", "recursive"),
     "inputs": ("ohlcv", "close"),
     "output": ("student_t", "quantiles", "point"),
+    "network": ("lstm", "gru"),
 }
 
 #: An epoch improves on the best validation loss only by more than this (guards float noise).
@@ -101,6 +102,8 @@ class TrainParams:
     #: ``sequence_length``; 0 trains window by window, as the tutorials do. Same scores over
     #: 500 walk-forward origins of 20 tickers, several times cheaper (README, benchmarks).
     chunk_length: int = 60
+    #: The recurrent network (``models.networks``): the original design's LSTM, or a GRU.
+    network: str = "lstm"
 
     @property
     def quantile_levels(self) -> tuple[float, ...]:
@@ -225,7 +228,7 @@ ProgressCallback = Callable[[EpochReport], None]
 class TrainResult:
     """A trained network (best validation weights, eval mode) and how training went."""
 
-    model: LSTMForecaster
+    model: RecurrentForecaster
     history: list[dict[str, float]]
     best_epoch: int
     epochs_run: int
@@ -293,7 +296,7 @@ def _as_tensor(values: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))
 
 
-def _evaluation_loss(model: LSTMForecaster, X: torch.Tensor, y: torch.Tensor) -> float:
+def _evaluation_loss(model: RecurrentForecaster, X: torch.Tensor, y: torch.Tensor) -> float:
     """The training loss of ``model`` over all of ``X``/``y`` in large chunks, no graph."""
     total = torch.zeros((), dtype=torch.float64)
     with torch.inference_mode():
@@ -314,6 +317,22 @@ def _check_data(data: PreparedData) -> None:
             )
 
 
+def new_network(params: TrainParams, n_features: int, horizon: int) -> RecurrentForecaster:
+    """The untrained network ``params`` describe (``params.network`` names its class)."""
+    from stock_lstm.models.networks import build_network
+
+    return build_network(
+        params.network,
+        n_features=n_features,
+        hidden_size=params.hidden_size,
+        num_layers=params.num_layers,
+        dropout=params.dropout,
+        horizon=horizon,
+        quantiles=params.quantile_levels,
+        distribution="student_t" if params.output == "student_t" else "quantiles",
+    )
+
+
 def _chunked_series(X: torch.Tensor) -> torch.Tensor | None:
     """The input series behind consecutive windows ``X`` (n, seq_len, F): (n + seq_len - 1, F),
     or None when the windows are not consecutive one-day steps of one series."""
@@ -323,7 +342,7 @@ def _chunked_series(X: torch.Tensor) -> torch.Tensor | None:
 
 
 def _chunk_epoch(
-    model: LSTMForecaster,
+    model: RecurrentForecaster,
     optimizer: torch.optim.Optimizer,
     series: torch.Tensor,
     targets: torch.Tensor,
@@ -375,7 +394,7 @@ def train_model(
     patience: int | None = None,
     chunk_length: int | None = None,
 ) -> TrainResult:
-    """Train an :class:`LSTMForecaster` on ``data`` and return it with its history.
+    """Train the network ``params.network`` names on ``data`` and return it with its history.
 
     ``initial_state`` warm-starts from another fit's weights (a walk-forward refit starting
     from the previous window's model): those weights, scored on this validation slice before
@@ -401,15 +420,7 @@ def train_model(
     with torch.random.fork_rng(devices=[]), _reuse_freed_memory():
         torch.manual_seed(params.seed)
         generator = torch.Generator().manual_seed(params.seed)
-        model = LSTMForecaster(
-            n_features=X_train.shape[2],
-            hidden_size=params.hidden_size,
-            num_layers=params.num_layers,
-            dropout=params.dropout,
-            horizon=y_train.shape[1],
-            quantiles=params.quantile_levels,
-            distribution="student_t" if params.output == "student_t" else "quantiles",
-        )
+        model = new_network(params, int(X_train.shape[2]), int(y_train.shape[1]))
         optimizer = torch.optim.Adam(model.parameters(), lr=params.learning_rate)
         patience = params.patience if patience is None else patience
 
@@ -504,7 +515,7 @@ def train_model(
     )
 
 
-def predict_scaled(model: LSTMForecaster, X: np.ndarray, batch_size: int = 2048) -> np.ndarray:
+def predict_scaled(model: RecurrentForecaster, X: np.ndarray, batch_size: int = 2048) -> np.ndarray:
     """Scaled predictions (n, horizon) float32 for windows ``X`` (n, seq_len, n_features).
 
     Runs in eval mode under ``torch.inference_mode``; the model's train/eval mode is restored.
