@@ -17,51 +17,14 @@ from typing import Any
 
 from stock_lstm import __version__
 from stock_lstm.errors import StockLSTMError
+from stock_lstm.models.params import PARAMETERS, parameter_help, parameter_type
 
 EXIT_USER_ERROR = 2
 
+#: Every training parameter's flag type and help, made from its one declaration
+#: (``models.params.PARAMETERS``): the API's fields and notebook 03's table come from there too.
 TRAIN_PARAM_HELP: dict[str, tuple[type, str]] = {
-    "epochs": (int, "maximum training epochs (1..1000, default 100)"),
-    "patience": (int, "epochs without validation improvement before stopping; 0 disables (10)"),
-    "sequence_length": (int, "trading days the network sees per sample (2..1000, default 60)"),
-    "hidden_size": (int, "LSTM units per layer (1..1024, default 64)"),
-    "num_layers": (int, "stacked LSTM layers (1..8, default 2)"),
-    "dropout": (float, "dropout between LSTM layers (0..0.9, default 0.2)"),
-    "learning_rate": (float, "Adam learning rate (1e-6..1, default 0.001)"),
-    "batch_size": (int, "samples per gradient step (1..8192, default 32)"),
-    "seed": (int, "random seed; same seed, same data -> same model (default 42)"),
-    "target": (
-        str,
-        "what the network predicts: log_return (default; scaled returns, an output of zero "
-        "is exactly persistence) or price (min-max scaled levels, the original design)",
-    ),
-    "strategy": (
-        str,
-        "direct (default; one head outputs every horizon) or recursive (one step fed back, "
-        "the original design)",
-    ),
-    "horizon": (int, "trading days a direct head forecasts (1..30, default 30)"),
-    "network": (
-        str,
-        "the recurrent network: lstm (default; the original design) or gru (three gates to "
-        "the LSTM's four, about 3/4 of its compute)",
-    ),
-    "chunk_length": (
-        int,
-        "origins trained per LSTM pass (0..1000, default 60; 0: window by window, several "
-        "times slower, same scores)",
-    ),
-    "inputs": (
-        str,
-        "what each day shows the network: ohlcv (default; return, high/low range, overnight "
-        "gap, volume against its 20-day mean) or close (its log-return alone)",
-    ),
-    "output": (
-        str,
-        "student_t (default; location, scale and degrees of freedom per day, negative "
-        "log-likelihood, quantiles read off it), quantiles (nine non-crossing quantiles per "
-        "day, pinball loss) or point (one value per day, MSE); the median is the point forecast",
-    ),
+    name: (parameter_type(name), parameter_help(name)) for name in PARAMETERS
 }
 
 

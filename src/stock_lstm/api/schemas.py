@@ -27,8 +27,8 @@ from stock_lstm.data.cache import CacheStatus, SyncResult
 from stock_lstm.errors import InvalidTickerError
 from stock_lstm.models.forecasting import MAX_DAYS, MIN_DAYS, Forecast
 from stock_lstm.models.jobs import JobRecord
+from stock_lstm.models.params import PARAM_CHOICES, PARAM_RANGES, PARAMETERS
 from stock_lstm.models.registry import ModelRecord
-from stock_lstm.models.training import PARAM_CHOICES, PARAM_RANGES
 from stock_lstm.tickers import validate_ticker
 
 API_PREFIX = "/api/v1"
@@ -70,25 +70,9 @@ class ErrorResponse(BaseModel):
 # --- training -------------------------------------------------------------------------------
 
 
-#: What each training parameter means; the ranges and choices come from the package.
-HYPERPARAMETER_HELP = {
-    "epochs": "maximum training epochs",
-    "patience": "epochs without validation improvement before stopping; 0 disables",
-    "sequence_length": "trading days the network sees per sample",
-    "hidden_size": "LSTM units per layer",
-    "num_layers": "stacked LSTM layers",
-    "dropout": "dropout between LSTM layers",
-    "learning_rate": "Adam learning rate",
-    "batch_size": "samples per gradient step",
-    "seed": "random seed; same seed and data, same model",
-    "horizon": "trading days a direct model forecasts in one pass",
-    "chunk_length": "origins trained per LSTM pass (0: window by window)",
-    "network": "lstm (the original design) or gru",
-    "target": "what the network learns to predict",
-    "strategy": "direct (all days in one pass) or recursive (each prediction fed back)",
-    "inputs": "close (its log-return) or ohlcv (return, range, gap, volume)",
-    "output": "student_t (a Student-t per day), quantiles (nine per day) or point (one value)",
-}
+#: What each training parameter means, from its one declaration (``models.params``); the
+#: ranges and choices are added where the fields are made.
+HYPERPARAMETER_HELP = {name: spec.help for name, spec in PARAMETERS.items()}
 
 
 def _hyperparameter_fields() -> dict[str, Any]:

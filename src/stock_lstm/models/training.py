@@ -17,8 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -27,184 +26,21 @@ from tqdm import tqdm
 from stock_lstm.data.preprocessing import PreparedData
 from stock_lstm.errors import InvalidParameterError
 from stock_lstm.models.lstm import RecurrentForecaster
-
-#: Forecast horizon (trading days) of a direct head, and the longest forecast served.
-MAX_HORIZON = 30
-
-#: Inclusive ranges of every training parameter; the CLI and the API validate against these.
-PARAM_RANGES: dict[str, tuple[float, float]] = {
-    "epochs": (1, 1000),
-    "patience": (0, 1000),
-    "sequence_length": (2, 1000),
-    "hidden_size": (1, 1024),
-    "num_layers": (1, 8),
-    "dropout": (0.0, 0.9),
-    "learning_rate": (1e-6, 1.0),
-    "batch_size": (1, 8192),
-    "seed": (0, 2**32 - 1),
-    "horizon": (1, MAX_HORIZON),
-    "chunk_length": (0, 1000),
-}
-
-#: Parameters that take one of a few names; ``target`` and ``strategy`` are explained in
-#: :mod:`stock_lstm.data.encoding` and :mod:`stock_lstm.models.forecasting`.
-PARAM_CHOICES: dict[str, tuple[str, ...]] = {
-    "target": ("log_return", "price"),
-    "strategy": ("direct", "recursive"),
-    "inputs": ("ohlcv", "close"),
-    "output": ("student_t", "quantiles", "point"),
-    "network": ("lstm", "gru"),
-}
+from stock_lstm.models.params import (  # noqa: F401  (re-exported: the training API)
+    MAX_HORIZON,
+    PARAM_CHOICES,
+    PARAM_RANGES,
+    PARAMETERS,
+    ParamSpec,
+    TrainParams,
+    parameter_help,
+    parameter_type,
+)
 
 #: An epoch improves on the best validation loss only by more than this (guards float noise).
 IMPROVEMENT_TOLERANCE = 1e-12
 #: Rows per forward pass when evaluating without gradients (validation loss, predictions).
 EVAL_CHUNK_SIZE = 2048
-
-
-def _show(bound: float) -> str:
-    """A range bound as a user types it: ``4294967295`` rather than ``4.29497e+09``."""
-    return str(bound) if isinstance(bound, int) else f"{bound:g}"
-
-
-def _is_float_field(name: str) -> bool:
-    return isinstance(PARAM_RANGES[name][0], float)
-
-
-@dataclass(frozen=True)
-class TrainParams:
-    """Hyperparameters of one training run (defaults follow the original design).
-
-    ``patience`` counts epochs without a better validation loss before stopping; 0 disables
-    early stopping. ``sequence_length`` is in trading days.
-    """
-
-    epochs: int = 100
-    patience: int = 10
-    sequence_length: int = 60
-    hidden_size: int = 64
-    num_layers: int = 2
-    dropout: float = 0.2
-    learning_rate: float = 0.001
-    batch_size: int = 32
-    seed: int = 42
-    target: str = "log_return"
-    strategy: str = "direct"
-    horizon: int = MAX_HORIZON
-    #: OHLCV inputs and a Student-t head: at h=1 their intervals scored best of every
-    #: forecaster over 500 walk-forward origins of 20 tickers (the Student-t head below the
-    #: quantile head in every seed), with the same point accuracy as the close-only point
-    #: model (README, "What the model scores").
-    inputs: str = "ohlcv"
-    output: str = "student_t"
-    #: Origins trained per LSTM pass: one chunk of ``chunk_length`` consecutive origins (the
-    #: first one's window plus the days after it) costs about two steps per origin instead of
-    #: ``sequence_length``; 0 trains window by window, as the tutorials do. Same scores over
-    #: 500 walk-forward origins of 20 tickers, several times cheaper (README, benchmarks).
-    chunk_length: int = 60
-    #: The recurrent network (``models.networks``): the original design's LSTM, or a GRU.
-    network: str = "lstm"
-
-    @property
-    def quantile_levels(self) -> tuple[float, ...]:
-        """The head's quantile levels (empty for a point head)."""
-        from stock_lstm.models.online_calibration import QUANTILE_LEVELS
-
-        return QUANTILE_LEVELS if self.output in ("quantiles", "student_t") else ()
-
-    @property
-    def training_horizon(self) -> int:
-        """Days each training target holds: ``horizon`` for a direct head, 1 for recursive."""
-        return self.horizon if self.strategy == "direct" else 1
-
-    def validate(self) -> TrainParams:
-        """Return ``self`` if every value has the right type and lies in ``PARAM_RANGES``
-        (or, for ``target`` and ``strategy``, is one of ``PARAM_CHOICES``).
-
-        Raises :class:`InvalidParameterError` naming the parameter, the bad value and the range.
-        """
-        for field in fields(self):
-            value = getattr(self, field.name)
-            if field.name in PARAM_CHOICES:
-                if value not in PARAM_CHOICES[field.name]:
-                    raise InvalidParameterError(
-                        f"{field.name} must be one of {', '.join(PARAM_CHOICES[field.name])}, "
-                        f"got {value!r}"
-                    )
-                continue
-            low, high = PARAM_RANGES[field.name]
-            is_float_field = _is_float_field(field.name)
-            kind = "a number" if is_float_field else "a whole number"
-            allowed = (int, float) if is_float_field else (int,)
-            if isinstance(value, bool) or not isinstance(value, allowed):
-                raise InvalidParameterError(
-                    f"{field.name} must be {kind} between {_show(low)} and {_show(high)}, "
-                    f"got {value!r}"
-                )
-            if not low <= value <= high:  # also rejects NaN
-                raise InvalidParameterError(
-                    f"{field.name} must be between {_show(low)} and {_show(high)}, got {value!r}"
-                )
-        if self.output != "point" and self.strategy != "direct":
-            raise InvalidParameterError(
-                f"output {self.output!r} needs strategy 'direct' (a recursive model cannot feed a "
-                "distribution back as its input): set output to 'point' for a recursive model"
-            )
-        if self.inputs == "ohlcv" and self.target != "log_return":
-            raise InvalidParameterError(
-                "inputs 'ohlcv' needs target 'log_return': set inputs to 'close' for the "
-                "price target"
-            )
-        return self
-
-    @property
-    def relative_cost(self) -> float:
-        """Compute of a full training (no early stop) in multiples of the default's.
-
-        An LSTM step costs about ``num_layers x hidden_size^2`` per time step, each window has
-        ``sequence_length`` steps and the loop runs up to ``epochs`` passes: the product is a
-        fair bound on what a request can make one worker do (the data's length is fixed by
-        the ticker, not the request).
-        """
-        default = TrainParams()
-
-        def units(params: TrainParams) -> float:
-            return float(
-                params.epochs * params.sequence_length * params.num_layers * params.hidden_size**2
-            )
-
-        return units(self) / units(default)
-
-    def to_dict(self) -> dict[str, int | float | str]:
-        """Plain ``{name: value}`` for JSON, the registry and reports (floats as ``float``)."""
-        return {
-            name: float(value) if name in PARAM_RANGES and _is_float_field(name) else value
-            for name, value in asdict(self).items()
-        }
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> TrainParams:
-        """Build from a partial mapping (missing keys keep their defaults), then validate.
-
-        Integers given for float parameters (``learning_rate=1``) are accepted as floats.
-        """
-        known = tuple(field.name for field in fields(cls))
-        unknown = sorted(str(name) for name in values if name not in known)
-        if unknown:
-            raise InvalidParameterError(
-                f"unknown training parameter(s) {', '.join(unknown)}: known are {', '.join(known)}"
-            )
-        converted: dict[str, Any] = {}
-        for name, value in values.items():
-            if (
-                name in PARAM_RANGES
-                and _is_float_field(name)
-                and isinstance(value, int)
-                and not isinstance(value, bool)
-            ):
-                value = float(value)
-            converted[name] = value
-        return cls(**converted).validate()
 
 
 @dataclass(frozen=True)

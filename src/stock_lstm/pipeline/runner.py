@@ -243,7 +243,7 @@ def _take_job(settings: Settings, job_id: str, ticker: str, parameters: Mapping[
     from dataclasses import fields
 
     from stock_lstm.models import jobs
-    from stock_lstm.models.training import TrainParams
+    from stock_lstm.models.params import TrainParams
 
     names = {field.name for field in fields(TrainParams)}
     try:

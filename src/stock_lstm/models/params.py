@@ -1,0 +1,244 @@
+"""Training parameters, declared once and free of torch (the CLI reads them to build its flags
+without paying torch's import).
+
+:data:`PARAMETERS` says what each parameter means and accepts; :class:`TrainParams` holds one
+run's values (defaults follow the original design) and validates them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from stock_lstm.errors import InvalidParameterError
+
+#: Forecast horizon (trading days) of a direct head, and the longest forecast served.
+MAX_HORIZON = 30
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One training parameter, declared once: what it means and what it accepts. The CLI's
+    flags and help, the API's request fields and notebook 03's parameter table are all made
+    from :data:`PARAMETERS` (with the default read from :class:`TrainParams`)."""
+
+    help: str
+    bounds: tuple[float, float] | None = None
+    choices: tuple[str, ...] = ()
+
+
+PARAMETERS: dict[str, ParamSpec] = {
+    "epochs": ParamSpec("maximum training epochs; early stopping usually ends sooner", (1, 1000)),
+    "patience": ParamSpec(
+        "epochs without a better validation loss before stopping; 0 never stops early", (0, 1000)
+    ),
+    "sequence_length": ParamSpec("trading days the network sees per forecast", (2, 1000)),
+    "hidden_size": ParamSpec("units per recurrent layer", (1, 1024)),
+    "num_layers": ParamSpec("stacked recurrent layers", (1, 8)),
+    "dropout": ParamSpec("dropout between recurrent layers", (0.0, 0.9)),
+    "learning_rate": ParamSpec("Adam learning rate", (1e-6, 1.0)),
+    "batch_size": ParamSpec("training origins per gradient step (at least one chunk)", (1, 8192)),
+    "seed": ParamSpec("random seed; same seed and data, same model", (0, 2**32 - 1)),
+    "target": ParamSpec(
+        "what the network predicts: log_return (scaled returns, an output of zero is exactly "
+        "persistence) or price (min-max scaled levels, the original design)",
+        choices=("log_return", "price"),
+    ),
+    "strategy": ParamSpec(
+        "direct (one head outputs every horizon day) or recursive (one step, fed back as the "
+        "next input: the original design)",
+        choices=("direct", "recursive"),
+    ),
+    "horizon": ParamSpec("trading days a direct head forecasts in one pass", (1, MAX_HORIZON)),
+    "inputs": ParamSpec(
+        "what each day shows the network: ohlcv (return, high/low range, overnight gap, volume "
+        "against its 20-day mean) or close (its log-return alone)",
+        choices=("ohlcv", "close"),
+    ),
+    "output": ParamSpec(
+        "student_t (location, scale and degrees of freedom per day, negative log-likelihood), "
+        "quantiles (nine non-crossing quantiles per day, pinball loss) or point (one value per "
+        "day, MSE); the median is the point forecast",
+        choices=("student_t", "quantiles", "point"),
+    ),
+    "chunk_length": ParamSpec(
+        "origins trained per recurrent pass; 0 trains window by window (several times slower, "
+        "same scores)",
+        (0, 1000),
+    ),
+    "network": ParamSpec(
+        "the recurrent network: lstm (the original design) or gru (three gates to the LSTM's four)",
+        choices=("lstm", "gru"),
+    ),
+}
+
+#: Inclusive ranges of the numeric parameters; the CLI and the API validate against these.
+PARAM_RANGES: dict[str, tuple[float, float]] = {
+    name: spec.bounds for name, spec in PARAMETERS.items() if spec.bounds is not None
+}
+#: Parameters that take one of a few names (the default first).
+PARAM_CHOICES: dict[str, tuple[str, ...]] = {
+    name: spec.choices for name, spec in PARAMETERS.items() if spec.choices
+}
+
+
+def parameter_type(name: str) -> type:
+    """``int``, ``float`` or ``str``: the type of the parameter's default."""
+    return type(getattr(TrainParams(), name))
+
+
+def parameter_help(name: str) -> str:
+    """The parameter's help with what it accepts and its default, as the CLI shows it."""
+    spec = PARAMETERS[name]
+    default = getattr(TrainParams(), name)
+    if spec.choices:
+        return f"{spec.help} (one of {', '.join(spec.choices)}; default {default})"
+    assert spec.bounds is not None
+    low, high = spec.bounds
+    return f"{spec.help} ({_show(low)}..{_show(high)}, default {_show(default)})"
+
+
+def _show(bound: float) -> str:
+    """A range bound as a user types it: ``4294967295`` rather than ``4.29497e+09``."""
+    return str(bound) if isinstance(bound, int) else f"{bound:g}"
+
+
+def _is_float_field(name: str) -> bool:
+    return isinstance(PARAM_RANGES[name][0], float)
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """Hyperparameters of one training run (defaults follow the original design).
+
+    ``patience`` counts epochs without a better validation loss before stopping; 0 disables
+    early stopping. ``sequence_length`` is in trading days.
+    """
+
+    epochs: int = 100
+    patience: int = 10
+    sequence_length: int = 60
+    hidden_size: int = 64
+    num_layers: int = 2
+    dropout: float = 0.2
+    learning_rate: float = 0.001
+    batch_size: int = 32
+    seed: int = 42
+    target: str = "log_return"
+    strategy: str = "direct"
+    horizon: int = MAX_HORIZON
+    #: OHLCV inputs and a Student-t head: at h=1 their intervals scored best of every
+    #: forecaster over 500 walk-forward origins of 20 tickers (the Student-t head below the
+    #: quantile head in every seed), with the same point accuracy as the close-only point
+    #: model (README, "What the model scores").
+    inputs: str = "ohlcv"
+    output: str = "student_t"
+    #: Origins trained per LSTM pass: one chunk of ``chunk_length`` consecutive origins (the
+    #: first one's window plus the days after it) costs about two steps per origin instead of
+    #: ``sequence_length``; 0 trains window by window, as the tutorials do. Same scores over
+    #: 500 walk-forward origins of 20 tickers, several times cheaper (README, benchmarks).
+    chunk_length: int = 60
+    #: The recurrent network (``models.networks``): the original design's LSTM, or a GRU.
+    network: str = "lstm"
+
+    @property
+    def quantile_levels(self) -> tuple[float, ...]:
+        """The head's quantile levels (empty for a point head)."""
+        from stock_lstm.models.online_calibration import QUANTILE_LEVELS
+
+        return QUANTILE_LEVELS if self.output in ("quantiles", "student_t") else ()
+
+    @property
+    def training_horizon(self) -> int:
+        """Days each training target holds: ``horizon`` for a direct head, 1 for recursive."""
+        return self.horizon if self.strategy == "direct" else 1
+
+    def validate(self) -> TrainParams:
+        """Return ``self`` if every value has the right type and lies in ``PARAM_RANGES``
+        (or, for ``target`` and ``strategy``, is one of ``PARAM_CHOICES``).
+
+        Raises :class:`InvalidParameterError` naming the parameter, the bad value and the range.
+        """
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if field.name in PARAM_CHOICES:
+                if value not in PARAM_CHOICES[field.name]:
+                    raise InvalidParameterError(
+                        f"{field.name} must be one of {', '.join(PARAM_CHOICES[field.name])}, "
+                        f"got {value!r}"
+                    )
+                continue
+            low, high = PARAM_RANGES[field.name]
+            is_float_field = _is_float_field(field.name)
+            kind = "a number" if is_float_field else "a whole number"
+            allowed = (int, float) if is_float_field else (int,)
+            if isinstance(value, bool) or not isinstance(value, allowed):
+                raise InvalidParameterError(
+                    f"{field.name} must be {kind} between {_show(low)} and {_show(high)}, "
+                    f"got {value!r}"
+                )
+            if not low <= value <= high:  # also rejects NaN
+                raise InvalidParameterError(
+                    f"{field.name} must be between {_show(low)} and {_show(high)}, got {value!r}"
+                )
+        if self.output != "point" and self.strategy != "direct":
+            raise InvalidParameterError(
+                f"output {self.output!r} needs strategy 'direct' (a recursive model cannot feed a "
+                "distribution back as its input): set output to 'point' for a recursive model"
+            )
+        if self.inputs == "ohlcv" and self.target != "log_return":
+            raise InvalidParameterError(
+                "inputs 'ohlcv' needs target 'log_return': set inputs to 'close' for the "
+                "price target"
+            )
+        return self
+
+    @property
+    def relative_cost(self) -> float:
+        """Compute of a full training (no early stop) in multiples of the default's.
+
+        An LSTM step costs about ``num_layers x hidden_size^2`` per time step, each window has
+        ``sequence_length`` steps and the loop runs up to ``epochs`` passes: the product is a
+        fair bound on what a request can make one worker do (the data's length is fixed by
+        the ticker, not the request).
+        """
+        default = TrainParams()
+
+        def units(params: TrainParams) -> float:
+            return float(
+                params.epochs * params.sequence_length * params.num_layers * params.hidden_size**2
+            )
+
+        return units(self) / units(default)
+
+    def to_dict(self) -> dict[str, int | float | str]:
+        """Plain ``{name: value}`` for JSON, the registry and reports (floats as ``float``)."""
+        return {
+            name: float(value) if name in PARAM_RANGES and _is_float_field(name) else value
+            for name, value in asdict(self).items()
+        }
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainParams:
+        """Build from a partial mapping (missing keys keep their defaults), then validate.
+
+        Integers given for float parameters (``learning_rate=1``) are accepted as floats.
+        """
+        known = tuple(field.name for field in fields(cls))
+        unknown = sorted(str(name) for name in values if name not in known)
+        if unknown:
+            raise InvalidParameterError(
+                f"unknown training parameter(s) {', '.join(unknown)}: known are {', '.join(known)}"
+            )
+        converted: dict[str, Any] = {}
+        for name, value in values.items():
+            if (
+                name in PARAM_RANGES
+                and _is_float_field(name)
+                and isinstance(value, int)
+                and not isinstance(value, bool)
+            ):
+                value = float(value)
+            converted[name] = value
+        return cls(**converted).validate()

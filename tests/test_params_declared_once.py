@@ -1,0 +1,59 @@
+"""Each training parameter is declared once (``models.params.PARAMETERS``); the CLI's flags,
+the API's request fields and notebook 03's parameters all follow it, so they cannot drift."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from stock_lstm.api import create_app
+from stock_lstm.cli import build_parser
+from stock_lstm.models.params import PARAMETERS, TrainParams, parameter_help
+from stock_lstm.workflows import AppContext
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "03_train.ipynb"
+
+
+def test_every_train_params_field_is_declared_and_nothing_else() -> None:
+    assert {field.name for field in fields(TrainParams)} == set(PARAMETERS)
+
+
+def _subcommand(name: str) -> argparse.ArgumentParser:
+    parser = build_parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return commands.choices[name]
+
+
+@pytest.mark.parametrize("command", ["train", "backtest"])
+def test_the_cli_flags_are_made_from_the_declaration(command: str) -> None:
+    actions = {a.dest: a for a in _subcommand(command)._actions}
+    for name in PARAMETERS:
+        if command == "backtest" and name == "horizon":
+            continue  # the backtest's own --horizon is the horizon scored
+        assert actions[name].help == parameter_help(name), name
+
+
+def test_the_api_fields_are_made_from_the_declaration(ctx: AppContext) -> None:
+    schema = create_app(context=ctx).openapi()["components"]["schemas"]
+    properties = schema["TrainingStartRequest"]["properties"]
+    for name, spec in PARAMETERS.items():
+        assert properties[name]["description"].startswith(spec.help), name
+
+
+def test_notebook_03_declares_every_parameter_and_passes_it_on() -> None:
+    cells = json.loads(NOTEBOOK.read_text())["cells"]
+    (parameters,) = [c for c in cells if "parameters" in c["metadata"].get("tags", [])]
+    declared = {
+        node.targets[0].id
+        for node in ast.parse("".join(parameters["source"])).body
+        if isinstance(node, ast.Assign)
+    }
+    assert set(PARAMETERS) <= declared
+    code = "".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    for name in PARAMETERS:
+        assert f"{name}={name}," in code, name
