@@ -2,7 +2,8 @@
 
 The full ``make evaluate`` (3 seeds plus the original design, default epochs with early
 stopping) takes about 40 minutes per run, so this figure runs a reduced configuration
-through the same code (``evaluation.evaluate.build_tasks`` + ``run_tasks``): one seed, no
+through the same code (``evaluation.evaluate.build_tasks`` +
+``pipeline.experiments.run_tasks``): one seed, no
 original-design model, ``EPOCHS`` epochs without early stopping (so every run does the same
 work), one fit and ``ORIGINS`` origins per ticker at horizon 5. Each measurement is a new
 process (a fork-based worker pool must not inherit a parent that already ran torch); 1 and 2
@@ -28,7 +29,8 @@ WORKER_COUNTS = (1, 2)
 
 def run_once(workers: int) -> float:
     """Seconds ``run_tasks`` takes for every shared ticker in this process (imports excluded)."""
-    from stock_lstm.evaluation.evaluate import build_tasks, default_params, run_tasks
+    from stock_lstm.evaluation.evaluate import build_tasks, default_params
+    from stock_lstm.pipeline.experiments import run_tasks
 
     tasks = build_tasks(
         prices_dir(),

@@ -173,7 +173,8 @@ def test_a_sweep_ranks_its_points_beside_persistence_and_registers_nothing(
 def test_evaluate_backtests_each_ticker_as_a_task_of_the_same_seam(
     cli_executor: Executor, price_dir: Path
 ) -> None:
-    from stock_lstm.evaluation.evaluate import build_tasks, default_params, run_tasks
+    from stock_lstm.evaluation.evaluate import build_tasks, default_params
+    from stock_lstm.pipeline.experiments import run_tasks
 
     tasks = build_tasks(
         price_dir,

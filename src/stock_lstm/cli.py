@@ -911,8 +911,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from stock_lstm.cluster import open_executor, worker_settings
     from stock_lstm.errors import InvalidParameterError
     from stock_lstm.evaluation.backtest import BacktestConfig
-    from stock_lstm.evaluation.sweep import format_sweep, grid_points, parse_grid, run_sweep
+    from stock_lstm.evaluation.sweep import format_sweep, grid_points, parse_grid
     from stock_lstm.pipeline.batch import check_parameters, format_summary, run_tickers
+    from stock_lstm.pipeline.experiments import run_sweep
     from stock_lstm.workflows import sync_ticker
 
     grid = parse_grid(args.grid)
@@ -985,12 +986,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from stock_lstm.errors import InvalidParameterError
-    from stock_lstm.evaluation.evaluate import (
-        build_tasks,
-        default_params,
-        run_tasks,
-        write_outputs,
-    )
+    from stock_lstm.evaluation.evaluate import build_tasks, default_params, write_outputs
+    from stock_lstm.pipeline.experiments import run_tasks
 
     try:
         seeds = [int(seed) for seed in args.seeds.split(",") if seed.strip()]

@@ -1,6 +1,6 @@
 """``make evaluate``: backtest every ticker of a CSV folder and write one comparison table.
 
-Each ticker is backtested (one fit, ``origins`` origins, by default) for several seeds with
+Each ticker is backtested (``origins`` origins, refit every ``refit_every``) for several seeds with
 the project's default model, and once with the original design's model (min-max scaled
 prices, recursive). Persistence and drift are scored on the same origins. The table is
 what README quotes; nothing here is asserted by a test because it is a measurement.
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -34,41 +33,6 @@ class EvaluationTask:
     origins: int
     refit_every: int | None
     warm_start: bool = True
-
-
-def run_task(task: EvaluationTask) -> dict[str, Any]:
-    """One backtest; returns the headline numbers (never raises: errors become a row)."""
-    from stock_lstm.data.sources import CsvSource
-    from stock_lstm.evaluation.backtest import BacktestConfig, headline, walk_forward
-    from stock_lstm.models.training import TrainParams
-
-    began = time.perf_counter()
-    try:
-        prices = CsvSource(Path(task.source_dir)).fetch(task.ticker).frame
-        params = TrainParams.from_dict(task.params)
-        config = BacktestConfig(
-            horizon=task.horizon,
-            origins=task.origins,
-            refit_every=task.refit_every,
-            warm_start=task.warm_start,
-        )
-        result = walk_forward(prices, params, config, threads=1)
-        epochs = result.summary["epochs_per_fit"]
-        row = {
-            "status": "ok",
-            **headline(result.summary, (1, task.horizon)),
-            "epochs_total": int(sum(epochs)),
-            "epochs_per_fit": "/".join(str(n) for n in epochs),
-        }
-    except Exception as exc:  # one ticker failing must not stop the others
-        row = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
-    return {
-        "ticker": task.ticker,
-        "label": task.label,
-        "seed": task.params.get("seed"),
-        "seconds": round(time.perf_counter() - began, 1),
-        **row,
-    }
 
 
 def build_tasks(
@@ -139,36 +103,6 @@ def build_tasks(
                 )
             )
     return tasks
-
-
-def run_tasks(
-    tasks: list[EvaluationTask],
-    workers: int | None = 1,
-    *,
-    scheduler: str | None = None,
-    progress: bool = True,
-) -> list[dict[str, Any]]:
-    """Every backtest as one Dask task (``stock_lstm.cluster``): on a local cluster of
-    ``workers`` processes, or on the cluster of ``scheduler`` (``tcp://host:port``, where the
-    CSV folder must be an absolute path every worker mounts). Rows in the order of ``tasks``;
-    a backtest whose workers all died becomes a failed row like any other failure.
-    """
-    from stock_lstm.cluster import open_executor, shared_path
-
-    calls = {}
-    for number, task in enumerate(tasks):
-        folder = shared_path(Path(task.source_dir), "--csv-dir", scheduler)
-        label = f"{number}:{task.ticker}/{task.label}/seed{task.params.get('seed')}"
-        calls[label] = (replace(task, source_dir=str(folder)),)
-    with open_executor(scheduler, workers=workers) as executor:
-        results = executor.map(
-            run_task, calls, desc="backtests", unit="backtest", progress=progress
-        )
-    rows = []
-    for label, task in zip(calls, tasks, strict=True):
-        identity = {"ticker": task.ticker, "label": task.label, "seed": task.params.get("seed")}
-        rows.append({**identity, **results[label]})
-    return rows
 
 
 def _fmt(value: Any, digits: int = 3) -> str:

@@ -3,8 +3,9 @@
 Why backtests and not the holdout score: one test slice flatters whichever point happened to
 fit it; a walk-forward backtest scores every point on the same origins, beside persistence
 (tomorrow = today) and drift on the same days. Points are ranked by rMAE at h=1 (model MAE /
-persistence MAE; below 1 beats persistence). Each point is one Dask task
-(``backtest_point_task``), so a grid spreads over the cluster. A sweep registers nothing;
+persistence MAE; below 1 beats persistence). Here: the grid, the ranking and the table; each
+point runs as one Dask task (``pipeline.experiments.run_sweep``), so a grid spreads over the
+cluster. A sweep registers nothing;
 ``--register-best`` then trains the best point through the normal train notebook (report,
 promotion gate and all).
 """
@@ -13,18 +14,11 @@ from __future__ import annotations
 
 import itertools
 import math
-import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field, fields
+from typing import Any
 
-from stock_lstm.cluster import settings_from_dict, worker_name, worker_settings
-from stock_lstm.config import Settings
-from stock_lstm.errors import InvalidParameterError, StockLSTMError
-
-if TYPE_CHECKING:
-    from stock_lstm.cluster import Executor
-    from stock_lstm.evaluation.backtest import BacktestConfig
+from stock_lstm.errors import InvalidParameterError
 
 #: Grid names a sweep does not take: the backtest's ``--horizon`` sets the head's horizon.
 NOT_IN_GRID = ("horizon",)
@@ -110,65 +104,7 @@ def point_label(point: Mapping[str, Any], names: Sequence[str] | None = None) ->
     return " ".join(f"{name}={point[name]}" for name in (names or list(point)))
 
 
-def backtest_point_task(
-    settings: dict[str, Any],
-    ticker: str,
-    params: dict[str, Any],
-    config: dict[str, Any],
-    start: str | None = None,
-    end: str | None = None,
-) -> dict[str, Any]:
-    """One grid point's walk-forward backtest on a worker (a Dask task): its h=1 scores.
-
-    Prices come through the cache (the caller synced them, so this reads the database).
-    """
-    from datetime import date
-
-    from stock_lstm.evaluation.backtest import BacktestConfig, walk_forward
-    from stock_lstm.models.training import TrainParams
-    from stock_lstm.workflows import AppContext, load_prices
-
-    began = time.perf_counter()
-    ctx = AppContext.create(settings_from_dict(settings))
-    row: dict[str, Any] = {"params": params, "worker": worker_name()}
-    try:
-        prices, _sync = load_prices(
-            ctx,
-            ticker,
-            start=date.fromisoformat(start) if start else None,
-            end=date.fromisoformat(end) if end else None,
-        )
-        result = walk_forward(
-            prices,
-            TrainParams.from_dict(params),
-            BacktestConfig(**config),
-            threads=ctx.settings.torch_threads,
-        )
-    except StockLSTMError as exc:
-        row.update(status="failed", error=str(exc))
-        return row
-    finally:
-        ctx.db.dispose()
-    first = result.summary["horizons"][0]
-    row.update(
-        status="ok",
-        rmae_h1=first["rmae"],
-        mae_h1=first["model"]["mae"],
-        persistence_mae_h1=first["persistence"]["mae"],
-        drift_mae_h1=first["drift"]["mae"],
-        rmae_drift_h1=first["rmae_drift"],
-        dm_p_h1=first["dm_p_value"],
-        directional_accuracy_h1=first["directional_accuracy"],
-        n_origins=result.summary["n_origins"],
-        first_origin=result.summary["first_origin"],
-        last_origin=result.summary["last_origin"],
-        fits=result.summary["fits"],
-        seconds=round(time.perf_counter() - began, 1),
-    )
-    return row
-
-
-def _rank_key(row: Mapping[str, Any]) -> tuple[int, float]:
+def rank_key(row: Mapping[str, Any]) -> tuple[int, float]:
     value = row.get("rmae_h1")
     finite = isinstance(value, int | float) and math.isfinite(value)
     return (0 if row.get("status") == "ok" and finite else 1, value if finite else math.inf)
@@ -185,7 +121,7 @@ class SweepResult:
 
     @property
     def best(self) -> dict[str, Any] | None:
-        ranked = [row for row in self.rows if _rank_key(row)[0] == 0]
+        ranked = [row for row in self.rows if rank_key(row)[0] == 0]
         return ranked[0] if ranked else None
 
     @property
@@ -214,44 +150,6 @@ class SweepResult:
             "best": best["label"] if best else None,
             "failed": self.failed,
         }
-
-
-def run_sweep(
-    executor: Executor,
-    ticker: str,
-    settings: Settings,
-    grid: Mapping[str, Sequence[Any]],
-    fixed: Mapping[str, Any],
-    config: BacktestConfig,
-    *,
-    start: str | None = None,
-    end: str | None = None,
-    progress: bool = True,
-) -> SweepResult:
-    """Backtest every grid point as one task on ``executor``; rows ranked by rMAE at h=1.
-
-    The caller syncs the ticker's prices first, so tasks read a fresh cache.
-    """
-    config = config.validate()
-    fixed = {**fixed, "horizon": max(config.horizon, int(fixed.get("horizon", 1)))}
-    points = grid_points(grid, fixed)
-    names = list(grid)
-    shared = worker_settings(settings)
-    config_dict = asdict(config)
-    calls = {
-        point_label(point, names): (shared, ticker, point, config_dict, start, end)
-        for point in points
-    }
-    results = executor.map(
-        backtest_point_task, calls, desc="grid points", unit="point", progress=progress
-    )
-    rows = []
-    for label, point in zip(calls, points, strict=True):
-        row = {**results[label], "label": label, "params": point}
-        row["point"] = {name: point[name] for name in names}
-        rows.append(row)
-    rows.sort(key=_rank_key)
-    return SweepResult(ticker, {k: list(v) for k, v in grid.items()}, config_dict, rows)
 
 
 def _num(value: Any, spec: str) -> str:
@@ -283,7 +181,7 @@ def format_sweep(result: SweepResult) -> str:
             f"{_num(row.get('mae_h1'), '11.4f')}{_num(row.get('dm_p_h1'), '7.2f')}"
             f"{_num(row.get('directional_accuracy_h1'), '10.3f')}  {status}"
         )
-        failed, value = _rank_key(row)
+        failed, value = rank_key(row)
         entries.append((math.inf if failed else value, 1, text))
     for name, values in result.baselines.items():
         shown = PERSISTENCE_LABEL if name == "persistence" else "drift"
