@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 K = TypeVar("K")
@@ -34,6 +35,21 @@ class LruCache(Generic[K, V]):
             self._items.move_to_end(key)
             while len(self._items) > self.max_size:
                 self._items.popitem(last=False)
+
+    def update(self, key: K, change: Callable[[V], V | None]) -> None:
+        """Replace ``key``'s value by ``change(value)`` under the lock, so no other thread
+        writes in between (``None``: keep it). Its recency is left as it was."""
+        with self._lock:
+            value = self._items.get(key)
+            if value is None:
+                return
+            changed = change(value)
+            if changed is not None:
+                self._items[key] = changed
+
+    def pop(self, key: K) -> V | None:
+        with self._lock:
+            return self._items.pop(key, None)
 
     def clear(self) -> None:
         with self._lock:

@@ -21,7 +21,6 @@ import math
 import threading
 import time
 import weakref
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -38,6 +37,7 @@ from stock_lstm.data.frames import INDEX_NAME, PRICE_COLUMNS, NormalizedPrices, 
 from stock_lstm.data.sources import PriceSource, check_date_range
 from stock_lstm.db import Database, PriceCache
 from stock_lstm.errors import DataSourceError, InvalidParameterError, NotEnoughDataError
+from stock_lstm.lru import LruCache
 from stock_lstm.tickers import validate_ticker
 
 logger = logging.getLogger(__name__)
@@ -556,32 +556,27 @@ class PriceFrames:
             )
         self.max_size = max_size
         self.recheck_seconds = recheck_seconds
-        self._items: OrderedDict[tuple[Any, ...], _Frame] = OrderedDict()
-        self._lock = threading.Lock()
+        self._items: LruCache[tuple[Any, ...], _Frame] = LruCache(max_size)
 
     def get(self, key: tuple[Any, ...], summary: _Summary) -> pd.DataFrame | None:
         """A copy of the frame stored under ``key`` if it was loaded under ``summary``."""
-        with self._lock:
-            item = self._items.get(key)
-            if item is None or item.summary != summary:
-                return None
-            self._items.move_to_end(key)
-        return item.frame.copy()  # outside the lock: kept frames are never modified
+        item = self._items.get(key)
+        if item is None or item.summary != summary:
+            return None
+        return item.frame.copy()  # kept frames are never modified: no lock needed to copy
 
     def recent(self, key: tuple[Any, ...], generation: int) -> tuple[_Summary, pd.DataFrame] | None:
         """The summary and a copy of the frame under ``key`` if its summary was read less
         than ``recheck_seconds`` ago and no write of this process came in between."""
         if self.recheck_seconds <= 0:
             return None
-        with self._lock:
-            item = self._items.get(key)
-            if (
-                item is None
-                or item.generation != generation
-                or time.monotonic() - item.checked_at >= self.recheck_seconds
-            ):
-                return None
-            self._items.move_to_end(key)
+        item = self._items.get(key)
+        if (
+            item is None
+            or item.generation != generation
+            or time.monotonic() - item.checked_at >= self.recheck_seconds
+        ):
+            return None
         return item.summary, item.frame.copy()
 
     def put(
@@ -596,28 +591,26 @@ class PriceFrames:
         """Keep ``frame`` as loaded under ``summary``, read at ``checked_at`` (monotonic
         clock, taken *before* the query) when this process's write generation was
         ``generation``."""
-        with self._lock:
-            self._items[key] = _Frame(summary, frame.copy(), generation, checked_at)
-            self._items.move_to_end(key)
-            while len(self._items) > self.max_size:
-                self._items.popitem(last=False)
+        self._items.put(key, _Frame(summary, frame.copy(), generation, checked_at))
 
     def touch(
         self, key: tuple[Any, ...], summary: _Summary, generation: int, checked_at: float
     ) -> None:
-        """Record that the frame under ``key`` was found unchanged by a summary query."""
-        with self._lock:
-            item = self._items.get(key)
-            if item is not None and item.summary == summary:
-                self._items[key] = _Frame(summary, item.frame, generation, checked_at)
+        """Record that the frame under ``key`` was found unchanged by a summary query (one
+        check-and-replace under the cache's lock: a newer frame put meanwhile is kept)."""
+
+        def refreshed(item: _Frame) -> _Frame | None:
+            if item.summary != summary:
+                return None
+            return _Frame(summary, item.frame, generation, checked_at)
+
+        self._items.update(key, refreshed)
 
     def forget(self, key: tuple[Any, ...]) -> None:
-        with self._lock:
-            self._items.pop(key, None)
+        self._items.pop(key)
 
     def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
+        self._items.clear()
 
     def __len__(self) -> int:
         return len(self._items)
