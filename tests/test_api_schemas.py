@@ -238,12 +238,12 @@ def test_a_gate_that_is_not_an_object_is_left_out() -> None:
 
 
 def test_forecast_response_json() -> None:
-    assert_json(ForecastResponse.from_forecast(FORECAST), FORECAST_JSON)
+    assert_json(ForecastResponse.model_validate(FORECAST), FORECAST_JSON)
 
 
 def test_cache_status_response_json() -> None:
-    assert_json(CacheStatusResponse.from_status(CACHE_STATUS), CACHE_STATUS_JSON)
+    assert_json(CacheStatusResponse.model_validate(CACHE_STATUS), CACHE_STATUS_JSON)
 
 
 def test_sync_response_json() -> None:
-    assert_json(SyncResponse.from_result(SYNC_RESULT), SYNC_JSON)
+    assert_json(SyncResponse.model_validate(SYNC_RESULT), SYNC_JSON)
