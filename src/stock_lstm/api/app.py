@@ -19,7 +19,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
-from sqlalchemy import func, select
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -29,9 +28,8 @@ from stock_lstm.api.guards import RequestGuardMiddleware, send_refusal
 from stock_lstm.api.schemas import API_PREFIX
 from stock_lstm.api.training_pool import RunTraining, make_training_pool
 from stock_lstm.config import Settings
-from stock_lstm.db import Database, ModelRegistry
 from stock_lstm.errors import StockLSTMError
-from stock_lstm.models import jobs
+from stock_lstm.models import jobs, registry
 from stock_lstm.monitoring.metrics import UNMATCHED_ROUTE, ApiMetrics
 from stock_lstm.workflows import AppContext
 
@@ -39,13 +37,6 @@ log = logging.getLogger(__name__)
 
 #: Largest request body accepted (bytes); the biggest real one, a 50-ticker batch, is < 2 KiB.
 MAX_BODY_BYTES = 64 * 1024
-
-
-def count_active_models(db: Database) -> int:
-    """Active registry rows, read at every scrape so an activation shows up at once."""
-    with db.session() as session:
-        query = select(func.count()).select_from(ModelRegistry)
-        return int(session.scalar(query.where(ModelRegistry.is_active.is_(True))) or 0)
 
 
 # --- error mapping --------------------------------------------------------------------------
@@ -249,7 +240,7 @@ def create_app(
     owns_context = context is None
     ctx = context or AppContext.create(settings)
     metrics = ApiMetrics()
-    metrics.count_active_models_with(lambda: count_active_models(ctx.db))
+    metrics.count_active_models_with(lambda: registry.count_active(ctx.db))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -4,6 +4,11 @@ Requests forbid unknown fields and take numbers strictly (``true`` or ``"5"`` is
 count), so a typo is a 422 that names the field instead of a silently ignored value. Ranges
 come from the package (``PARAM_RANGES``, ``MIN_DAYS``/``MAX_DAYS``): the CLI, the notebooks
 and the API accept exactly the same values.
+
+Responses about a domain record (a registry row, a job, a forecast, a cache status or sync)
+are read from it by pydantic (``Response.model_validate(record)``, see ``RecordResponse``), so
+a field the record and the response share is written once; only a field the record does not
+hold (a URL, a second record's state) has a small adapter that says where it comes from.
 """
 
 from __future__ import annotations
@@ -23,9 +28,8 @@ from pydantic import (
     model_validator,
 )
 
-from stock_lstm.data.cache import CacheStatus, SyncResult
 from stock_lstm.errors import InvalidTickerError
-from stock_lstm.models.forecasting import MAX_DAYS, MIN_DAYS, Forecast
+from stock_lstm.models.forecasting import MAX_DAYS, MIN_DAYS
 from stock_lstm.models.jobs import JobRecord
 from stock_lstm.models.params import PARAM_CHOICES, PARAM_RANGES, PARAMETERS
 from stock_lstm.models.registry import ModelRecord
@@ -65,6 +69,33 @@ class RequestModel(BaseModel):
 
 class ErrorResponse(BaseModel):
     detail: str = Field(description="What went wrong and what to do about it.")
+
+
+class RecordResponse(BaseModel):
+    """Base of responses read from a domain record's attributes (pydantic's
+    ``from_attributes``): ``Response.model_validate(record)`` takes each field from the
+    attribute of the same name, so no field is copied by hand and none can be forgotten."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+
+class _WithDerived:
+    """A record seen with a few extra attributes, for ``model_validate``.
+
+    Why: a response field the record does not hold (``report_url`` is built from the version
+    id) is still required in the OpenAPI schema, so it cannot take a default and be filled in
+    afterwards; this view lets pydantic read it like the record's own fields, and the adapter
+    that builds it names exactly what is derived.
+    """
+
+    def __init__(self, record: object, **derived: Any) -> None:
+        self._record = record
+        self._derived = derived
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self._derived:
+            return self._derived[name]
+        return getattr(self._record, name)
 
 
 # --- training -------------------------------------------------------------------------------
@@ -152,7 +183,7 @@ def generic_job_error(job_id: str) -> str:
     )
 
 
-class JobResponse(BaseModel):
+class JobResponse(RecordResponse):
     """A training job; ``report_url`` is set once it completed and registered a model."""
 
     job_id: str
@@ -189,29 +220,19 @@ class JobResponse(BaseModel):
 
     @classmethod
     def from_record(cls, job: JobRecord, model: ModelRecord | None = None) -> JobResponse:
-        """``model``: the job's registered version, when the caller looked it up."""
+        """The job's own fields one to one, plus three it does not hold: ``report_url`` (an
+        API path, only once the job completed with a version) and ``model_active``/``gate``
+        (read from ``model``, the job's registered version when the caller looked it up).
+        """
         completed = job.status == "completed" and job.version_id
         gate = model.metrics.get("gate") if model is not None else None
-        return cls(
-            job_id=job.job_id,
-            ticker=job.ticker,
-            status=job.status,  # type: ignore[arg-type]
-            progress=job.progress,
-            current_epoch=job.current_epoch,
-            total_epochs=job.total_epochs,
-            train_loss=job.train_loss,
-            val_loss=job.val_loss,
-            losses=[EpochLoss(**loss) for loss in job.losses],
-            error=job.error,
-            params=job.params,
-            created_at=job.created_at,
-            started_at=job.started_at,
-            finished_at=job.finished_at,
-            version_id=job.version_id,
+        derived = _WithDerived(
+            job,
             report_url=report_url(job.version_id) if completed else None,
             model_active=model.is_active if model is not None else None,
             gate=gate if isinstance(gate, dict) else None,
         )
+        return cls.model_validate(derived)
 
 
 class JobList(BaseModel):
@@ -221,7 +242,7 @@ class JobList(BaseModel):
 # --- models ---------------------------------------------------------------------------------
 
 
-class ModelResponse(BaseModel):
+class ModelResponse(RecordResponse):
     """A registered model version (file paths stay on the server)."""
 
     version_id: str
@@ -239,20 +260,11 @@ class ModelResponse(BaseModel):
 
     @classmethod
     def from_record(cls, record: ModelRecord) -> ModelResponse:
-        return cls(
-            version_id=record.version_id,
-            ticker=record.ticker,
-            created_at=record.created_at,
-            is_active=record.is_active,
-            params=record.params,
-            metrics=record.metrics,
-            first_date=record.first_date,
-            last_date=record.last_date,
-            rows=record.rows,
-            data_sha256=record.data_sha256,
-            code_version=record.code_version,
-            report_url=report_url(record.version_id) if record.report_path else None,
-        )
+        """The record's fields one to one, plus ``report_url``: an API path built from the
+        version id when a report exists (the record holds the report's file path, which stays
+        on the server)."""
+        url = report_url(record.version_id) if record.report_path else None
+        return cls.model_validate(_WithDerived(record, report_url=url))
 
 
 class ModelList(BaseModel):
@@ -289,7 +301,7 @@ class BatchPredictRequest(RequestModel):
     days_ahead: DaysAhead = 5
 
 
-class ForecastPoint(BaseModel):
+class ForecastPoint(RecordResponse):
     date: date
     close: float = Field(description="Forecast close, in price units.")
     lower: float | None = Field(None, description="Lower bound of the prediction interval.")
@@ -301,7 +313,7 @@ class ForecastPoint(BaseModel):
     )
 
 
-class ForecastResponse(BaseModel):
+class ForecastResponse(RecordResponse):
     ticker: str
     version_id: str
     last_date: date = Field(description="Last cached close the forecast starts from.")
@@ -315,24 +327,6 @@ class ForecastResponse(BaseModel):
         None, description="The promotion gate's verdict on this model (status, value, reason)."
     )
     warnings: list[str]
-
-    @classmethod
-    def from_forecast(cls, forecast: Forecast) -> ForecastResponse:
-        return cls(
-            ticker=forecast.ticker,
-            version_id=forecast.version_id,
-            last_date=forecast.last_date,
-            last_close=forecast.last_close,
-            predictions=[
-                ForecastPoint(
-                    date=p.date, close=p.close, lower=p.lower, upper=p.upper, quantiles=p.quantiles
-                )
-                for p in forecast.predictions
-            ],
-            interval_level=forecast.interval_level,
-            gate=forecast.gate,
-            warnings=list(forecast.warnings),
-        )
 
 
 class BatchError(BaseModel):
@@ -354,7 +348,7 @@ class BatchPredictResponse(BaseModel):
 # --- cache ----------------------------------------------------------------------------------
 
 
-class CacheStatusResponse(BaseModel):
+class CacheStatusResponse(RecordResponse):
     ticker: str
     rows: int
     first_date: date | None
@@ -362,19 +356,8 @@ class CacheStatusResponse(BaseModel):
     updated_at: datetime | None = Field(description="Oldest download time of the rows (UTC).")
     fresh: bool = Field(description="True while younger than STOCK_LSTM_CACHE_EXPIRY_HOURS.")
 
-    @classmethod
-    def from_status(cls, status: CacheStatus) -> CacheStatusResponse:
-        return cls(
-            ticker=status.ticker,
-            rows=status.rows,
-            first_date=status.first_date,
-            last_date=status.last_date,
-            updated_at=status.updated_at,
-            fresh=status.fresh,
-        )
 
-
-class SyncResponse(BaseModel):
+class SyncResponse(RecordResponse):
     ticker: str
     rows: int
     first_date: date | None
@@ -388,24 +371,6 @@ class SyncResponse(BaseModel):
     warning: str | None
     updated_at: datetime | None
     source: str
-
-    @classmethod
-    def from_result(cls, result: SyncResult) -> SyncResponse:
-        return cls(
-            ticker=result.ticker,
-            rows=result.rows,
-            first_date=result.first_date,
-            last_date=result.last_date,
-            from_cache=result.from_cache,
-            dropped_rows=result.dropped_rows,
-            drop_reasons=dict(result.drop_reasons),
-            downloaded_rows=result.downloaded_rows,
-            incremental=result.incremental,
-            stale=result.stale,
-            warning=result.warning,
-            updated_at=result.updated_at,
-            source=result.source,
-        )
 
 
 class CacheDeleted(BaseModel):

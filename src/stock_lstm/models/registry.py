@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -270,6 +270,39 @@ def list_models(db: Database, ticker: str | None = None) -> list[ModelRecord]:
         query = query.where(ModelRegistry.ticker == validate_ticker(ticker))
     with db.session() as session:
         return [ModelRecord.from_row(row) for row in session.scalars(query)]
+
+
+def find_by_report_path(db: Database, report_path: str) -> ModelRecord | None:
+    """The version whose training report is the file ``report_path``, or None.
+
+    Why: a pipeline run knows the report it rendered, not the version id its notebook
+    registered; the report path is what links the two.
+    """
+    query = select(ModelRegistry).where(ModelRegistry.report_path == report_path)
+    with db.session() as session:
+        row = session.scalars(query).first()
+        return ModelRecord.from_row(row) if row is not None else None
+
+
+def count_active(db: Database) -> int:
+    """How many versions serve now (one per ticker that can be predicted).
+
+    Why: ``/metrics`` reads it at every scrape, so a count query instead of loading rows.
+    """
+    query = select(func.count()).select_from(ModelRegistry)
+    with db.session() as session:
+        return int(session.scalar(query.where(ModelRegistry.is_active.is_(True))) or 0)
+
+
+def active_version_ids(db: Database) -> set[str]:
+    """The ids of the versions that serve now, all tickers.
+
+    Why: the reports index marks which runs' models are active; it needs only the ids, so
+    it reads one column instead of every row's JSON params and metrics.
+    """
+    query = select(ModelRegistry.version_id).where(ModelRegistry.is_active.is_(True))
+    with db.session() as session:
+        return set(session.scalars(query))
 
 
 def set_report_path(db: Database, version_id: str, report_path: str) -> None:

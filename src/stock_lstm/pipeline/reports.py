@@ -214,14 +214,14 @@ def active_version_ids(database_url: str | None) -> set[str] | None:
         return None
     from stock_lstm.db import Database
     from stock_lstm.errors import StockLSTMError
-    from stock_lstm.models.registry import list_models
+    from stock_lstm.models import registry
 
     try:
         db = Database(database_url)
     except StockLSTMError:
         return None
     try:
-        return {record.version_id for record in list_models(db) if record.is_active}
+        return registry.active_version_ids(db)
     except Exception:  # a busy or damaged database must not fail the index
         return None
     finally:

@@ -26,7 +26,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from stock_lstm.clock import Clock, utc_now
@@ -287,15 +286,14 @@ def _finish_job(settings: Settings, job_id: str, html: Path | None, error: str |
 
 
 def _registered_version(settings: Settings, report_path: str) -> tuple[str | None, dict | None]:
-    from stock_lstm.db import Database, ModelRegistry
+    """The version (and its metrics) the train notebook registered with this report."""
+    from stock_lstm.db import Database
+    from stock_lstm.models.registry import find_by_report_path
 
     db = Database(settings.database_url)
     try:
-        with db.session() as session:
-            row = session.scalars(
-                select(ModelRegistry).where(ModelRegistry.report_path == report_path)
-            ).first()
-            return (row.version_id, dict(row.metrics)) if row else (None, None)
+        record = find_by_report_path(db, report_path)
+        return (record.version_id, dict(record.metrics)) if record else (None, None)
     finally:
         db.dispose()
 

@@ -18,7 +18,7 @@ def get_cache_status(ticker: TickerPath, ctx: ContextDep) -> CacheStatusResponse
     status = cache_status(
         ctx.db, ticker, expiry_hours=ctx.settings.cache_expiry_hours, clock=ctx.clock
     )
-    return CacheStatusResponse.from_status(status)
+    return CacheStatusResponse.model_validate(status)
 
 
 @router.post(
@@ -39,7 +39,7 @@ def sync_cache(
     """Bring the cache up to date; a fresh cache answers without asking the source."""
     result = sync_ticker(ctx, ticker, force=force)
     metrics.observe_sync(result.from_cache)
-    return SyncResponse.from_result(result)
+    return SyncResponse.model_validate(result)
 
 
 @router.delete(

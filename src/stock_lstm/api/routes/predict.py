@@ -62,7 +62,7 @@ def forecast_one(ctx: AppContext, metrics: ApiMetrics, raw_ticker: str, days: in
 )
 def predict(body: PredictRequest, ctx: ContextDep, metrics: MetricsDep) -> ForecastResponse:
     """Forecast ``days_ahead`` trading days after the last cached close."""
-    return ForecastResponse.from_forecast(forecast_one(ctx, metrics, body.ticker, body.days_ahead))
+    return ForecastResponse.model_validate(forecast_one(ctx, metrics, body.ticker, body.days_ahead))
 
 
 @router.post("/batch", responses={422: {"model": ErrorResponse}})
@@ -86,7 +86,7 @@ def predict_batch(
             results.append(BatchItem(ticker=raw, ok=False, error=error))
         else:
             item = BatchItem(
-                ticker=forecast.ticker, ok=True, forecast=ForecastResponse.from_forecast(forecast)
+                ticker=forecast.ticker, ok=True, forecast=ForecastResponse.model_validate(forecast)
             )
             results.append(item)
     return BatchPredictResponse(results=results)
