@@ -8,10 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
 from api_helpers import TINY_PARAMS, GatedTraining, fast_training, wait_until
 from fastapi.testclient import TestClient
+from test_pipeline import write_notebook
 
 from stock_lstm.api import create_app
 from stock_lstm.api import training_pool as training_pool_module
@@ -27,19 +27,6 @@ from stock_lstm.workflows import AppContext, register_outcome, train_ticker
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-def write_notebook(path: Path, parameters: str, body: str) -> None:
-    notebook = nbformat.v4.new_notebook()
-    cell = nbformat.v4.new_code_cell(parameters)
-    cell.metadata["tags"] = ["parameters"]
-    notebook.cells = [cell, nbformat.v4.new_code_cell(body)]
-    notebook.metadata["kernelspec"] = {
-        "name": "stock-lstm",
-        "language": "python",
-        "display_name": "Python (stock-lstm)",
-    }
-    nbformat.write(notebook, path)
 
 
 @pytest.fixture
