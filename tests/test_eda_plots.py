@@ -447,6 +447,11 @@ def test_test_forecast(figures: list[Figure]) -> None:
     assert len(price_ax.collections) == 1  # the interval band
     assert len(error_ax.get_lines()) == 2  # absolute errors of model and persistence
     np.testing.assert_allclose(error_ax.get_lines()[0].get_ydata(), 0.5)
+    assert "LSTM (next day)" in price_ax.get_legend_handles_labels()[1]
+    gru = keep(
+        figures, plots.test_forecast(dates, actual, actual, actual, ticker="T", model_name="GRU")
+    )
+    assert "GRU (next day)" in gru.axes[0].get_legend_handles_labels()[1]
 
 
 def test_forecast_on_history(figures: list[Figure]) -> None:

@@ -274,12 +274,14 @@ def test_forecast(
     lower: np.ndarray | None = None,
     upper: np.ndarray | None = None,
     interval_level: float | None = None,
+    model_name: str = "LSTM",
 ) -> Figure:
     """Next-day forecasts over the test dates (top) and their absolute errors (bottom).
 
     All arrays are in price units, one value per test date; ``persistence`` is yesterday's
     close, the baseline the model has to beat. ``lower``/``upper`` (optional) shade the
-    model's prediction interval of level ``interval_level`` (e.g. 0.9).
+    model's prediction interval of level ``interval_level`` (e.g. 0.9). ``model_name`` labels
+    the model's lines (``GRU`` for ``network = "gru"``).
     """
     index = pd.DatetimeIndex(dates)
     actual = np.asarray(actual, dtype=np.float64)
@@ -297,9 +299,9 @@ def test_forecast(
             color=COLORS["model"],
             alpha=0.15,
             lw=0,
-            label=f"LSTM {level}interval",
+            label=f"{model_name} {level}interval",
         )
-    price_ax.plot(index, predicted, color=COLORS["model"], lw=1.1, label="LSTM (next day)")
+    price_ax.plot(index, predicted, color=COLORS["model"], lw=1.1, label=f"{model_name} (next day)")
     price_ax.plot(
         index,
         persistence,
@@ -319,7 +321,7 @@ def test_forecast(
         model_error,
         color=COLORS["model"],
         lw=1.0,
-        label=f"LSTM (mean {model_error.mean():.2f})",
+        label=f"{model_name} (mean {model_error.mean():.2f})",
     )
     error_ax.plot(
         index,
