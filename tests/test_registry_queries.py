@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from stock_lstm.config import Settings
 from stock_lstm.db import Database
 from stock_lstm.models.artifacts import SavedArtifacts
 from stock_lstm.models.registry import (
@@ -93,13 +92,11 @@ def test_a_version_is_found_by_its_report_path(db: Database) -> None:
     assert find_by_report_path(db, "/r/AAPL/run3/02_train.html") is None
 
 
-def test_the_runner_reads_the_version_its_report_registered(
-    db: Database, settings: Settings
-) -> None:
+def test_the_runner_reads_the_version_its_report_registered(db: Database) -> None:
     record = _register(db, "AAPL", "AAPL_1", report_path="/r/AAPL/run1/02_train.html")
-    version_id, metrics = runner._registered_version(settings, "/r/AAPL/run1/02_train.html")
+    version_id, metrics = runner._registered_version(db, "/r/AAPL/run1/02_train.html")
     assert (version_id, metrics) == (record.version_id, record.metrics)
-    assert runner._registered_version(settings, "/r/other.html") == (None, None)
+    assert runner._registered_version(db, "/r/other.html") == (None, None)
 
 
 def test_the_reports_index_reads_active_ids_or_none_when_the_registry_is_unreadable(

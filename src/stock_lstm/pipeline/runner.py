@@ -15,6 +15,7 @@ a run whose process dies is marked failed later (``run_recovery.reconcile_runs``
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -236,7 +237,7 @@ def _job_database(settings: Settings) -> Any:
     )
 
 
-def _take_job(settings: Settings, job_id: str, ticker: str, parameters: Mapping[str, Any]) -> None:
+def _take_job(db: Any, job_id: str, ticker: str, parameters: Mapping[str, Any]) -> None:
     """Create (if the API did not) and own the job: this process renders its report after
     the kernel has exited, so the job must not die with the kernel."""
     from dataclasses import fields
@@ -249,21 +250,16 @@ def _take_job(settings: Settings, job_id: str, ticker: str, parameters: Mapping[
         params = TrainParams.from_dict({k: v for k, v in parameters.items() if k in names})
     except StockLSTMError:
         return  # the notebook reports the bad parameter, and fails the job
-    db = _job_database(settings)
-    try:
-        jobs.ensure_job(db, job_id, ticker, params.to_dict())
-        jobs.mark_running(db, job_id)
-    finally:
-        db.dispose()
+    jobs.ensure_job(db, job_id, ticker, params.to_dict())
+    jobs.mark_running(db, job_id)
 
 
-def _finish_job(settings: Settings, job_id: str, html: Path | None, error: str | None) -> None:
+def _finish_job(db: Any, job_id: str, html: Path | None, error: str | None) -> None:
     """Complete the job once its model is registered and its report exists; else say why not
     (the kernel marks most failures itself; this covers a timeout or a dead kernel)."""
     from stock_lstm.errors import JobNotFoundError
     from stock_lstm.models import jobs
 
-    db = _job_database(settings)
     try:
         job = jobs.get_job(db, job_id)
         if job.status not in jobs.UNFINISHED:
@@ -281,21 +277,14 @@ def _finish_job(settings: Settings, job_id: str, html: Path | None, error: str |
             jobs.mark_failed(db, job_id, error)
     except JobNotFoundError:
         pass
-    finally:
-        db.dispose()
 
 
-def _registered_version(settings: Settings, report_path: str) -> tuple[str | None, dict | None]:
+def _registered_version(db: Any, report_path: str) -> tuple[str | None, dict | None]:
     """The version (and its metrics) the train notebook registered with this report."""
-    from stock_lstm.db import Database
     from stock_lstm.models.registry import find_by_report_path
 
-    db = Database(settings.database_url)
-    try:
-        record = find_by_report_path(db, report_path)
-        return (record.version_id, dict(record.metrics)) if record else (None, None)
-    finally:
-        db.dispose()
+    record = find_by_report_path(db, report_path)
+    return (record.version_id, dict(record.metrics)) if record else (None, None)
 
 
 def run_pipeline(
@@ -337,7 +326,17 @@ def run_pipeline(
     write_manifest(run_dir, result.manifest())
 
     failure: str | None = None
-    with temporary_environment(kernel_environment(settings)):
+    # One database handle for the train stage's bookkeeping (its job, its registered
+    # version), opened only when a train stage needs it and closed after the last stage.
+    opened: list[Any] = []
+
+    def database() -> Any:
+        if not opened:
+            opened.append(_job_database(settings))
+        return opened[0]
+
+    with contextlib.ExitStack() as cleanup, temporary_environment(kernel_environment(settings)):
+        cleanup.callback(lambda: opened and opened[0].dispose())
         for stage in stages:
             stem = STAGES[stage]
             output = run_dir / f"{stem}.ipynb"
@@ -345,7 +344,7 @@ def run_pipeline(
             stage_parameters = {"ticker": ticker, **per_stage[stage]}
             job_id = stage_parameters.get("job_id") if stage == "train" else None
             if job_id:
-                _take_job(settings, str(job_id), ticker, stage_parameters)
+                _take_job(database(), str(job_id), ticker, stage_parameters)
             if stage == "train":
                 stage_parameters["report_path"] = str(html_path)
             if stage == "backtest":
@@ -382,10 +381,10 @@ def run_pipeline(
                     log.warning("could not render %s: %s", output, exc)
             result.stages.append(stage_result)
             if stage == "train" and stage_result.status == "ok":
-                result.version_id, result.metrics = _registered_version(settings, str(html_path))
+                result.version_id, result.metrics = _registered_version(database(), str(html_path))
             if job_id:
                 rendered = html_path if stage_result.html else None
-                _finish_job(settings, str(job_id), rendered, stage_result.error)
+                _finish_job(database(), str(job_id), rendered, stage_result.error)
             write_manifest(run_dir, result.manifest())
             if stage_result.status == "failed":
                 failure = f"stage {stage} failed: {stage_result.error}"
