@@ -25,10 +25,46 @@ from stock_lstm.api.schemas import (
 from stock_lstm.data.cache import CacheStatus, SyncResult
 from stock_lstm.models.forecasting import Forecast, ForecastPoint
 from stock_lstm.models.jobs import JobRecord
+from stock_lstm.models.records import GateDecision, TrainingMetrics
 from stock_lstm.models.registry import ModelRecord
 
 CREATED = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
-GATE = {"status": "failed", "value": 1.07, "reason": "rMAE 1.07 > 1.0"}
+GATE_JSON = {"status": "failed", "reason": "rMAE 1.07 > 1.0", "threshold": 1.0, "value": 1.07}
+GATE = GateDecision.model_validate(GATE_JSON)
+#: A registry row's metrics as written before the typed records (flat next-day scores, the
+#: training run at the top level): read as a record, sent in the one JSON form.
+LEGACY_METRICS = {
+    **{"mae": 1.5, "rmse": 2.0, "mape": 1.2, "n": 20, "rmae": 0.98, "best_epoch": 7},
+    "persistence": {"mae": 1.53, "rmse": 2.1, "mape": 1.25},
+    "gate": {"status": "failed", "value": 1.07, "threshold": 1.0, "reason": "rMAE 1.07 > 1.0"},
+}
+NO_SCORE = {"rmae_drift": None, "directional_accuracy": None, "directional_ci": [None, None]}
+NO_SCORE |= {"dm_statistic": None, "dm_p_value": None, "predicted_move_std": None}
+NO_SCORE |= {"actual_move_std": None, "coverage": None, "interval_width": None}
+METRICS_JSON = {
+    "horizons": [
+        {
+            "horizon": 1,
+            "n": 20,
+            "model": {"mae": 1.5, "rmse": 2.0, "mape": 1.2},
+            "persistence": {"mae": 1.53, "rmse": 2.1, "mape": 1.25},
+            "drift": {},
+            "rmae": 0.98,
+            **NO_SCORE,
+        }
+    ],
+    "validation": {"n": None, "mae": None, "persistence_mae": None, "rmae_h1": None},
+    "conformal": {},
+    "interval_level": None,
+    "calibration": None,
+    "intervals_h1": {},
+    "gate": GATE_JSON,
+    "training": {"best_epoch": 7, "best_val_loss": None, "epochs_run": None, "stopped_early": None},
+    # the next day's scores, repeated at the top for readers of the flat form
+    **{"mae": 1.5, "rmse": 2.0, "mape": 1.2, "n": 20, "rmae": 0.98},
+    "persistence": {"mae": 1.53, "rmse": 2.1, "mape": 1.25},
+    "drift": {},
+}
 
 
 def model_record(*, report_path: str | None = "/r/AAPL/run/02_train.html") -> ModelRecord:
@@ -41,7 +77,7 @@ def model_record(*, report_path: str | None = "/r/AAPL/run/02_train.html") -> Mo
         model_sha256="m" * 64,
         scaler_sha256="s" * 64,
         params={"epochs": 3, "seed": 7},
-        metrics={"test": {"mae": 1.5}, "gate": GATE},
+        metrics=TrainingMetrics.from_json(LEGACY_METRICS),
         first_date=date(2020, 1, 2),
         last_date=date(2025, 12, 31),
         rows=1500,
@@ -113,7 +149,7 @@ MODEL_JSON = {
     "created_at": "2026-01-05T12:00:00Z",
     "is_active": True,
     "params": {"epochs": 3, "seed": 7},
-    "metrics": {"test": {"mae": 1.5}, "gate": GATE},
+    "metrics": METRICS_JSON,
     "first_date": "2020-01-02",
     "last_date": "2025-12-31",
     "rows": 1500,
@@ -142,7 +178,7 @@ JOB_JSON = {
     "version_id": "AAPL-20260105-abc",
     "report_url": "/api/v1/reports/AAPL-20260105-abc",
     "model_active": True,
-    "gate": GATE,
+    "gate": GATE_JSON,
 }
 FORECAST_JSON = {
     "ticker": "AAPL",
@@ -160,7 +196,7 @@ FORECAST_JSON = {
         {"date": "2026-01-05", "close": 103.0, "lower": None, "upper": None, "quantiles": None},
     ],
     "interval_level": 0.9,
-    "gate": GATE,
+    "gate": GATE_JSON,
     "warnings": ["stale prices"],
 }
 CACHE_STATUS_JSON = {
@@ -232,7 +268,8 @@ def test_job_without_a_version_has_no_report_url() -> None:
 
 def test_a_gate_that_is_not_an_object_is_left_out() -> None:
     model = model_record()
-    odd = ModelRecord(**{**model.__dict__, "metrics": {"gate": "passed"}, "is_active": False})
+    metrics = TrainingMetrics.from_json({"gate": "passed"})  # an odd row still reads
+    odd = ModelRecord(**{**model.__dict__, "metrics": metrics, "is_active": False})
     expected = {**JOB_JSON, "model_active": False, "gate": None}
     assert_json(JobResponse.from_record(job_record(), odd), expected)
 

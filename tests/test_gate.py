@@ -26,7 +26,7 @@ def test_gate_decision(
     value: float | None, has_active: bool, force: bool, activate: bool, status: str
 ) -> None:
     decided, gate = gate_decision(value, threshold=1.0, has_active_model=has_active, force=force)
-    assert decided is activate and gate["status"] == status and gate["reason"]
+    assert decided is activate and gate.status == status and gate.reason
 
 
 def test_gate_keeps_the_old_model_active_when_the_new_one_is_worse(ctx: AppContext) -> None:
@@ -42,10 +42,10 @@ def test_gate_keeps_the_old_model_active_when_the_new_one_is_worse(ctx: AppConte
         ctx.model_cache,
     )
     worse = register_outcome(strict, train_ticker(strict, "AAPL", SMALL))
-    assert not worse.is_active and worse.metrics["gate"]["status"] == "failed"
-    assert "registered inactive" in worse.metrics["gate"]["reason"]
+    assert not worse.is_active and worse.metrics.gate.status == "failed"
+    assert "registered inactive" in worse.metrics.gate.reason
     assert get_active_model(ctx.db, "AAPL").version_id == first.version_id
 
     forced = register_outcome(strict, train_ticker(strict, "AAPL", SMALL), force=True)
-    assert forced.is_active and forced.metrics["gate"]["status"] == "forced"
+    assert forced.is_active and forced.metrics.gate.status == "forced"
     assert [r.version_id for r in list_models(ctx.db, "AAPL") if r.is_active] == [forced.version_id]

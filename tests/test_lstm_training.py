@@ -119,7 +119,7 @@ def test_training_learns_and_beats_persistence(
     best_val_loss = trained.history[trained.best_epoch - 1]["val_loss"]
     assert best_val_loss < first_val_loss / 10
     evaluation = evaluate_model(trained.model, learnable, "recursive", 1)
-    assert evaluation.metrics["mae"] < 0.7 * evaluation.metrics["persistence"]["mae"]
+    assert evaluation.metrics.mae < 0.7 * evaluation.metrics.persistence["mae"]
 
 
 def test_result_shape(trained: TrainResult) -> None:
@@ -265,10 +265,10 @@ def test_evaluation_lines_up_dates(learnable: PreparedData, trained: TrainResult
     np.testing.assert_array_equal(evaluation.actual, prices.loc[learnable.test_dates])
     previous = prices.shift(1).loc[learnable.test_dates]  # yesterday's close, same dates
     np.testing.assert_array_equal(evaluation.persistence, previous)
-    assert evaluation.metrics["n"] == n
-    assert evaluation.metrics["persistence"] == score(evaluation.actual, evaluation.persistence)
-    model_scores = score(evaluation.actual, evaluation.predicted)
-    assert {k: evaluation.metrics[k] for k in model_scores} == model_scores
+    first = evaluation.metrics.next_day
+    assert first is not None and first.n == n
+    assert first.persistence == score(evaluation.actual, evaluation.persistence)
+    assert first.model == score(evaluation.actual, evaluation.predicted)
 
 
 # --- TrainParams ----------------------------------------------------------------------------

@@ -325,7 +325,7 @@ def test_predict_carries_the_calibration_forward_and_persists_it(ctx: AppContext
     )
     register_outcome(ctx, train_ticker(ctx, "TEST", params, end=cut))
     record = get_active_model(ctx.db, "TEST")
-    registered = CalibrationState.from_dict(record.metrics["calibration"])
+    registered = CalibrationState.from_dict(record.metrics.calibration)
     assert registered.through == cut.isoformat()
     assert load_calibration_state(ctx.db, record.version_id) is None
 
@@ -352,6 +352,7 @@ def test_a_point_model_from_before_online_calibration_still_predicts(ctx: AppCon
     from sqlalchemy import update
 
     from stock_lstm.db import ModelRegistry
+    from stock_lstm.models.registry import get_model
     from stock_lstm.models.training import TrainParams
     from stock_lstm.workflows import predict_ticker, register_outcome, train_ticker
 
@@ -365,12 +366,14 @@ def test_a_point_model_from_before_online_calibration_still_predicts(ctx: AppCon
         inputs="close",
     )
     record = register_outcome(ctx, train_ticker(ctx, "AAPL", params))
-    # What such a row held: conformal quantiles at 0.8/0.9/0.95, no calibration state.
+    # What such a row held: conformal quantiles at 0.8/0.9/0.95, no calibration state, and
+    # (before the typed records) the training run's fields at the top level.
     old = {
         key: value
-        for key, value in record.metrics.items()
-        if key not in ("calibration", "intervals_h1")
+        for key, value in record.metrics.to_json().items()
+        if key not in ("calibration", "intervals_h1", "training")
     }
+    old |= record.metrics.training.model_dump()
     old["conformal"] = {k: v for k, v in old["conformal"].items() if k != "0.5"}
     with ctx.db.transaction() as session:
         session.execute(
@@ -383,6 +386,8 @@ def test_a_point_model_from_before_online_calibration_still_predicts(ctx: AppCon
     assert len(forecast.predictions) == 3
     first = forecast.predictions[0]
     assert first.lower is not None and first.lower < first.close < first.upper
+    again = get_model(ctx.db, record.version_id).metrics
+    assert again.training == record.metrics.training and again.next_day == record.metrics.next_day
     assert first.quantiles is None  # no 50% band was ever calibrated for it
 
 

@@ -52,7 +52,8 @@ def _register(
             version_id, files / "model.pt", files / "scaler.json", "m" * 64, "s" * 64
         ),
         params={"epochs": 1},
-        metrics={"mae": 1.0, "version": version_id},
+        # scores that tell versions apart (their ids end in a digit)
+        metrics={"mae": float(version_id[-1]), "persistence": {"mae": 1.0}},
         data=SUMMARY,
         code_version="test",
         activate=activate,
@@ -95,7 +96,7 @@ def test_a_version_is_found_by_its_report_path(db: Database) -> None:
 def test_the_runner_reads_the_version_its_report_registered(db: Database) -> None:
     record = _register(db, "AAPL", "AAPL_1", report_path="/r/AAPL/run1/02_train.html")
     version_id, metrics = runner._registered_version(db, "/r/AAPL/run1/02_train.html")
-    assert (version_id, metrics) == (record.version_id, record.metrics)
+    assert (version_id, metrics) == (record.version_id, record.metrics.to_json())
     assert runner._registered_version(db, "/r/other.html") == (None, None)
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from stock_lstm import __version__
 from stock_lstm.errors import StockLSTMError
 from stock_lstm.models.params import PARAMETERS, parameter_help, parameter_type
+from stock_lstm.models.records import TrainingMetrics
 
 EXIT_USER_ERROR = 2
 
@@ -480,14 +481,20 @@ def _train_params(args: argparse.Namespace) -> Any:
     return TrainParams.from_dict(given)
 
 
-def format_metrics_table(metrics: dict[str, Any]) -> str:
-    """Model beside persistence, one row per metric, with the ratio model / persistence."""
-    persistence = metrics["persistence"]
+def format_metrics_table(metrics: TrainingMetrics) -> str:
+    """Model beside persistence at h=1, one row per point metric, with the ratio model /
+    persistence (every metric of ``evaluation.metrics.POINT_METRICS`` that was recorded)."""
+    from stock_lstm.evaluation.metrics import POINT_METRICS
+
+    first = metrics.next_day
     lines = [f"{'metric':<8}{'model':>12}{'persistence':>14}{'ratio':>8}"]
-    for name in ("mae", "rmse", "mape"):
-        model_value, base_value = metrics[name], persistence[name]
+    for name, metric in POINT_METRICS.items():
+        model_value = first.model.get(name) if first else None
+        base_value = first.persistence.get(name) if first else None
+        if model_value is None or base_value is None:
+            continue
         ratio = model_value / base_value if base_value else float("nan")
-        unit = " %" if name == "mape" else ""
+        unit = f" {metric.unit}" if metric.unit != "price" else ""
         lines.append(f"{name:<8}{model_value:>12.4f}{base_value:>14.4f}{ratio:>8.3f}{unit}")
     return "\n".join(lines)
 
@@ -500,12 +507,12 @@ INTERVAL_LABELS = {
 }
 
 
-def format_interval_table(metrics: dict[str, Any]) -> str:
+def format_interval_table(metrics: TrainingMetrics) -> str:
     """The test slice's intervals at h=1 beside the volatility anchors (empty if absent)."""
-    rows = metrics.get("intervals_h1") or {}
+    rows = metrics.intervals_h1
     if not rows:
         return ""
-    level = metrics.get("interval_level", 0.9)
+    level = metrics.interval_level or 0.9
     lines = [
         f"{level:.0%} interval at h=1, test set (Winkler and CRPS in % of the close; lower is "
         "better):",
@@ -515,10 +522,9 @@ def format_interval_table(metrics: dict[str, Any]) -> str:
         row = rows.get(name)
         if row is None:
             continue
-        crps = row.get("crps")
         lines.append(
-            f"{label:<28}{_number(row.get('coverage'), 3):>9}{_number(row.get('winkler'), 2):>9}"
-            f"{_number(crps, 3):>8}"
+            f"{label:<28}{_number(row.coverage, 3):>9}{_number(row.winkler, 2):>9}"
+            f"{_number(row.crps, 3):>8}"
         )
     return "\n".join(lines)
 
@@ -614,8 +620,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 ),
                 f"test set ({payload['metrics']['n']} days), model beside persistence "
                 "(tomorrow = today):",
-                format_metrics_table(payload["metrics"]),
-                *filter(None, [format_interval_table(payload["metrics"])]),
+                format_metrics_table(outcome.metrics),
+                *filter(None, [format_interval_table(outcome.metrics)]),
                 f"gate: {gate.get('status')} ({gate.get('reason')})",
                 f"artifacts: {payload['model_path']}, {payload['scaler_path']}",
             ]
@@ -681,11 +687,12 @@ def _cmd_models(args: argparse.Namespace) -> int:
             f"{'persist.':>10}{'rMAE':>8}{'90% cov.':>10}  gate"
         ]
         for r in records:
-            mae = r.metrics.get("mae", float("nan"))
-            base = r.metrics.get("persistence", {}).get("mae", float("nan"))
-            rmae = r.metrics.get("rmae")
-            coverage = ((r.metrics.get("intervals_h1") or {}).get("model") or {}).get("coverage")
-            gate = (r.metrics.get("gate") or {}).get("status", "-")
+            mae = r.metrics.mae if r.metrics.mae is not None else float("nan")
+            base = r.metrics.persistence.get("mae") or float("nan")
+            rmae = r.metrics.rmae
+            online = r.metrics.intervals_h1.get("model")
+            coverage = online.coverage if online else None
+            gate = r.metrics.gate.status if r.metrics.gate else "-"
             mark = "*" if r.is_active else " "
             created = r.created_at.strftime("%Y-%m-%d %H:%M:%S")
             lines.append(
@@ -775,13 +782,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
         for stage in result.stages:
             lines.append(f"  {stage.stage:<8} {stage.status:<7} {result.run_dir / str(stage.html)}")
         if result.version_id and result.metrics:
-            gate = result.metrics.get("gate") or {}
+            metrics = TrainingMetrics.from_json(result.metrics)
+            gate = metrics.gate
             lines.append(
-                f"model {result.version_id}: gate {gate.get('status')}: {gate.get('reason')}"
+                f"model {result.version_id}: gate {gate.status if gate else None}: "
+                f"{gate.reason if gate else None}"
             )
             lines.append("test set beside persistence:")
-            lines.append(format_metrics_table(result.metrics))
-            lines.extend(filter(None, [format_interval_table(result.metrics)]))
+            lines.append(format_metrics_table(metrics))
+            lines.extend(filter(None, [format_interval_table(metrics)]))
         backtest_summary = result.run_dir / "summary.json"
         if any(stage.stage == "backtest" and stage.status == "ok" for stage in result.stages) and (
             backtest_summary.exists()

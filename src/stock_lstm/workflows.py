@@ -27,6 +27,7 @@ from stock_lstm.db import Database
 from stock_lstm.errors import InvalidParameterError, ModelNotFoundError, StockLSTMError
 from stock_lstm.models import jobs
 from stock_lstm.models.forecasting import Forecast, ModelCache, make_forecast, validate_days
+from stock_lstm.models.records import GateDecision, TrainingMetrics, TrainingRun
 from stock_lstm.models.registry import (
     ModelRecord,
     TrainingDataSummary,
@@ -193,6 +194,13 @@ def fingerprint_prices(prices: pd.DataFrame) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+#: The parts of a version's metrics ``train --json`` prints (its headline and interval table).
+TRAIN_JSON_METRICS = (
+    *("mae", "rmse", "mape", "n", "rmae", "persistence", "drift"),
+    *("validation", "interval_level", "intervals_h1"),
+)
+
+
 @dataclass
 class TrainOutcome:
     """A trained model (in memory until registered) and everything a report shows about it."""
@@ -206,23 +214,25 @@ class TrainOutcome:
     evaluation: TestEvaluation
     artifacts: SavedArtifacts | None = None
     record: ModelRecord | None = None
-    gate: dict[str, Any] | None = None
+    gate: GateDecision | None = None
     #: The version whose weights this training started from (``train --warm-start``).
     warm_started_from: str | None = None
 
     @property
-    def metrics(self) -> dict[str, Any]:
-        return {
-            **self.evaluation.metrics,
-            "best_epoch": self.result.best_epoch,
-            "best_val_loss": min(h["val_loss"] for h in self.result.history),
-            "epochs_run": self.result.epochs_run,
-            "stopped_early": self.result.stopped_early,
-        }
+    def metrics(self) -> TrainingMetrics:
+        """The evaluation's scores with the training run (the gate is added at registration)."""
+        return self.evaluation.metrics.with_training(
+            TrainingRun(
+                best_epoch=self.result.best_epoch,
+                best_val_loss=min(h["val_loss"] for h in self.result.history),
+                epochs_run=self.result.epochs_run,
+                stopped_early=self.result.stopped_early,
+            )
+        ).model_copy(update={"gate": self.gate})
 
     def to_dict(self) -> dict[str, Any]:
         """The CLI's ``train --json`` object."""
-        metrics = self.evaluation.metrics
+        metrics = self.evaluation.metrics.to_json()
         return {
             "version_id": self.artifacts.version_id if self.artifacts else None,
             "ticker": self.ticker,
@@ -241,19 +251,10 @@ class TrainOutcome:
                 "last_date": self.prices.index[-1].date().isoformat(),
                 "from_cache": self.sync.from_cache,
             },
-            "metrics": {
-                "mae": metrics["mae"],
-                "rmse": metrics["rmse"],
-                "mape": metrics["mape"],
-                "n": metrics.get("n"),
-                "rmae": metrics.get("rmae"),
-                "persistence": dict(metrics["persistence"]),
-                "drift": dict(metrics.get("drift", {})),
-                "validation": dict(metrics.get("validation", {})),
-                "interval_level": metrics.get("interval_level"),
-                "intervals_h1": metrics.get("intervals_h1", {}),
-            },
-            "gate": self.gate,
+            # The next-day headline and the tables' inputs; per-horizon rows and calibration
+            # state are in the registry (``models --json``).
+            "metrics": {key: metrics[key] for key in TRAIN_JSON_METRICS},
+            "gate": self.gate.model_dump(mode="json") if self.gate else None,
         }
 
 
@@ -393,7 +394,7 @@ def gate_decision(
     threshold: float,
     has_active_model: bool,
     force: bool = False,
-) -> tuple[bool, dict[str, Any]]:
+) -> tuple[bool, GateDecision]:
     """The promotion gate: activate only a model whose validation rMAE at h=1 is at most
     ``threshold`` (1.0: at least as good as persistence), unless forced.
 
@@ -403,30 +404,30 @@ def gate_decision(
     value = validation_rmae
     passed = value is not None and value <= threshold
     shown = "n/a" if value is None else f"{value:.4f}"
-    gate: dict[str, Any] = {"threshold": threshold, "value": value}
+    gate = GateDecision(status="passed", threshold=threshold, value=value)
     if passed:
-        return True, {
-            **gate,
-            "status": "passed",
-            "reason": f"validation rMAE {shown} <= {threshold}",
-        }
+        return True, gate.model_copy(update={"reason": f"validation rMAE {shown} <= {threshold}"})
     reason = (
         f"validation rMAE at h=1 is {shown} > {threshold}: the model is worse than "
         "persistence (tomorrow = today) on the validation slice"
     )
     if force:
-        return True, {**gate, "status": "forced", "reason": reason + "; activated by --force"}
+        return True, gate.model_copy(
+            update={"status": "forced", "reason": reason + "; activated by --force"}
+        )
     if not has_active_model:
-        return True, {
-            **gate,
+        return True, gate.model_copy(
+            update={
+                "status": "failed",
+                "reason": reason + "; activated anyway as the ticker's first model",
+            }
+        )
+    return False, gate.model_copy(
+        update={
             "status": "failed",
-            "reason": reason + "; activated anyway as the ticker's first model",
+            "reason": reason + "; registered inactive, the current active model keeps serving",
         }
-    return False, {
-        **gate,
-        "status": "failed",
-        "reason": reason + "; registered inactive, the current active model keeps serving",
-    }
+    )
 
 
 def register_outcome(
@@ -456,7 +457,7 @@ def register_outcome(
     prices = outcome.prices
     has_active = any(record.is_active for record in list_models(ctx.db, outcome.ticker))
     should_activate, gate = gate_decision(
-        outcome.evaluation.metrics.get("validation", {}).get("rmae_h1"),
+        outcome.evaluation.metrics.validation.rmae_h1,
         threshold=ctx.settings.gate_threshold,
         has_active_model=has_active,
         force=force,
@@ -499,7 +500,7 @@ def register_outcome(
                 "feature_columns": list(outcome.data.feature_columns),
                 "source": ctx.source.name,
             },
-            metrics={**outcome.metrics, "gate": gate},
+            metrics=outcome.metrics.with_gate(gate),
             data=TrainingDataSummary(
                 first_date=prices.index[0].date(),
                 last_date=prices.index[-1].date(),
@@ -524,7 +525,7 @@ def register_outcome(
         # report exists, when it has one).
         if report_path is None:
             jobs.mark_completed(ctx.db, exc.job_id, record.version_id, clock=ctx.clock)
-        outcome.gate = record.metrics.get("gate", gate)
+        outcome.gate = record.metrics.gate or gate
         outcome.artifacts = SavedArtifacts(
             record.version_id,
             Path(record.model_path),

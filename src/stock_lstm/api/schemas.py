@@ -32,6 +32,7 @@ from stock_lstm.errors import InvalidTickerError
 from stock_lstm.models.forecasting import MAX_DAYS, MIN_DAYS
 from stock_lstm.models.jobs import JobRecord
 from stock_lstm.models.params import PARAM_CHOICES, PARAM_RANGES, PARAMETERS
+from stock_lstm.models.records import GateDecision, TrainingMetrics
 from stock_lstm.models.registry import ModelRecord
 from stock_lstm.tickers import validate_ticker
 
@@ -205,7 +206,7 @@ class JobResponse(RecordResponse):
     model_active: bool | None = Field(
         None, description="Whether the job's model serves its ticker now (set once completed)."
     )
-    gate: dict[str, Any] | None = Field(
+    gate: GateDecision | None = Field(
         None,
         description="The promotion gate's verdict on the job's model: status (passed, failed, "
         "forced), value and reason, e.g. why it was registered inactive.",
@@ -225,12 +226,11 @@ class JobResponse(RecordResponse):
         (read from ``model``, the job's registered version when the caller looked it up).
         """
         completed = job.status == "completed" and job.version_id
-        gate = model.metrics.get("gate") if model is not None else None
         derived = _WithDerived(
             job,
             report_url=report_url(job.version_id) if completed else None,
             model_active=model.is_active if model is not None else None,
-            gate=gate if isinstance(gate, dict) else None,
+            gate=model.metrics.gate if model is not None else None,
         )
         return cls.model_validate(derived)
 
@@ -250,7 +250,10 @@ class ModelResponse(RecordResponse):
     created_at: datetime
     is_active: bool
     params: dict[str, Any]
-    metrics: dict[str, Any] = Field(description="Test-set metrics beside persistence.")
+    metrics: TrainingMetrics = Field(
+        description="Test-set scores per horizon beside persistence (the next day's repeated "
+        "at the top), the promotion gate, interval calibration and the training run."
+    )
     first_date: date
     last_date: date
     rows: int
@@ -323,7 +326,7 @@ class ForecastResponse(RecordResponse):
         None,
         description="Coverage the bounds aim for (e.g. 0.9); calibrated online as closes arrive.",
     )
-    gate: dict[str, Any] | None = Field(
+    gate: GateDecision | None = Field(
         None, description="The promotion gate's verdict on this model (status, value, reason)."
     )
     warnings: list[str]

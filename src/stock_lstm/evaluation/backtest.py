@@ -229,7 +229,8 @@ def walk_forward(
     level_index = CALIBRATION_LEVELS.index(config.interval_level)
     lower, upper = (bound[..., level_index] for bound in bounds["model"])
     frame = _long_frame(combined, bounds, level_index, dates)
-    table = horizon_metrics(combined, lower, upper)
+    # The summary is the run folder's JSON (summary.json), so its rows stay plain dicts.
+    table = [row.model_dump(mode="json") for row in horizon_metrics(combined, lower, upper)]
     regimes = volatility_terciles(closes, combined.origins)
     summary = {
         "params": params.to_dict(),

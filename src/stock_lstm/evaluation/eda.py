@@ -24,6 +24,8 @@ from stock_lstm.data.preprocessing import (
     split_bounds,
 )
 from stock_lstm.errors import InvalidParameterError, NotEnoughDataError
+from stock_lstm.evaluation.metrics import POINT_METRICS
+from stock_lstm.models.records import TrainingMetrics
 
 #: Trading sessions in a year, the usual factor to annualise daily volatility.
 TRADING_DAYS_PER_YEAR = 252
@@ -306,38 +308,38 @@ def _to_date(stamp: pd.Timestamp) -> date:
     return pd.Timestamp(stamp).date()
 
 
-#: Error metrics of ``TestEvaluation.metrics`` shown in reports, with their units.
-BASELINE_METRICS: dict[str, str] = {"mae": "price", "rmse": "price", "mape": "%"}
 #: Diebold-Mariano p-value below which a difference from persistence counts as real.
 SIGNIFICANCE_LEVEL = 0.05
 
 
-def baseline_comparison(metrics: Mapping[str, Any], *, currency: str | None = None) -> pd.DataFrame:
+def baseline_comparison(
+    metrics: TrainingMetrics | Mapping[str, Any], *, currency: str | None = None
+) -> pd.DataFrame:
     """The model's next-day test errors beside the naive baselines', one row per metric.
 
-    ``metrics`` is ``TestEvaluation.metrics`` (or a registry record's ``metrics``): ``mae``,
-    ``rmse``, ``mape``, ``persistence: {mae, rmse, mape}`` and optionally ``drift: {...}``.
-    Columns: ``unit`` (``currency`` for MAE and RMSE when given, else ``price``), ``model``,
-    ``persistence``, ``drift`` (when recorded) and ``ratio`` (model / persistence: below 1 the
-    model's error is smaller).
+    ``metrics`` is ``TestEvaluation.metrics`` or a registry record's ``metrics``; the rows
+    are ``evaluation.metrics.POINT_METRICS`` that were recorded. Columns: ``unit``
+    (``currency`` for price-unit metrics when given, else ``price``), ``model``,
+    ``persistence``, ``drift`` (when recorded) and ``ratio`` (model / persistence: below 1
+    the model's error is smaller).
     """
-    missing = [name for name in BASELINE_METRICS if name not in metrics]
-    baseline = metrics.get("persistence")
-    if missing or not isinstance(baseline, Mapping):
+    first = _recorded(metrics).next_day
+    if first is None or "mae" not in first.model or "mae" not in first.persistence:
         raise InvalidParameterError(
-            "metrics need mae, rmse, mape and persistence.{mae, rmse, mape}; "
-            f"got keys {sorted(metrics)}: pass TestEvaluation.metrics or a record's metrics"
+            "no next-day test scores beside persistence are recorded: pass "
+            "TestEvaluation.metrics or a registered version's metrics (ModelRecord.metrics)"
         )
-    drift = metrics.get("drift")
     rows: dict[str, dict[str, Any]] = {}
-    for name, unit in BASELINE_METRICS.items():
+    for name, metric in POINT_METRICS.items():
+        if first.model.get(name) is None or first.persistence.get(name) is None:
+            continue
         row: dict[str, Any] = {
-            "unit": currency if currency and unit == "price" else unit,
-            "model": float(metrics[name]),
-            "persistence": float(baseline[name]),
+            "unit": currency if currency and metric.unit == "price" else metric.unit,
+            "model": float(first.model[name]),
+            "persistence": float(first.persistence[name]),
         }
-        if isinstance(drift, Mapping) and name in drift:
-            row["drift"] = float(drift[name])
+        if first.drift.get(name) is not None:
+            row["drift"] = float(first.drift[name])
         rows[name.upper()] = row
     table = pd.DataFrame.from_dict(rows, orient="index")
     table["ratio"] = table["model"] / table["persistence"]
@@ -345,19 +347,23 @@ def baseline_comparison(metrics: Mapping[str, Any], *, currency: str | None = No
     return table
 
 
-def _next_day_dm_p_value(metrics: Mapping[str, Any]) -> float | None:
-    horizons = metrics.get("horizons")
-    if not horizons:
-        return None
-    value = horizons[0].get("dm_p_value")
+def _recorded(metrics: TrainingMetrics | Mapping[str, Any]) -> TrainingMetrics:
+    """``metrics`` as a record (a mapping is read as a registry row would be: a notebook may
+    hold the JSON form, e.g. from ``models --json``)."""
+    return metrics if isinstance(metrics, TrainingMetrics) else TrainingMetrics.from_json(metrics)
+
+
+def _next_day_dm_p_value(metrics: TrainingMetrics | Mapping[str, Any]) -> float | None:
+    first = _recorded(metrics).next_day
+    value = first.dm_p_value if first else None
     return float(value) if value is not None and math.isfinite(value) else None
 
 
-def baseline_verdict(metrics: Mapping[str, Any]) -> str:
+def baseline_verdict(metrics: TrainingMetrics | Mapping[str, Any]) -> str:
     """One plain sentence: does the model beat persistence on next-day test forecasts?
 
     "Beats" needs a lower MAE *and* RMSE than persistence and, when the Diebold-Mariano test
-    was recorded (``metrics["horizons"][0]["dm_p_value"]``), a p-value below
+    was recorded (``metrics.next_day.dm_p_value``), a p-value below
     ``SIGNIFICANCE_LEVEL``: a 1 % lower error on 90 test days is usually noise.
     """
     table = baseline_comparison(metrics)
@@ -383,7 +389,7 @@ def baseline_verdict(metrics: Mapping[str, Any]) -> str:
     )
 
 
-#: Columns of :func:`horizon_table`, from the rows ``TestEvaluation.metrics["horizons"]`` holds.
+#: Columns of :func:`horizon_table`, from ``TestEvaluation.metrics.horizons``.
 HORIZON_COLUMNS = ("n", "rmae", "directional_accuracy", "dm_p_value", "coverage")
 
 
@@ -392,7 +398,7 @@ READ_HORIZONS: tuple[int, ...] = (1, 2, 3, 4, 5, 10, 15, 20, 25, 30)
 
 
 def horizon_table(
-    metrics: Mapping[str, Any], horizons: Sequence[int] | None = None
+    metrics: TrainingMetrics | Mapping[str, Any], horizons: Sequence[int] | None = None
 ) -> pd.DataFrame:
     """Test scores per forecast horizon (trading days ahead), one row per horizon (only
     ``horizons`` when given, e.g. ``READ_HORIZONS`` for a report).
@@ -403,13 +409,13 @@ def horizon_table(
     ``coverage`` (share of actual closes inside the interval). Empty when not recorded.
     """
     rows = []
-    for row in metrics.get("horizons") or []:
-        if horizons is not None and row["horizon"] not in horizons:
+    for row in _recorded(metrics).horizons:
+        if horizons is not None and row.horizon not in horizons:
             continue
-        entry = {name: row.get(name) for name in HORIZON_COLUMNS}
-        entry["model_mae"] = row["model"]["mae"]
-        entry["persistence_mae"] = row["persistence"]["mae"]
-        rows.append({"horizon": row["horizon"], **entry})
+        entry = {name: getattr(row, name) for name in HORIZON_COLUMNS}
+        entry["model_mae"] = row.model.get("mae")
+        entry["persistence_mae"] = row.persistence.get("mae")
+        rows.append({"horizon": row.horizon, **entry})
     columns = ["horizon", "n", "rmae", "model_mae", "persistence_mae", *HORIZON_COLUMNS[2:]]
     table = pd.DataFrame(rows, columns=columns).set_index("horizon")
     return table.astype({name: "float64" for name in columns[2:]})  # None (not recorded) -> NaN

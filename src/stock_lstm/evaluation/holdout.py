@@ -19,6 +19,12 @@ from stock_lstm.evaluation.baselines import drift_paths, mean_log_return, persis
 from stock_lstm.evaluation.conformal import coverage
 from stock_lstm.evaluation.metrics import score
 from stock_lstm.evaluation.significance import diebold_mariano, wilson_interval
+from stock_lstm.models.records import (
+    HorizonScores,
+    IntervalScores,
+    TrainingMetrics,
+    ValidationScores,
+)
 
 DEFAULT_INTERVAL_LEVEL = 0.9
 
@@ -85,7 +91,7 @@ def horizon_metrics(
     forecasts: HoldoutForecasts,
     lower: np.ndarray | None = None,
     upper: np.ndarray | None = None,
-) -> list[dict[str, Any]]:
+) -> list[HorizonScores]:
     """One row per horizon: model, persistence and drift scores, rMAE, direction, DM, coverage.
 
     rMAE = MAE(model) / MAE(persistence) on the same dates (1 = no better than tomorrow =
@@ -128,7 +134,7 @@ def horizon_metrics(
         if lower is not None and upper is not None:
             cover, width = coverage(actual, lower[valid, h], upper[valid, h])
             row["coverage"], row["interval_width"] = _finite(cover), _finite(width)
-        rows.append(row)
+        rows.append(HorizonScores.model_validate(row))
     return rows
 
 
@@ -136,8 +142,8 @@ def horizon_metrics(
 class TestEvaluation:
     """Next-day forecasts on the test slice beside persistence, in price units, day by day.
 
-    ``metrics``: ``{"mae", "rmse", "mape", "n", "rmae", "persistence": {...}, "drift": {...},
-    "horizons": [per-horizon rows], "validation": {...}, "conformal": {...}}``.
+    ``metrics``: the typed scores per horizon, validation, calibration and intervals (the
+    registered version's ``metrics`` once the gate and the training run are added).
     """
 
     __test__ = False  # not a pytest test class, despite the name
@@ -146,7 +152,7 @@ class TestEvaluation:
     actual: np.ndarray
     predicted: np.ndarray
     persistence: np.ndarray
-    metrics: dict[str, Any]
+    metrics: TrainingMetrics
     test_forecasts: HoldoutForecasts | None = None
     lower: np.ndarray | None = None
     upper: np.ndarray | None = None
@@ -166,7 +172,7 @@ def evaluate_model(
 
     Test intervals are calibrated online (each test origin's interval uses the outcomes known
     by that day only) and scored beside the same intervals frozen at training and beside
-    GARCH(1,1)-t and EWMA; ``metrics["calibration"]`` is the calibration state after the
+    GARCH(1,1)-t and EWMA; ``metrics.calibration`` is the calibration state after the
     last close, which forecasts carry on from.
     """
     from stock_lstm.evaluation.intervals import (
@@ -190,39 +196,33 @@ def evaluate_model(
     probabilistic = probabilistic_scores(
         test, intervals.bounds, volatility_terciles(closes, test.origins)
     )
-    first = rows[0]
     state = CalibrationState(
         levels=CALIBRATION_LEVELS,
         theta=intervals.tracked.theta,
         through=str(data.prices.index[-1].date()),
         updates=intervals.tracked.updates,
     )
-    metrics: dict[str, Any] = {
-        **first["model"],
-        "n": first["n"],
-        "rmae": first["rmae"],
-        "persistence": first["persistence"],
-        "drift": first["drift"],
-        "horizons": rows,
-        "validation": {
-            "n": val_h1["n"],
-            "mae": val_h1["model"]["mae"],
-            "persistence_mae": val_h1["persistence"]["mae"],
-            "rmae_h1": val_h1["rmae"],
-        },
-        "conformal": start.conformal,
-        "interval_level": interval_level,
-        "calibration": state.to_dict(),
-        "intervals_h1": {
-            name: {
-                "coverage": per_horizon[0][f"{interval_level:g}"]["coverage"],
-                "winkler": per_horizon[0][f"{interval_level:g}"]["winkler"],
-                "crps": per_horizon[0].get("crps"),
-            }
+    metrics = TrainingMetrics(
+        horizons=tuple(rows),
+        validation=ValidationScores(
+            n=val_h1.n,
+            mae=val_h1.model["mae"],
+            persistence_mae=val_h1.persistence["mae"],
+            rmae_h1=val_h1.rmae,
+        ),
+        conformal=start.conformal,
+        interval_level=interval_level,
+        calibration=state.to_dict(),
+        intervals_h1={
+            name: IntervalScores(
+                coverage=per_horizon[0][f"{interval_level:g}"]["coverage"],
+                winkler=per_horizon[0][f"{interval_level:g}"]["winkler"],
+                crps=per_horizon[0].get("crps"),
+            )
             for name, per_horizon in probabilistic.items()
             if per_horizon
         },
-    }
+    )
     return TestEvaluation(
         dates=data.prices.index[test.origins + 1],
         actual=test.actual[:, 0],

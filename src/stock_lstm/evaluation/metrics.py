@@ -6,6 +6,9 @@ per trading day) and refuses NaN or inf, because a silently-NaN score is worse t
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 
 
@@ -50,10 +53,24 @@ def mape(actual: np.ndarray, predicted: np.ndarray) -> float:
     return float(100.0 * np.mean(errors))
 
 
+@dataclass(frozen=True)
+class PointMetric:
+    """A point metric: how to compute it and the unit a table shows it in."""
+
+    function: Callable[[np.ndarray, np.ndarray], float]
+    #: ``price`` (the ticker's currency) or ``%``.
+    unit: str
+
+
+#: Every point metric, in table order. A new one added here is computed by :func:`score`,
+#: recorded per horizon and shown by the CLI's and the reports' tables: nothing else to edit.
+POINT_METRICS: dict[str, PointMetric] = {
+    "mae": PointMetric(mae, "price"),
+    "rmse": PointMetric(rmse, "price"),
+    "mape": PointMetric(mape, "%"),
+}
+
+
 def score(actual: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
-    """``{"mae", "rmse", "mape"}`` of one forecast (see the functions of the same names)."""
-    return {
-        "mae": mae(actual, predicted),
-        "rmse": rmse(actual, predicted),
-        "mape": mape(actual, predicted),
-    }
+    """Every metric of :data:`POINT_METRICS` for one forecast, by name."""
+    return {name: metric.function(actual, predicted) for name, metric in POINT_METRICS.items()}

@@ -24,6 +24,7 @@ from stock_lstm.models.online_calibration import (
     to_prices,
     track,
 )
+from stock_lstm.models.records import GateDecision
 from stock_lstm.models.registry import ModelRecord
 
 MIN_DAYS, MAX_DAYS = 1, 30
@@ -59,8 +60,8 @@ class LoadedModel:
         """The calibration registered with the version (after its test slice), or for a
         version from before online calibration a neutral one (its static conformal band)
         that starts from the version's last training close."""
-        saved = self.record.metrics.get("calibration")
-        if isinstance(saved, dict):
+        saved = self.record.metrics.calibration
+        if saved is not None:
             return CalibrationState.from_dict(saved)
         horizon = self.max_days
         return CalibrationState(
@@ -92,7 +93,7 @@ class Forecast:
     last_close: float
     predictions: list[ForecastPoint]
     interval_level: float | None = None
-    gate: dict[str, Any] | None = None
+    gate: GateDecision | None = None
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -112,7 +113,7 @@ class Forecast:
                 }
                 for point in self.predictions
             ],
-            "gate": self.gate,
+            "gate": self.gate.model_dump(mode="json") if self.gate else None,
             "warnings": list(self.warnings),
         }
 
@@ -370,7 +371,7 @@ def _distribution_at(
     point, quantiles = predict_distribution(
         loaded.model, loaded.encoder, loaded.strategy, windows, closes[rows], horizon
     )
-    conformal = loaded.record.metrics.get("conformal") or {}
+    conformal = loaded.record.metrics.conformal
     return base_intervals(point, quantiles, tuple(loaded.model.quantiles), closes[rows], conformal)
 
 
@@ -475,7 +476,7 @@ def make_forecast(
         np.array([last_close]),
         days,
     )
-    conformal = loaded.record.metrics.get("conformal") or {}
+    conformal = loaded.record.metrics.conformal
     base_lower, base_upper = base_intervals(
         point,
         quantiles,
@@ -491,10 +492,10 @@ def make_forecast(
     fan, fan_levels = interval_quantiles(lower_all, upper_all, point)
     level_index = state.level_index(interval_level)
     dates = next_trading_days(loaded.record.ticker, last_date, days)
-    gate = loaded.record.metrics.get("gate")
+    gate = loaded.record.metrics.gate
     warnings: list[str] = []
-    if isinstance(gate, dict) and gate.get("status") == "failed":
-        warnings.append(f"gate: failed: {gate.get('reason', '')}")
+    if gate is not None and gate.failed:
+        warnings.append(f"gate: failed: {gate.reason}")
 
     def rounded(value: float) -> float | None:
         return round(float(value), 6) if np.isfinite(value) else None
@@ -523,7 +524,7 @@ def make_forecast(
         last_close=last_close,
         predictions=predictions,
         interval_level=interval_level if has_interval else None,
-        gate=gate if isinstance(gate, dict) else None,
+        gate=gate,
         warnings=warnings,
     )
     loaded.forecasts.put(memo_key, forecast)

@@ -12,7 +12,7 @@ second.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from typing import Any, TypeVar
@@ -26,6 +26,7 @@ from stock_lstm.db import CalibrationStateRow, Database, ModelRegistry, Training
 from stock_lstm.errors import ConflictError, JobCancelledError, ModelNotFoundError
 from stock_lstm.models.artifacts import SavedArtifacts
 from stock_lstm.models.jobs import CANCELLED, COMPLETED
+from stock_lstm.models.records import TrainingMetrics
 from stock_lstm.tickers import validate_ticker
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ class ModelRecord:
     model_sha256: str
     scaler_sha256: str
     params: dict[str, Any]
-    metrics: dict[str, Any]
+    metrics: TrainingMetrics
     first_date: date
     last_date: date
     rows: int
@@ -62,7 +63,9 @@ class ModelRecord:
 
     @classmethod
     def from_row(cls, row: ModelRegistry) -> ModelRecord:
-        return cls(**{name: getattr(row, name) for name in cls.__dataclass_fields__})
+        values = {name: getattr(row, name) for name in cls.__dataclass_fields__}
+        values["metrics"] = TrainingMetrics.from_json(row.metrics)
+        return cls(**values)
 
     @property
     def network(self) -> str:
@@ -72,6 +75,7 @@ class ModelRecord:
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict (dates as ISO strings), with the version's ``network``."""
         values = asdict(self)
+        values["metrics"] = self.metrics.to_json()
         values["network"] = self.network
         for key in ("created_at", "first_date", "last_date"):
             values[key] = values[key].isoformat()
@@ -129,7 +133,7 @@ def register_model(
     ticker: str,
     artifacts: SavedArtifacts,
     params: dict[str, Any],
-    metrics: dict[str, Any],
+    metrics: TrainingMetrics | Mapping[str, Any],
     data: TrainingDataSummary,
     code_version: str,
     activate: bool = True,
@@ -145,9 +149,12 @@ def register_model(
     marked completed unless ``complete_job`` is false (a run whose report is still to be
     written: its runner completes the job once the report exists). If that job already has
     a model, ``AlreadyRegisteredError`` names it; if it was cancelled, ``JobCancelledError``;
-    either way nothing is written.
+    either way nothing is written. ``metrics`` is stored in its one JSON form (a mapping is
+    read as a stored row would be).
     """
     ticker = validate_ticker(ticker)
+    if not isinstance(metrics, TrainingMetrics):
+        metrics = TrainingMetrics.from_json(metrics)
     values: dict[str, Any] = dict(
         version_id=artifacts.version_id,
         ticker=ticker,
@@ -157,7 +164,7 @@ def register_model(
         model_sha256=artifacts.model_sha256,
         scaler_sha256=artifacts.scaler_sha256,
         params=params,
-        metrics=metrics,
+        metrics=metrics.to_json(),
         first_date=data.first_date,
         last_date=data.last_date,
         rows=data.rows,

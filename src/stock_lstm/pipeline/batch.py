@@ -28,6 +28,7 @@ from stock_lstm.cluster import (
 )
 from stock_lstm.config import Settings, temporary_environment
 from stock_lstm.errors import InvalidParameterError, StockLSTMError
+from stock_lstm.models.records import TrainingMetrics
 from stock_lstm.pipeline.reports import RUN_MANIFEST, build_index, write_manifest
 from stock_lstm.pipeline.stages import STAGES, default_notebooks_dir, resolve_stages
 from stock_lstm.tickers import ticker_file_stem, validate_ticker
@@ -117,7 +118,7 @@ def _completed_model(settings: Settings, job_id: str) -> dict[str, Any] | None:
         return {
             "version_id": record.version_id,
             "active": record.is_active,
-            "metrics": record.metrics,
+            "metrics": record.metrics.to_json(),
             "report": record.report_path,
         }
     finally:
@@ -128,9 +129,10 @@ def _score(metrics: Mapping[str, Any] | None, run_dir: Path | None) -> dict[str,
     """The numbers a summary row shows: test rMAE at h=1 (test MAE / persistence MAE) and
     the gate for a training, else the backtest's rMAE at h=1 when one ran."""
     if metrics:
+        recorded = TrainingMetrics.from_json(metrics)
         return {
-            "test_rmae_h1": metrics.get("rmae"),
-            "gate": (metrics.get("gate") or {}).get("status"),
+            "test_rmae_h1": recorded.rmae,
+            "gate": recorded.gate.status if recorded.gate else None,
         }
     summary = run_dir / "summary.json" if run_dir else None
     if summary is not None and summary.is_file():

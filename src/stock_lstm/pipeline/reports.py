@@ -11,6 +11,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from stock_lstm.models.records import HorizonScores, TrainingMetrics
+
 RUN_MANIFEST = "run.json"
 #: nbconvert templates shipped with the package (``offline_lab``: no script from a CDN).
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -136,19 +138,23 @@ SAME_AS_PERSISTENCE = 0.005
 
 
 def _metrics_cells(metrics: dict[str, Any] | None, backtest: dict[str, Any] | None = None) -> str:
-    """Cells for a run's model (its test slice) or, for a backtest run, its h=1 scores."""
+    """Cells for a run's model (its test slice, from the manifest's metrics in their JSON
+    form) or, for a backtest run, its h=1 scores."""
+    recorded = TrainingMetrics.from_json(metrics) if metrics else None
+    first = recorded.next_day if recorded else None
+    gate = recorded.gate if recorded else None
     coverage = None
-    if (not metrics or "mae" not in metrics) and backtest and backtest.get("horizons"):
-        first = backtest["horizons"][0]
-        metrics = {"mae": first["model"]["mae"], "persistence": first["persistence"]}
+    if first is None and backtest and backtest.get("horizons"):
+        first = HorizonScores.model_validate(backtest["horizons"][0])
         coverage = ((backtest.get("probabilistic") or {}).get("model") or [{}])[0]
         coverage = (coverage.get("0.9") or {}).get("coverage")
-    if not metrics or "mae" not in metrics:
+    elif recorded is not None and "model" in recorded.intervals_h1:
+        coverage = recorded.intervals_h1["model"].coverage
+    mae = first.model.get("mae") if first else None
+    if first is None or mae is None:
         return "<td>–</td>" * 5
-    if coverage is None:
-        coverage = ((metrics.get("intervals_h1") or {}).get("model") or {}).get("coverage")
-    base = metrics.get("persistence", {}).get("mae")
-    ratio = metrics["mae"] / base if base else None
+    base = first.persistence.get("mae")
+    ratio = mae / base if base else None
     verdict, css = "", ""
     if ratio is not None:
         if abs(ratio - 1) < SAME_AS_PERSISTENCE:
@@ -156,13 +162,12 @@ def _metrics_cells(metrics: dict[str, Any] | None, backtest: dict[str, Any] | No
         else:
             verdict = " better" if ratio < 1 else " worse"
         css = verdict.strip() if verdict.strip() in ("better", "worse") else ""
-    gate = metrics.get("gate") or {}
     return (
-        f"<td>{_fmt(metrics['mae'])}</td><td>{_fmt(base)}</td>"
+        f"<td>{_fmt(mae)}</td><td>{_fmt(base)}</td>"
         f"<td class='{css}'>{_fmt(ratio, 3)}{verdict}</td>"
         f"<td>{_fmt(coverage, 3)}</td>"
-        f"<td title='{html.escape(str(gate.get('reason', '')))}'>"
-        f"{html.escape(str(gate.get('status', '–')))}</td>"
+        f"<td title='{html.escape(gate.reason if gate else '')}'>"
+        f"{html.escape(gate.status if gate else '–')}</td>"
     )
 
 

@@ -280,11 +280,12 @@ def _finish_job(db: Any, job_id: str, html: Path | None, error: str | None) -> N
 
 
 def _registered_version(db: Any, report_path: str) -> tuple[str | None, dict | None]:
-    """The version (and its metrics) the train notebook registered with this report."""
+    """The version (and its metrics, in their JSON form: they go into run.json) the train
+    notebook registered with this report."""
     from stock_lstm.models.registry import find_by_report_path
 
     record = find_by_report_path(db, report_path)
-    return (record.version_id, dict(record.metrics)) if record else (None, None)
+    return (record.version_id, record.metrics.to_json()) if record else (None, None)
 
 
 def run_pipeline(

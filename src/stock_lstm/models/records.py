@@ -1,0 +1,232 @@
+"""What a training produces, as typed records: scores per horizon, the promotion gate, the
+interval calibration and the training run itself.
+
+Why: these used to travel as nested dicts with string keys (``metrics["validation"]
+["rmae_h1"]``), read in about ten places, where a renamed key broke silently. Here each is a
+frozen pydantic model, so a reader names an attribute (a typo fails at once, and type checkers
+see it) and the API publishes the same types in its schema.
+
+One JSON form is stored in the registry's ``metrics`` column: ``TrainingMetrics.to_json()``.
+Its next-day test scores (``mae``, ``rmse``, ``mape``, ``n``, ``rmae``, ``persistence``,
+``drift``) are also repeated at the top level, as computed fields, for readers of the flat
+form rows had before these records (API clients, old notebooks). ``TrainingMetrics.from_json``
+reads every row ever written: rows from before the records held the training run's fields at
+the top level, and the oldest ones had no per-horizon rows (the headline becomes horizon 1).
+
+Point metrics are a dict keyed by ``evaluation.metrics.POINT_METRICS``'s names rather than
+fields here, so a new metric added there reaches every table without touching this module.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    computed_field,
+    model_validator,
+)
+
+logger = logging.getLogger(__name__)
+
+#: A forecast's point scores by metric name (``mae``, ``rmse``, ``mape``, ...).
+Scores = dict[str, float | None]
+
+#: Keys of the training run that rows from before these records held at the top level.
+_LEGACY_RUN_KEYS = ("best_epoch", "best_val_loss", "epochs_run", "stopped_early")
+
+
+class Record(BaseModel):
+    """Frozen, and lenient on read: a key this version does not know (from a newer or an
+    older writer) is ignored rather than making a registered model unreadable."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class HorizonScores(Record):
+    """Test scores of the forecasts ``horizon`` trading days ahead, beside the baselines on
+    exactly the same days (see ``evaluation.holdout.horizon_metrics``)."""
+
+    horizon: int = Field(ge=1)
+    n: int = Field(0, ge=0, description="Forecasts scored.")
+    model: Scores
+    persistence: Scores = Field(description="Tomorrow = today, on the same days.")
+    drift: Scores = Field(default_factory=dict)
+    rmae: float | None = Field(None, description="Model MAE / persistence MAE (below 1 beats it).")
+    rmae_drift: float | None = None
+    directional_accuracy: float | None = None
+    directional_ci: tuple[float | None, float | None] = (None, None)
+    dm_statistic: float | None = None
+    dm_p_value: float | None = Field(None, description="Diebold-Mariano test against persistence.")
+    predicted_move_std: float | None = None
+    actual_move_std: float | None = None
+    coverage: float | None = Field(None, description="Share of closes inside the interval.")
+    interval_width: float | None = None
+
+
+class ValidationScores(Record):
+    """Next-day scores on the validation slice: what the promotion gate reads."""
+
+    n: int | None = None
+    mae: float | None = None
+    persistence_mae: float | None = None
+    rmae_h1: float | None = None
+
+
+class IntervalScores(Record):
+    """One forecaster's interval on the test slice at h=1 (Winkler and CRPS in % of the
+    close, lower is better)."""
+
+    coverage: float | None = None
+    winkler: float | None = None
+    crps: float | None = None
+
+
+class GateDecision(Record):
+    """The promotion gate's verdict (see ``workflows.gate_decision``)."""
+
+    status: Literal["passed", "failed", "forced"]
+    reason: str = ""
+    threshold: float | None = None
+    value: float | None = Field(None, description="Validation rMAE at h=1.")
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "failed"
+
+
+class TrainingRun(Record):
+    """How the training loop went."""
+
+    best_epoch: int | None = None
+    best_val_loss: float | None = None
+    epochs_run: int | None = None
+    stopped_early: bool | None = None
+
+
+class TrainingMetrics(Record):
+    """Everything a registered version's evaluation recorded (the registry's ``metrics``)."""
+
+    horizons: tuple[HorizonScores, ...] = Field(
+        default=(), description="Test scores per horizon, h=1 first."
+    )
+    validation: ValidationScores = Field(default_factory=ValidationScores)
+    conformal: dict[str, list[float | None]] = Field(
+        default_factory=dict,
+        description="Static split-conformal quantiles by level, per horizon (log space).",
+    )
+    interval_level: float | None = None
+    calibration: dict[str, Any] | None = Field(
+        None,
+        description="The online interval calibration after the test slice "
+        "(models.online_calibration.CalibrationState.to_dict()).",
+    )
+    intervals_h1: dict[str, IntervalScores] = Field(
+        default_factory=dict, description="By forecaster: model, model_static, garch_t, ewma."
+    )
+    gate: GateDecision | None = None
+    training: TrainingRun = Field(default_factory=TrainingRun)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_legacy_form(cls, values: Any) -> Any:
+        """Rows from before these records: the run's fields at the top level, and (oldest)
+        only the flat next-day scores, which become horizon 1."""
+        if not isinstance(values, Mapping):
+            return values
+        values = dict(values)
+        if "training" not in values:
+            run = {key: values[key] for key in _LEGACY_RUN_KEYS if key in values}
+            if run:
+                values["training"] = run
+        if not values.get("horizons") and "mae" in values and "persistence" in values:
+            model = {k: v for k, v in values.items() if k in ("mae", "rmse", "mape")}
+            values["horizons"] = [
+                {
+                    "horizon": 1,
+                    "n": values.get("n") or 0,
+                    "model": model,
+                    "persistence": values["persistence"],
+                    "drift": values.get("drift") or {},
+                    "rmae": values.get("rmae"),
+                }
+            ]
+        if isinstance(values.get("gate"), Mapping) and "status" not in values["gate"]:
+            values["gate"] = None  # a gate from before statuses: nothing to show
+        return values
+
+    @property
+    def next_day(self) -> HorizonScores | None:
+        """The test scores at h=1, the headline of every table (None if none were recorded)."""
+        return self.horizons[0] if self.horizons else None
+
+    # The flat next-day form, repeated at the top level for readers of the old rows.
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def mae(self) -> float | None:
+        return self.next_day.model.get("mae") if self.next_day else None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def rmse(self) -> float | None:
+        return self.next_day.model.get("rmse") if self.next_day else None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def mape(self) -> float | None:
+        return self.next_day.model.get("mape") if self.next_day else None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def n(self) -> int | None:
+        return self.next_day.n if self.next_day else None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def rmae(self) -> float | None:
+        return self.next_day.rmae if self.next_day else None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def persistence(self) -> Scores:
+        return dict(self.next_day.persistence) if self.next_day else {}
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def drift(self) -> Scores:
+        return dict(self.next_day.drift) if self.next_day else {}
+
+    def to_json(self) -> dict[str, Any]:
+        """The one JSON form the registry stores and the API returns."""
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def from_json(cls, values: Mapping[str, Any] | None) -> TrainingMetrics:
+        """A stored row's metrics, whichever version wrote them.
+
+        A part that does not read (a row edited by hand, a writer's bug) is dropped with a
+        warning rather than failing: the version's weights and calibration still serve, and
+        a registry listing must not fail on one odd row.
+        """
+        values = dict(values or {})
+        for _attempt in range(len(values) + 1):
+            try:
+                return cls.model_validate(values)
+            except ValidationError as error:
+                broken = {str(e["loc"][0]) for e in error.errors() if e["loc"]}
+                if not broken & set(values):
+                    break
+                logger.warning("registry metrics: ignoring unreadable %s", sorted(broken))
+                values = {k: v for k, v in values.items() if k not in broken}
+        return cls()
+
+    def with_gate(self, gate: GateDecision) -> TrainingMetrics:
+        return self.model_copy(update={"gate": gate})
+
+    def with_training(self, run: TrainingRun) -> TrainingMetrics:
+        return self.model_copy(update={"training": run})
