@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from stock_lstm import __version__
+from stock_lstm.cli import data
 from stock_lstm.cli.common import (
     EXIT_USER_ERROR,
     SETTING_FLAGS,
@@ -66,18 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"stock-lstm {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sync = commands.add_parser(
-        "sync",
-        parents=[common],
-        help="download or refresh a ticker's prices into the cache",
-        description="Fill the price cache for TICKER. Cached rows younger than the expiry are "
-        "reused; otherwise only the missing days are fetched where the source allows it.",
-    )
-    sync.add_argument("ticker", help="Yahoo Finance symbol, e.g. AAPL or PETR4.SA")
-    sync.add_argument("--force", action="store_true", help="re-download even if the cache is fresh")
-    _source_option(sync)
-    _range_options(sync)
-    sync.set_defaults(handler=_cmd_sync)
+    data.add_sync(commands, common)
 
     train = commands.add_parser(
         "train",
@@ -361,32 +351,6 @@ def build_parser() -> argparse.ArgumentParser:
     _source_option(serve)
     serve.set_defaults(handler=_cmd_serve)
     return parser
-
-
-def _cmd_sync(args: argparse.Namespace) -> int:
-    from stock_lstm.workflows import sync_ticker
-
-    result = sync_ticker(
-        _context(args), args.ticker, force=args.force, start=args.start, end=args.end
-    )
-    if result.warning:
-        print(f"warning: {result.warning}", file=sys.stderr)
-
-    def human() -> str:
-        how = "from cache" if result.from_cache else "downloaded"
-        if result.incremental:
-            how = "incremental download"
-        dropped = ""
-        if result.dropped_rows:
-            reasons = ", ".join(f"{n} {why}" for why, n in result.drop_reasons.items())
-            dropped = f"; dropped {result.dropped_rows} rows ({reasons})"
-        return (
-            f"{result.ticker}: {result.rows} rows {result.first_date}..{result.last_date} "
-            f"({how}, {result.downloaded_rows} written{dropped})"
-        )
-
-    _emit(args, result.to_dict(), human)
-    return 0
 
 
 def _train_params(args: argparse.Namespace) -> Any:
