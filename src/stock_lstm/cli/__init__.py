@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from stock_lstm import __version__
-from stock_lstm.cli import data, training
+from stock_lstm.cli import data, models, training
 from stock_lstm.cli.common import (
     EXIT_USER_ERROR,
     SETTING_FLAGS,
@@ -31,7 +31,6 @@ from stock_lstm.cli.common import (
 )
 from stock_lstm.cli.formatting import (
     INTERVAL_LABELS,
-    _number,
     format_backtest_headline,
     format_backtest_intervals,
     format_interval_table,
@@ -69,38 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     data.add_sync(commands, common)
     training.add_train(commands, common)
-
-    predict = commands.add_parser(
-        "predict",
-        parents=[common],
-        help="forecast the next trading days with the active model",
-        description="Forecast DAYS trading days (exchange calendar) after the last cached close "
-        "with TICKER's active model, feeding each prediction back as input.",
-    )
-    predict.add_argument("ticker", help="a ticker with an active model (see `stock-lstm models`)")
-    predict.add_argument("--days", type=int, default=5, help="trading days ahead, 1..30 (5)")
-    _source_option(predict)
-    predict.set_defaults(handler=_cmd_predict)
-
-    models = commands.add_parser(
-        "models",
-        parents=[common],
-        help="list registered model versions",
-        description="List model versions (newest first) with their test metrics beside "
-        "persistence; * marks each ticker's active model.",
-    )
-    models.add_argument("ticker", nargs="?", help="only this ticker")
-    models.set_defaults(handler=_cmd_models)
-
-    activate = commands.add_parser(
-        "activate",
-        parents=[common],
-        help="make a registered version its ticker's active model",
-        description="Activate VERSION_ID; the ticker's previously active model becomes inactive "
-        "in the same transaction.",
-    )
-    activate.add_argument("version_id", help="a version from `stock-lstm models`")
-    activate.set_defaults(handler=_cmd_activate)
+    models.add_predict(commands, common)
+    models.add_models(commands, common)
+    models.add_activate(commands, common)
 
     run = commands.add_parser(
         "run",
@@ -321,92 +291,6 @@ def build_parser() -> argparse.ArgumentParser:
     _source_option(serve)
     serve.set_defaults(handler=_cmd_serve)
     return parser
-
-
-def _cmd_predict(args: argparse.Namespace) -> int:
-    from stock_lstm.workflows import predict_ticker
-
-    forecast = predict_ticker(_context(args), args.ticker, args.days)
-    for warning in forecast.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-
-    def human() -> str:
-        lines = [
-            f"{forecast.ticker} ({forecast.version_id}): last close {forecast.last_close:.4f} "
-            f"on {forecast.last_date}"
-        ]
-        level = forecast.interval_level
-        header = f"  {'date':<12}{'close':>12}"
-        if level:
-            header += f"{f'{level:.0%} interval':>26}"
-        lines.append(header)
-        for point in forecast.predictions:
-            line = f"  {point.date!s:<12}{point.close:>12.4f}"
-            if point.lower is not None and point.upper is not None:
-                line += f"{point.lower:>13.4f}{point.upper:>13.4f}"
-            lines.append(line)
-        return "\n".join(lines)
-
-    _emit(args, forecast.to_dict(), human)
-    return 0
-
-
-def _cmd_models(args: argparse.Namespace) -> int:
-    from stock_lstm.models.registry import list_models
-
-    records = list_models(_context(args).db, args.ticker)
-    payload = {
-        "models": [
-            {
-                "version_id": r.version_id,
-                "ticker": r.ticker,
-                "created_at": r.created_at.isoformat(),
-                "is_active": r.is_active,
-                "network": r.network,
-                "params": r.params,
-                "metrics": r.metrics,
-                "report_path": r.report_path,
-            }
-            for r in records
-        ]
-    }
-
-    def human() -> str:
-        if not records:
-            return "no models yet: train one with `make train TICKER=AAPL`"
-        lines = [
-            f"  {'version':<28}{'created (UTC)':<22}{'network':<9}{'test MAE':>10}"
-            f"{'persist.':>10}{'rMAE':>8}{'90% cov.':>10}  gate"
-        ]
-        for r in records:
-            mae = r.metrics.get("mae", float("nan"))
-            base = r.metrics.get("persistence", {}).get("mae", float("nan"))
-            rmae = r.metrics.get("rmae")
-            coverage = ((r.metrics.get("intervals_h1") or {}).get("model") or {}).get("coverage")
-            gate = (r.metrics.get("gate") or {}).get("status", "-")
-            mark = "*" if r.is_active else " "
-            created = r.created_at.strftime("%Y-%m-%d %H:%M:%S")
-            lines.append(
-                f"{mark} {r.version_id:<28}{created:<22}{r.network:<9}{mae:>10.4f}{base:>10.4f}"
-                f"{_number(rmae, 3):>8}{_number(coverage, 3):>10}  {gate}"
-            )
-        lines.append("* = active; rMAE = test MAE / persistence MAE; 90% cov. = test coverage")
-        return "\n".join(lines)
-
-    _emit(args, payload, human)
-    return 0
-
-
-def _cmd_activate(args: argparse.Namespace) -> int:
-    from stock_lstm.models.registry import activate_version
-
-    record = activate_version(_context(args).db, args.version_id)
-    _emit(
-        args,
-        {"version_id": record.version_id, "ticker": record.ticker, "is_active": True},
-        lambda: f"{record.ticker}: {record.version_id} is now the active model",
-    )
-    return 0
 
 
 def _check_csv_ticker(settings: Any, ticker: str) -> None:
