@@ -12,14 +12,13 @@ import sys
 from collections.abc import Sequence
 
 from stock_lstm import __version__
-from stock_lstm.cli import data, experiments, models, runs, training
+from stock_lstm.cli import data, experiments, models, runs, serve, training
 from stock_lstm.cli.common import (
     EXIT_USER_ERROR,
     SETTING_FLAGS,
     TRAIN_PARAM_HELP,
     _common_options,
     _settings_from,
-    _source_option,
 )
 from stock_lstm.cli.formatting import (
     INTERVAL_LABELS,
@@ -68,37 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     experiments.add_sweep(commands, common)
     experiments.add_evaluate(commands, common)
     runs.add_reports(commands, common)
-
-    serve = commands.add_parser(
-        "serve",
-        parents=[common],
-        help="run the HTTP API (OpenAPI docs at /docs, metrics at /metrics)",
-        description="Serve training jobs, predictions, the registry and the cache over HTTP. "
-        "When STOCK_LSTM_API_TOKEN is set, state-changing endpoints need "
-        "'Authorization: Bearer <token>'; a non-loopback --host needs a token or --insecure.",
-    )
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8000, help="port (8000)")
-    serve.add_argument(
-        "--insecure",
-        action="store_true",
-        help="allow a non-loopback --host without STOCK_LSTM_API_TOKEN",
-    )
-    _source_option(serve)
-    serve.set_defaults(handler=_cmd_serve)
+    serve.add_serve(commands, common)
     return parser
-
-
-def _cmd_serve(args: argparse.Namespace) -> int:
-    from stock_lstm.api.serve import serve
-
-    settings = _settings_from(args)
-    if settings.dask_scheduler:
-        from stock_lstm.cluster import worker_settings
-
-        worker_settings(settings)  # one error line now, not a failed start-up later
-    serve(args.host, args.port, insecure=args.insecure, settings=settings)
-    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
