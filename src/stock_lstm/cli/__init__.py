@@ -2,6 +2,12 @@
 
 Every expected failure is a ``StockLSTMError``: printed as one line on stderr, exit code 2.
 torch and friends are imported only by the commands that need them, so ``--help`` is instant.
+
+One module per command group, each holding its commands' parsers (``add_<command>``) and
+handlers (``_cmd_<command>``): ``data`` (sync), ``training`` (train), ``models`` (predict,
+models, activate), ``runs`` (run, reports), ``experiments`` (backtest, sweep, evaluate) and
+``serve``; ``common`` has what they share, ``formatting`` the tables they print. A new
+command is an ``add_<command>`` and its handler in its group's module, called below.
 """
 
 from __future__ import annotations
@@ -56,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"stock-lstm {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+    # In the order --help lists them.
     data.add_sync(commands, common)
     training.add_train(commands, common)
     models.add_predict(commands, common)
