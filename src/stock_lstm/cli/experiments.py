@@ -1,0 +1,368 @@
+"""The walk-forward experiments: ``backtest`` one model, ``sweep`` a grid, ``evaluate``
+the protocol over a folder of tickers."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from stock_lstm.cli.common import (
+    TRAIN_PARAM_HELP,
+    _context,
+    _emit,
+    _range_options,
+    _settings_from,
+    _source_option,
+)
+from stock_lstm.cli.formatting import format_backtest_intervals
+
+
+def add_backtest(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+) -> None:
+    """``backtest TICKER``: a walk-forward backtest beside persistence and drift."""
+    backtest = commands.add_parser(
+        "backtest",
+        parents=[common],
+        help="walk-forward backtest of the model against persistence and drift",
+        description="Rolling-origin backtest: fit on data strictly before the first origin "
+        "(refit every --refit-every origins), forecast --horizon trading days from each of "
+        "--origins origins, and score the model beside persistence (tomorrow = today) and "
+        "drift on the same days: rMAE, Diebold-Mariano p-values, directional accuracy and "
+        "interval coverage per horizon. Writes backtest.csv and summary.json.",
+    )
+    backtest.add_argument("ticker", help="Yahoo Finance symbol, e.g. AAPL")
+    backtest.add_argument("--horizon", type=int, default=5, help="days ahead scored (1..30, 5)")
+    backtest.add_argument("--origins", type=int, default=100, help="forecast origins (100)")
+    backtest.add_argument("--step", type=int, default=1, help="trading days between origins (1)")
+    backtest.add_argument(
+        "--refit-every", type=int, help="refit every K origins (default: one fit for all)"
+    )
+    backtest.add_argument("--output-dir", help="where to write (default reports/<T>/backtest_*)")
+    backtest.add_argument(
+        "--cold-start",
+        action="store_true",
+        help="train every refit from random weights (default: a refit starts from the "
+        "previous fit's weights, which is several times cheaper)",
+    )
+    backtest.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    for name, (kind, text) in TRAIN_PARAM_HELP.items():
+        if name != "horizon":
+            backtest.add_argument(f"--{name.replace('_', '-')}", type=kind, dest=name, help=text)
+    _source_option(backtest)
+    _range_options(backtest)
+    backtest.set_defaults(handler=_cmd_backtest)
+
+
+def add_sweep(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+) -> None:
+    """``sweep TICKER --grid ...``: backtest a grid and rank it."""
+    sweep = commands.add_parser(
+        "sweep",
+        parents=[common],
+        help="backtest a hyperparameter grid and rank it against persistence",
+        description="Walk-forward backtest every point of the grid (the cartesian product of "
+        "the --grid values; other parameters from the options below or their defaults), one "
+        "Dask task per point on a local cluster or the one at STOCK_LSTM_DASK_SCHEDULER, and "
+        "print the points ranked by rMAE at h=1 (model MAE / persistence MAE) with "
+        "persistence and drift in the ranking. Registers nothing unless --register-best.",
+        epilog="example: stock-lstm sweep AAPL --grid hidden_size=32,64 --grid "
+        "sequence_length=30,60 --origins 50 --source csv:../shared/data/prices",
+    )
+    sweep.add_argument("ticker", help="Yahoo Finance symbol, e.g. AAPL")
+    sweep.add_argument(
+        "--grid",
+        action="append",
+        required=True,
+        metavar="NAME=V1,V2",
+        help="a training parameter and its values (repeatable), e.g. hidden_size=32,64",
+    )
+    sweep.add_argument("--horizon", type=int, default=5, help="days ahead scored (1..30, 5)")
+    sweep.add_argument("--origins", type=int, default=100, help="forecast origins (100)")
+    sweep.add_argument("--step", type=int, default=1, help="trading days between origins (1)")
+    sweep.add_argument(
+        "--refit-every", type=int, help="refit every K origins (default: one fit for all)"
+    )
+    for name, (kind, text) in TRAIN_PARAM_HELP.items():
+        if name != "horizon":
+            sweep.add_argument(f"--{name.replace('_', '-')}", type=kind, dest=name, help=text)
+    sweep.add_argument(
+        "--register-best",
+        action="store_true",
+        help="then train the best point with the train notebook (report, promotion gate) and "
+        "register it",
+    )
+    sweep.add_argument(
+        "--workers", type=int, help="local cluster size in worker processes (one per core)"
+    )
+    sweep.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _source_option(sweep)
+    _range_options(sweep)
+    sweep.set_defaults(handler=_cmd_sweep)
+
+
+def add_evaluate(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+) -> None:
+    """``evaluate --csv-dir DIR``: the comparison table over every ticker."""
+    evaluate = commands.add_parser(
+        "evaluate",
+        parents=[common],
+        help="backtest every ticker of a CSV folder and write one comparison table",
+        description="For each ticker: walk-forward backtests of the default model for each "
+        "seed and of the original design (min-max prices, recursive), beside persistence and "
+        "drift. Writes evaluation.md, evaluation.csv and runs.json to --output-dir.",
+    )
+    evaluate.add_argument("--csv-dir", required=True, help="folder of <TICKER>.csv files")
+    evaluate.add_argument("--tickers", help="comma-separated subset (default: every file)")
+    evaluate.add_argument("--seeds", default="1,2,3", help="comma-separated seeds (1,2,3)")
+    evaluate.add_argument("--horizon", type=int, default=5, help="days ahead scored (5)")
+    evaluate.add_argument("--origins", type=int, default=500, help="origins per ticker (500)")
+    evaluate.add_argument(
+        "--refit-every", type=int, default=100, help="refit every K origins (100)"
+    )
+    evaluate.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="local Dask cluster size in worker processes (1); ignored when "
+        "STOCK_LSTM_DASK_SCHEDULER names a cluster",
+    )
+    evaluate.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    evaluate.add_argument(
+        "--original", action="store_true", help="also score the original design (one seed)"
+    )
+    evaluate.add_argument(
+        "--point-model",
+        action="store_true",
+        help="also score the point model on the close (the default before quantiles; one seed)",
+    )
+    evaluate.add_argument(
+        "--strategy",
+        choices=("direct", "recursive"),
+        help="the evaluated model's strategy (default: the project default, direct)",
+    )
+    evaluate.add_argument(
+        "--target",
+        choices=("log_return", "price"),
+        help="the evaluated model's target (default: the project default, log_return)",
+    )
+    evaluate.add_argument(
+        "--inputs", choices=("ohlcv", "close"), help="the evaluated model's inputs (ohlcv)"
+    )
+    evaluate.add_argument(
+        "--output",
+        choices=("student_t", "quantiles", "point"),
+        help="the evaluated model's head (student_t)",
+    )
+    evaluate.add_argument("--epochs", type=int, help="maximum epochs per fit (default 100)")
+    evaluate.add_argument(
+        "--network", choices=("lstm", "gru"), help="the evaluated model's network (lstm)"
+    )
+    evaluate.add_argument(
+        "--chunk-length",
+        type=int,
+        help="origins trained per LSTM pass (default 60; 0: window by window, the protocol "
+        "before chunked training)",
+    )
+    evaluate.add_argument(
+        "--cold-start",
+        action="store_true",
+        help="train every refit from random weights (the protocol before warm starts)",
+    )
+    evaluate.add_argument("--output-dir", default="bench/evaluation", help="(bench/evaluation)")
+    evaluate.set_defaults(handler=_cmd_evaluate)
+
+
+def _cmd_backtest(args: argparse.Namespace) -> int:
+    from stock_lstm.evaluation.backtest import BacktestConfig, headline
+    from stock_lstm.models.training import TrainParams
+    from stock_lstm.workflows import backtest_ticker
+
+    given = {
+        name: getattr(args, name)
+        for name in TRAIN_PARAM_HELP
+        if name != "horizon" and getattr(args, name) is not None
+    }
+    params = TrainParams.from_dict({**given, "horizon": max(args.horizon, 1)})
+    config = BacktestConfig(
+        horizon=args.horizon,
+        origins=args.origins,
+        step=args.step,
+        refit_every=args.refit_every,
+        warm_start=not args.cold_start,
+    )
+    result, folder = backtest_ticker(
+        _context(args),
+        args.ticker,
+        params,
+        config,
+        output_dir=Path(args.output_dir) if args.output_dir else None,
+        start=args.start,
+        end=args.end,
+        show_progress=not (args.no_progress or args.json),
+    )
+    payload = {**result.summary, "headline": headline(result.summary), "output_dir": str(folder)}
+
+    def human() -> str:
+        lines = [
+            f"{result.summary['ticker']}: {result.summary['n_origins']} origins "
+            f"{result.summary['first_origin']}..{result.summary['last_origin']}, "
+            f"{result.summary['fits']} fit(s), epochs per fit: "
+            f"{', '.join(str(n) for n in result.summary['epochs_per_fit'])}"
+            + (
+                " (refits warm-started)" if config.warm_start and result.summary["fits"] > 1 else ""
+            ),
+            f"{'h':>3}{'model MAE':>12}{'persist.':>11}{'rMAE':>8}{'drift rMAE':>12}"
+            f"{'DM p':>8}{'direction':>11}{'coverage':>10}",
+        ]
+        for row in result.summary["horizons"]:
+
+            def fmt(value: Any, spec: str) -> str:
+                return format(value, spec) if isinstance(value, int | float) else "-"
+
+            lines.append(
+                f"{row['horizon']:>3}{row['model']['mae']:>12.4f}"
+                f"{row['persistence']['mae']:>11.4f}{fmt(row['rmae'], '>8.3f')}"
+                f"{fmt(row['rmae_drift'], '>12.3f')}{fmt(row['dm_p_value'], '>8.3f')}"
+                f"{fmt(row['directional_accuracy'], '>11.3f')}"
+                f"{fmt(row.get('coverage'), '>10.3f')}"
+            )
+        lines.append(format_backtest_intervals(result.summary))
+        lines.append(f"written: {folder / 'backtest.csv'}, {folder / 'summary.json'}")
+        return "\n".join(lines)
+
+    _emit(args, payload, human)
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    """Rank a grid by walk-forward rMAE at h=1; with --register-best, train the winner."""
+    from stock_lstm.cluster import open_executor, worker_settings
+    from stock_lstm.errors import InvalidParameterError
+    from stock_lstm.evaluation.backtest import BacktestConfig
+    from stock_lstm.evaluation.sweep import format_sweep, grid_points, parse_grid
+    from stock_lstm.pipeline.batch import check_parameters, format_summary, run_tickers
+    from stock_lstm.pipeline.experiments import run_sweep
+    from stock_lstm.workflows import sync_ticker
+
+    grid = parse_grid(args.grid)
+    fixed = {
+        name: getattr(args, name)
+        for name in TRAIN_PARAM_HELP
+        if name != "horizon" and getattr(args, name) is not None
+    }
+    clash = sorted(set(grid) & set(fixed))
+    if clash:
+        raise InvalidParameterError(f"{clash[0]} is both fixed (--{clash[0]}) and in --grid")
+    config = BacktestConfig(
+        horizon=args.horizon, origins=args.origins, step=args.step, refit_every=args.refit_every
+    ).validate()
+    grid_points(grid, {**fixed, "horizon": config.horizon})  # every point valid, or stop here
+    ctx = _context(args)
+    worker_settings(ctx.settings)  # SQLite or relative folders on a cluster: refused here
+    if args.register_best:
+        check_parameters(["train"], {})
+    synced = sync_ticker(ctx, args.ticker, start=args.start, end=args.end)  # tasks read it
+    if synced.warning:
+        print(f"warning: {synced.warning}", file=sys.stderr)
+    start = args.start.isoformat() if args.start else None
+    end = args.end.isoformat() if args.end else None
+    progress = not (args.no_progress or args.json)
+    trained = None
+    with open_executor(ctx.settings.dask_scheduler, workers=args.workers) as executor:
+        result = run_sweep(
+            executor,
+            synced.ticker,
+            ctx.settings,
+            grid,
+            fixed,
+            config,
+            start=start,
+            end=end,
+            progress=progress,
+        )
+        best = result.best
+        if args.register_best and best is not None:
+            parameters = {k: v for k, v in best["params"].items() if k != "horizon"}
+            if start:
+                parameters["start"] = start
+            if end:
+                parameters["end"] = end
+            trained = run_tickers(
+                executor, ["train"], [synced.ticker], ctx.settings, parameters, progress=progress
+            )
+    payload = result.to_dict()
+    if trained is not None:
+        payload["registered"] = trained.to_dict()
+
+    def human() -> str:
+        text = format_sweep(result)
+        if trained is not None:
+            text += "\nbest point trained and registered:\n" + format_summary(trained)
+        elif not args.register_best:
+            text += "\nnothing registered (add --register-best to train the best point)"
+        return text
+
+    _emit(args, payload, human)
+    failed = list(result.failed) + (trained.failed if trained is not None else [])
+    if args.register_best and result.best is None:
+        failed.append("(no point to register)")
+    if failed:
+        print(f"error: failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from stock_lstm.errors import InvalidParameterError
+    from stock_lstm.evaluation.evaluate import build_tasks, default_params, write_outputs
+    from stock_lstm.pipeline.experiments import run_tasks
+
+    try:
+        seeds = [int(seed) for seed in args.seeds.split(",") if seed.strip()]
+    except ValueError as exc:
+        raise InvalidParameterError(f"--seeds must be whole numbers, got {args.seeds!r}") from exc
+    tickers = [t.strip().upper() for t in args.tickers.split(",")] if args.tickers else None
+    tasks = build_tasks(
+        Path(args.csv_dir),
+        tickers,
+        seeds or [1],
+        horizon=args.horizon,
+        origins=args.origins,
+        refit_every=args.refit_every,
+        base_params=default_params(
+            {
+                "horizon": max(args.horizon, 1),
+                **{
+                    name: getattr(args, name)
+                    for name in ("strategy", "target", "inputs", "output", "epochs")
+                    if getattr(args, name)
+                },
+                **{
+                    name: getattr(args, name)
+                    for name in ("chunk_length", "network")
+                    if getattr(args, name) is not None
+                },
+            }
+        ),
+        include_original=args.original,
+        include_point=args.point_model,
+        warm_start=not args.cold_start,
+    )
+    rows = run_tasks(
+        tasks,
+        workers=args.workers,
+        scheduler=_settings_from(args).dask_scheduler,
+        progress=not (args.no_progress or args.json),
+    )
+    markdown = write_outputs(Path(args.output_dir), rows, args.horizon)
+    _emit(args, {"runs": rows}, lambda: markdown)
+    failed = [row for row in rows if row["status"] != "ok"]
+    return 1 if failed else 0

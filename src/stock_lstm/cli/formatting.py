@@ -1,0 +1,101 @@
+"""The tables and headlines the commands print for a model's metrics and a backtest's summary
+(``train``, ``models``, ``run``, ``backtest``): plain functions of a version's typed metrics
+and a backtest's summary dict, no I/O."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stock_lstm.models.records import TrainingMetrics
+
+
+def format_metrics_table(metrics: TrainingMetrics) -> str:
+    """Model beside persistence at h=1, one row per point metric, with the ratio model /
+    persistence (every metric of ``evaluation.metrics.POINT_METRICS`` that was recorded)."""
+    from stock_lstm.evaluation.metrics import POINT_METRICS
+
+    first = metrics.next_day
+    lines = [f"{'metric':<8}{'model':>12}{'persistence':>14}{'ratio':>8}"]
+    for name, metric in POINT_METRICS.items():
+        model_value = first.model.get(name) if first else None
+        base_value = first.persistence.get(name) if first else None
+        if model_value is None or base_value is None:
+            continue
+        ratio = model_value / base_value if base_value else float("nan")
+        unit = f" {metric.unit}" if metric.unit != "price" else ""
+        lines.append(f"{name:<8}{model_value:>12.4f}{base_value:>14.4f}{ratio:>8.3f}{unit}")
+    return "\n".join(lines)
+
+
+INTERVAL_LABELS = {
+    "model": "model (online)",
+    "model_static": "model, frozen at training",
+    "garch_t": "GARCH(1,1)-t",
+    "ewma": "EWMA (0.94)",
+}
+
+
+def format_interval_table(metrics: TrainingMetrics) -> str:
+    """The test slice's intervals at h=1 beside the volatility anchors (empty if absent)."""
+    rows = metrics.intervals_h1
+    if not rows:
+        return ""
+    level = metrics.interval_level or 0.9
+    lines = [
+        f"{level:.0%} interval at h=1, test set (Winkler and CRPS in % of the close; lower is "
+        "better):",
+        f"{'':<28}{'coverage':>9}{'Winkler':>9}{'CRPS':>8}",
+    ]
+    for name, label in INTERVAL_LABELS.items():
+        row = rows.get(name)
+        if row is None:
+            continue
+        lines.append(
+            f"{label:<28}{_number(row.coverage, 3):>9}{_number(row.winkler, 2):>9}"
+            f"{_number(row.crps, 3):>8}"
+        )
+    return "\n".join(lines)
+
+
+def format_backtest_headline(summary: dict[str, Any]) -> list[str]:
+    """What ``make backtest`` prints: rMAE by horizon beside persistence, then the intervals."""
+    lines = [
+        f"backtest: {summary.get('n_origins')} origins {summary.get('first_origin')}.."
+        f"{summary.get('last_origin')}, {summary.get('fits')} fit(s); rMAE (model MAE / "
+        "persistence MAE, below 1 beats persistence) by horizon:",
+        "  "
+        + "  ".join(
+            f"h={row['horizon']}: {_number(row.get('rmae'), 3)}"
+            for row in summary.get("horizons", [])
+        ),
+    ]
+    intervals = format_backtest_intervals(summary)
+    return [*lines, intervals] if intervals else lines
+
+
+def format_backtest_intervals(summary: dict[str, Any], level: float = 0.9) -> str:
+    """A backtest's intervals by forecaster at h=1 and at its last horizon."""
+    probabilistic = summary.get("probabilistic") or {}
+    if not probabilistic:
+        return ""
+    horizons = sorted({1, len(next(iter(probabilistic.values())))})
+    lines = [
+        f"{level:.0%} intervals (Winkler and CRPS in % of the close; lower is better):",
+        f"{'':<28}{'h':>3}{'coverage':>9}{'Winkler':>9}{'CRPS':>8}{'Kupiec p':>10}",
+    ]
+    for name, label in INTERVAL_LABELS.items():
+        for h in horizons:
+            rows = probabilistic.get(name) or []
+            if len(rows) < h:
+                continue
+            row, scores = rows[h - 1], rows[h - 1][f"{level:g}"]
+            lines.append(
+                f"{label if h == horizons[0] else '':<28}{h:>3}"
+                f"{_number(scores['coverage'], 3):>9}{_number(scores['winkler'], 2):>9}"
+                f"{_number(row.get('crps'), 3):>8}{_number(scores.get('kupiec_p'), 3):>10}"
+            )
+    return "\n".join(lines)
+
+
+def _number(value: Any, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"

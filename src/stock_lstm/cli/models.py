@@ -1,0 +1,147 @@
+"""The commands on registered models: ``predict`` with the active one, list them
+(``models``), ``activate`` one."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from stock_lstm.cli.common import _context, _emit, _source_option
+from stock_lstm.cli.formatting import _number
+
+
+def add_predict(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+) -> None:
+    """``predict TICKER``: forecast with the ticker's active model."""
+    predict = commands.add_parser(
+        "predict",
+        parents=[common],
+        help="forecast the next trading days with the active model",
+        description="Forecast DAYS trading days (exchange calendar) after the last cached close "
+        "with TICKER's active model, feeding each prediction back as input.",
+    )
+    predict.add_argument("ticker", help="a ticker with an active model (see `stock-lstm models`)")
+    predict.add_argument("--days", type=int, default=5, help="trading days ahead, 1..30 (5)")
+    _source_option(predict)
+    predict.set_defaults(handler=_cmd_predict)
+
+
+def add_models(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+) -> None:
+    """``models [TICKER]``: list the registered versions."""
+    models = commands.add_parser(
+        "models",
+        parents=[common],
+        help="list registered model versions",
+        description="List model versions (newest first) with their test metrics beside "
+        "persistence; * marks each ticker's active model.",
+    )
+    models.add_argument("ticker", nargs="?", help="only this ticker")
+    models.set_defaults(handler=_cmd_models)
+
+
+def add_activate(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+) -> None:
+    """``activate VERSION_ID``: make a version its ticker's active model."""
+    activate = commands.add_parser(
+        "activate",
+        parents=[common],
+        help="make a registered version its ticker's active model",
+        description="Activate VERSION_ID; the ticker's previously active model becomes inactive "
+        "in the same transaction.",
+    )
+    activate.add_argument("version_id", help="a version from `stock-lstm models`")
+    activate.set_defaults(handler=_cmd_activate)
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from stock_lstm.workflows import predict_ticker
+
+    forecast = predict_ticker(_context(args), args.ticker, args.days)
+    for warning in forecast.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+
+    def human() -> str:
+        lines = [
+            f"{forecast.ticker} ({forecast.version_id}): last close {forecast.last_close:.4f} "
+            f"on {forecast.last_date}"
+        ]
+        level = forecast.interval_level
+        header = f"  {'date':<12}{'close':>12}"
+        if level:
+            header += f"{f'{level:.0%} interval':>26}"
+        lines.append(header)
+        for point in forecast.predictions:
+            line = f"  {point.date!s:<12}{point.close:>12.4f}"
+            if point.lower is not None and point.upper is not None:
+                line += f"{point.lower:>13.4f}{point.upper:>13.4f}"
+            lines.append(line)
+        return "\n".join(lines)
+
+    _emit(args, forecast.to_dict(), human)
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from stock_lstm.models.registry import list_models
+
+    records = list_models(_context(args).db, args.ticker)
+    payload = {
+        "models": [
+            {
+                "version_id": r.version_id,
+                "ticker": r.ticker,
+                "created_at": r.created_at.isoformat(),
+                "is_active": r.is_active,
+                "network": r.network,
+                "params": r.params,
+                "metrics": r.metrics,
+                "report_path": r.report_path,
+            }
+            for r in records
+        ]
+    }
+
+    def human() -> str:
+        if not records:
+            return "no models yet: train one with `make train TICKER=AAPL`"
+        lines = [
+            f"  {'version':<28}{'created (UTC)':<22}{'network':<9}{'test MAE':>10}"
+            f"{'persist.':>10}{'rMAE':>8}{'90% cov.':>10}  gate"
+        ]
+        for r in records:
+            mae = r.metrics.mae if r.metrics.mae is not None else float("nan")
+            base = r.metrics.persistence.get("mae") or float("nan")
+            rmae = r.metrics.rmae
+            online = r.metrics.intervals_h1.get("model")
+            coverage = online.coverage if online else None
+            gate = r.metrics.gate.status if r.metrics.gate else "-"
+            mark = "*" if r.is_active else " "
+            created = r.created_at.strftime("%Y-%m-%d %H:%M:%S")
+            lines.append(
+                f"{mark} {r.version_id:<28}{created:<22}{r.network:<9}{mae:>10.4f}{base:>10.4f}"
+                f"{_number(rmae, 3):>8}{_number(coverage, 3):>10}  {gate}"
+            )
+        lines.append("* = active; rMAE = test MAE / persistence MAE; 90% cov. = test coverage")
+        return "\n".join(lines)
+
+    _emit(args, payload, human)
+    return 0
+
+
+def _cmd_activate(args: argparse.Namespace) -> int:
+    from stock_lstm.models.registry import activate_version
+
+    record = activate_version(_context(args).db, args.version_id)
+    _emit(
+        args,
+        {"version_id": record.version_id, "ticker": record.ticker, "is_active": True},
+        lambda: f"{record.ticker}: {record.version_id} is now the active model",
+    )
+    return 0
