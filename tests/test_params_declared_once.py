@@ -13,7 +13,7 @@ import pytest
 
 from stock_lstm.api import create_app
 from stock_lstm.cli import build_parser
-from stock_lstm.models.params import PARAMETERS, TrainParams, parameter_help
+from stock_lstm.models.params import PARAMETERS, TrainParams, parameter_help, parameter_rows
 from stock_lstm.workflows import AppContext
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "03_train.ipynb"
@@ -57,3 +57,40 @@ def test_notebook_03_declares_every_parameter_and_passes_it_on() -> None:
     code = "".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
     for name in PARAMETERS:
         assert f"{name}={name}," in code, name
+
+
+def test_notebook_03_defaults_are_the_declared_defaults() -> None:
+    """The parameters cell is what a user edits in JupyterLab: its values must be
+    ``TrainParams``' defaults, or ``make train`` and the notebook would train different
+    models with the same parameters left unset."""
+    cells = json.loads(NOTEBOOK.read_text())["cells"]
+    (parameters,) = [c for c in cells if "parameters" in c["metadata"].get("tags", [])]
+    values = {
+        node.targets[0].id: ast.literal_eval(node.value)
+        for node in ast.parse("".join(parameters["source"])).body
+        if isinstance(node, ast.Assign)
+    }
+    defaults = TrainParams()
+    assert {name: values[name] for name in PARAMETERS} == {
+        name: getattr(defaults, name) for name in PARAMETERS
+    }
+
+
+def test_the_notebook_table_is_made_from_the_declaration() -> None:
+    rows = parameter_rows(TrainParams(epochs=5))
+    assert [row["parameter"] for row in rows if row["group"] == "network"] == [
+        name for name, spec in PARAMETERS.items() if spec.group == "network"
+    ]
+    assert {row["parameter"] for row in rows} == set(PARAMETERS)
+    epochs = next(row for row in rows if row["parameter"] == "epochs")
+    assert epochs["value"] == 5 and not epochs["default"]
+    assert epochs["meaning"] == PARAMETERS["epochs"].help and epochs["accepts"] == "1..1000"
+
+
+def test_a_network_takes_exactly_the_declared_architecture_options() -> None:
+    from stock_lstm.models.networks import NETWORKS
+
+    architecture = {name for name, spec in PARAMETERS.items() if spec.group == "network"}
+    for name, network in NETWORKS.items():
+        assert set(network.options) <= architecture, name
+    assert set().union(*(n.options for n in NETWORKS.values())) == architecture - {"network"}

@@ -131,6 +131,10 @@ class RecurrentForecaster(nn.Module):
     network: str = ""
     cell: type[nn.RNNBase] = nn.LSTM
     cell_attribute: str = "rnn"
+    #: The training parameters (``models.params.PARAMETERS``, group ``network``) this network
+    #: takes as constructor options: its architecture. Training passes exactly these; the
+    #: shared ones (inputs, horizon, head) come from the data and ``output``.
+    options: tuple[str, ...] = ("hidden_size", "num_layers", "dropout")
 
     @property
     def recurrent(self) -> nn.RNNBase:

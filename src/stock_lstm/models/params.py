@@ -26,6 +26,10 @@ class ParamSpec:
     help: str
     bounds: tuple[float, float] | None = None
     choices: tuple[str, ...] = ()
+    #: ``network`` for the network and its architecture (a network lists the options it takes
+    #: in its ``options``), ``data`` for what it is shown and asked, ``training`` for the loop;
+    #: notebook 03's parameter table is sorted by it.
+    group: str = "training"
 
 
 PARAMETERS: dict[str, ParamSpec] = {
@@ -33,10 +37,12 @@ PARAMETERS: dict[str, ParamSpec] = {
     "patience": ParamSpec(
         "epochs without a better validation loss before stopping; 0 never stops early", (0, 1000)
     ),
-    "sequence_length": ParamSpec("trading days the network sees per forecast", (2, 1000)),
-    "hidden_size": ParamSpec("units per recurrent layer", (1, 1024)),
-    "num_layers": ParamSpec("stacked recurrent layers", (1, 8)),
-    "dropout": ParamSpec("dropout between recurrent layers", (0.0, 0.9)),
+    "sequence_length": ParamSpec(
+        "trading days the network sees per forecast", (2, 1000), group="data"
+    ),
+    "hidden_size": ParamSpec("units per recurrent layer", (1, 1024), group="network"),
+    "num_layers": ParamSpec("stacked recurrent layers", (1, 8), group="network"),
+    "dropout": ParamSpec("dropout between recurrent layers", (0.0, 0.9), group="network"),
     "learning_rate": ParamSpec("Adam learning rate", (1e-6, 1.0)),
     "batch_size": ParamSpec("training origins per gradient step (at least one chunk)", (1, 8192)),
     "seed": ParamSpec("random seed; same seed and data, same model", (0, 2**32 - 1)),
@@ -44,23 +50,29 @@ PARAMETERS: dict[str, ParamSpec] = {
         "what the network predicts: log_return (scaled returns, an output of zero is exactly "
         "persistence) or price (min-max scaled levels, the original design)",
         choices=("log_return", "price"),
+        group="data",
     ),
     "strategy": ParamSpec(
         "direct (one head outputs every horizon day) or recursive (one step, fed back as the "
         "next input: the original design)",
         choices=("direct", "recursive"),
+        group="data",
     ),
-    "horizon": ParamSpec("trading days a direct head forecasts in one pass", (1, MAX_HORIZON)),
+    "horizon": ParamSpec(
+        "trading days a direct head forecasts in one pass", (1, MAX_HORIZON), group="data"
+    ),
     "inputs": ParamSpec(
         "what each day shows the network: ohlcv (return, high/low range, overnight gap, volume "
         "against its 20-day mean) or close (its log-return alone)",
         choices=("ohlcv", "close"),
+        group="data",
     ),
     "output": ParamSpec(
         "student_t (location, scale and degrees of freedom per day, negative log-likelihood), "
         "quantiles (nine non-crossing quantiles per day, pinball loss) or point (one value per "
         "day, MSE); the median is the point forecast",
         choices=("student_t", "quantiles", "point"),
+        group="data",
     ),
     "chunk_length": ParamSpec(
         "origins trained per recurrent pass; 0 trains window by window (several times slower, "
@@ -70,6 +82,7 @@ PARAMETERS: dict[str, ParamSpec] = {
     "network": ParamSpec(
         "the recurrent network: lstm (the original design) or gru (three gates to the LSTM's four)",
         choices=("lstm", "gru"),
+        group="network",
     ),
 }
 
@@ -97,6 +110,34 @@ def parameter_help(name: str) -> str:
     assert spec.bounds is not None
     low, high = spec.bounds
     return f"{spec.help} ({_show(low)}..{_show(high)}, default {_show(default)})"
+
+
+#: Order of the groups in notebook 03's parameter table.
+GROUPS = ("network", "data", "training")
+
+
+def parameter_rows(params: TrainParams) -> list[dict[str, Any]]:
+    """Notebook 03's parameter table, made from :data:`PARAMETERS`: one row per parameter
+    with this run's value, its group, what it accepts and what it means."""
+    rows = []
+    for name, spec in sorted(PARAMETERS.items(), key=lambda item: GROUPS.index(item[1].group)):
+        if spec.choices:
+            accepted = " | ".join(spec.choices)
+        else:
+            assert spec.bounds is not None
+            accepted = f"{_show(spec.bounds[0])}..{_show(spec.bounds[1])}"
+        value = getattr(params, name)
+        rows.append(
+            {
+                "parameter": name,
+                "group": spec.group,
+                "value": value,
+                "default": value == getattr(TrainParams(), name),
+                "accepts": accepted,
+                "meaning": spec.help,
+            }
+        )
+    return rows
 
 
 def _show(bound: float) -> str:

@@ -154,15 +154,15 @@ def _check_data(data: PreparedData) -> None:
 
 
 def new_network(params: TrainParams, n_features: int, horizon: int) -> RecurrentForecaster:
-    """The untrained network ``params`` describe (``params.network`` names its class)."""
-    from stock_lstm.models.networks import build_network
+    """The untrained network ``params`` describe: ``params.network`` names its class, which
+    names the parameters it takes as its architecture (its ``options``)."""
+    from stock_lstm.models.networks import NETWORKS, build_network
 
+    architecture = {name: getattr(params, name) for name in NETWORKS[params.network].options}
     return build_network(
         params.network,
         n_features=n_features,
-        hidden_size=params.hidden_size,
-        num_layers=params.num_layers,
-        dropout=params.dropout,
+        **architecture,
         horizon=horizon,
         quantiles=params.quantile_levels,
         distribution="student_t" if params.output == "student_t" else "quantiles",
