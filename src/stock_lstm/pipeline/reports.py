@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from stock_lstm.models.records import HorizonScores, TrainingMetrics
+from stock_lstm.models.records import TrainingMetrics
 
 RUN_MANIFEST = "run.json"
 #: nbconvert templates shipped with the package (``offline_lab``: no script from a CDN).
@@ -143,17 +143,19 @@ def _metrics_cells(metrics: dict[str, Any] | None, backtest: dict[str, Any] | No
     recorded = TrainingMetrics.from_json(metrics) if metrics else None
     first = recorded.next_day if recorded else None
     gate = recorded.gate if recorded else None
-    coverage = None
-    if first is None and backtest and backtest.get("horizons"):
-        first = HorizonScores.model_validate(backtest["horizons"][0])
+    mae = base = coverage = None
+    if first is not None:
+        mae, base = first.model.get("mae"), first.persistence.get("mae")
+        online = recorded.intervals_h1.get("model") if recorded else None
+        coverage = online.coverage if online else None
+    elif backtest and backtest.get("horizons"):
+        # A backtest's summary.json (a plain document, not a training record).
+        row = backtest["horizons"][0]
+        mae, base = (row.get("model") or {}).get("mae"), (row.get("persistence") or {}).get("mae")
         coverage = ((backtest.get("probabilistic") or {}).get("model") or [{}])[0]
         coverage = (coverage.get("0.9") or {}).get("coverage")
-    elif recorded is not None and "model" in recorded.intervals_h1:
-        coverage = recorded.intervals_h1["model"].coverage
-    mae = first.model.get("mae") if first else None
-    if first is None or mae is None:
+    if mae is None:
         return "<td>–</td>" * 5
-    base = first.persistence.get("mae")
     ratio = mae / base if base else None
     verdict, css = "", ""
     if ratio is not None:
