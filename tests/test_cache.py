@@ -25,7 +25,6 @@ from yfinance_fakes import (
 )
 
 from stock_lstm.data.cache import (
-    PriceFrames,
     SyncResult,
     cache_status,
     delete_cached_prices,
@@ -34,6 +33,7 @@ from stock_lstm.data.cache import (
     sync_prices,
 )
 from stock_lstm.data.frames import PRICE_COLUMNS, normalize_ohlcv
+from stock_lstm.data.price_frames import PriceFrames
 from stock_lstm.data.sources import CsvSource, PriceSource, YahooSource
 from stock_lstm.data.synthetic import synthetic_prices, write_flat_csv, write_yfinance_csv
 from stock_lstm.db import Database, PriceCache

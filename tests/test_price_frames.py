@@ -13,12 +13,12 @@ from yfinance_fakes import YFINANCE_WARNING_FILTER, FakeClock, FakeSource
 
 from stock_lstm.data import cache as cache_module
 from stock_lstm.data.cache import (
-    PriceFrames,
     delete_cached_prices,
     get_prices,
     load_cached_prices,
     sync_prices,
 )
+from stock_lstm.data.price_frames import PriceFrames
 from stock_lstm.data.synthetic import synthetic_prices
 from stock_lstm.db import Database
 from stock_lstm.errors import InvalidParameterError

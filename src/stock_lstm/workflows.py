@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 from stock_lstm import __version__
 from stock_lstm.clock import Clock, utc_now
 from stock_lstm.config import Settings, get_settings
-from stock_lstm.data.cache import PriceFrames, SyncResult, get_prices, sync_prices
+from stock_lstm.data.cache import SyncResult, get_prices, sync_prices
+from stock_lstm.data.price_frames import PriceFrames
 from stock_lstm.data.sources import PriceSource, source_from_spec
 from stock_lstm.db import Database
 from stock_lstm.errors import InvalidParameterError, ModelNotFoundError, StockLSTMError

@@ -34,10 +34,10 @@ from sqlalchemy.orm import Session
 
 from stock_lstm.clock import Clock, utc_now
 from stock_lstm.data.frames import INDEX_NAME, PRICE_COLUMNS, NormalizedPrices, empty_price_frame
+from stock_lstm.data.price_frames import PriceFrames
 from stock_lstm.data.sources import PriceSource, check_date_range
 from stock_lstm.db import Database, PriceCache
 from stock_lstm.errors import DataSourceError, InvalidParameterError, NotEnoughDataError
-from stock_lstm.lru import LruCache
 from stock_lstm.tickers import validate_ticker
 
 logger = logging.getLogger(__name__)
@@ -98,7 +98,12 @@ class SyncResult:
 
 
 @dataclass(frozen=True)
-class _Summary:
+class CacheSummary:
+    """What identifies the rows cached for one ticker (within a date range, if given).
+
+    Compared by :class:`~stock_lstm.data.price_frames.PriceFrames` to tell whether a frame
+    loaded earlier still describes the rows held."""
+
     rows: int
     first_date: date | None
     last_date: date | None
@@ -187,19 +192,19 @@ def _summary_query() -> Select[Any]:
 _WHOLE_HISTORY_SUMMARY = _summary_query().where(PriceCache.ticker == bindparam("ticker"))
 
 
-def _as_summary(row: Any) -> _Summary:
+def _as_summary(row: Any) -> CacheSummary:
     rows, first, last, updated, close_sum, volume_sum = row
-    return _Summary(int(rows or 0), first, last, updated, (close_sum, volume_sum))
+    return CacheSummary(int(rows or 0), first, last, updated, (close_sum, volume_sum))
 
 
 def _summary(
     session: Session, ticker: str, start: date | None = None, end: date | None = None
-) -> _Summary:
+) -> CacheSummary:
     statement = _summary_query().where(*_ticker_conditions(ticker, start, end))
     return _as_summary(session.execute(statement).one())
 
 
-def _whole_history_summary(db: Database, ticker: str) -> _Summary:
+def _whole_history_summary(db: Database, ticker: str) -> CacheSummary:
     """``_summary`` of every row, on a plain connection (no ORM session: this is hot)."""
     with db.engine.connect() as connection:
         return _as_summary(connection.execute(_WHOLE_HISTORY_SUMMARY, {"ticker": ticker}).one())
@@ -267,7 +272,8 @@ def write_generation(db: Database) -> int:
     """How many price writes and deletes this process has made through ``db``.
 
     Read before a summary query and compared later, it tells whether this process has changed
-    the cache since (see :class:`PriceFrames`); other processes' writes are not counted.
+    the cache since (see :class:`~stock_lstm.data.price_frames.PriceFrames`); other
+    processes' writes are not counted.
     """
     with _generations_lock:
         return _generations.get(db, 0)
@@ -341,7 +347,7 @@ class _RowRequirement:
     end: date | None
     hint: str
 
-    def check(self, ticker: str, summary: _Summary) -> None:
+    def check(self, ticker: str, summary: CacheSummary) -> None:
         if summary.rows >= self.min_rows:
             return
         span = f" ({summary.first_date}..{summary.last_date})" if summary.rows else ""
@@ -355,7 +361,7 @@ def _download(
     db: Database,
     source: PriceSource,
     ticker: str,
-    cached: _Summary,
+    cached: CacheSummary,
     *,
     full: bool,
     start: date | None,
@@ -382,8 +388,8 @@ def _download(
 def _stale_result(
     ticker: str,
     source: PriceSource,
-    cached: _Summary,
-    in_range: _Summary,
+    cached: CacheSummary,
+    in_range: CacheSummary,
     error: DataSourceError,
 ) -> SyncResult:
     stamp = cached.updated_at.strftime("%Y-%m-%d %H:%M UTC") if cached.updated_at else "unknown"
@@ -435,8 +441,8 @@ def sync_prices(
 def _cached_result(
     symbol: str,
     source: PriceSource,
-    cached: _Summary,
-    in_range: _Summary,
+    cached: CacheSummary,
+    in_range: CacheSummary,
     *,
     warning: str | None = None,
 ) -> SyncResult:
@@ -471,7 +477,7 @@ def _sync(
     end: date | None,
     min_rows: int,
     purpose: str,
-) -> tuple[SyncResult, _Summary | None]:
+) -> tuple[SyncResult, CacheSummary | None]:
     """``sync_prices``, plus the in-range summary when nothing was written (else ``None``)."""
     symbol = validate_ticker(ticker)
     check_date_range(start, end)
@@ -529,101 +535,6 @@ def _sync(
         source=source.name,
     )
     return written_result, None
-
-
-class PriceFrames:
-    """Price frames loaded recently, reused while the database still holds the same rows.
-
-    Why: a forecast needs a ticker's whole cached history (thousands of rows), and reading it
-    back through SQL costs many times the forecast itself. The cache rule runs on every call;
-    its summary query (row count, first and last day, oldest ``updated_at``, sums of close
-    and volume) identifies the rows held, so an unchanged summary means an unchanged frame.
-    Every write stamps a new ``updated_at`` on all of a ticker's rows, and the sums catch a
-    rewrite under a frozen (test) clock. Thread-safe; callers get their own copy.
-
-    With ``recheck_seconds`` > 0 (the API's setting), a summary checked less than that long
-    ago is trusted without asking the database again, as long as this process has not written
-    prices through the same :class:`Database` since (``write_generation``). The summary query
-    was a third of a served forecast's time under load; what it costs is that a write by
-    *another* process (a CLI sync, a training kernel) is seen up to ``recheck_seconds`` late.
-    Freshness itself is always decided on the current clock.
-    """
-
-    def __init__(self, max_size: int = 64, *, recheck_seconds: float = 0.0) -> None:
-        if not recheck_seconds >= 0:
-            raise InvalidParameterError(
-                f"recheck_seconds must be 0 or more, got {recheck_seconds!r}"
-            )
-        self.max_size = max_size
-        self.recheck_seconds = recheck_seconds
-        self._items: LruCache[tuple[Any, ...], _Frame] = LruCache(max_size)
-
-    def get(self, key: tuple[Any, ...], summary: _Summary) -> pd.DataFrame | None:
-        """A copy of the frame stored under ``key`` if it was loaded under ``summary``."""
-        item = self._items.get(key)
-        if item is None or item.summary != summary:
-            return None
-        return item.frame.copy()  # kept frames are never modified: no lock needed to copy
-
-    def recent(self, key: tuple[Any, ...], generation: int) -> tuple[_Summary, pd.DataFrame] | None:
-        """The summary and a copy of the frame under ``key`` if its summary was read less
-        than ``recheck_seconds`` ago and no write of this process came in between."""
-        if self.recheck_seconds <= 0:
-            return None
-        item = self._items.get(key)
-        if (
-            item is None
-            or item.generation != generation
-            or time.monotonic() - item.checked_at >= self.recheck_seconds
-        ):
-            return None
-        return item.summary, item.frame.copy()
-
-    def put(
-        self,
-        key: tuple[Any, ...],
-        summary: _Summary,
-        frame: pd.DataFrame,
-        *,
-        generation: int = -1,
-        checked_at: float = -math.inf,
-    ) -> None:
-        """Keep ``frame`` as loaded under ``summary``, read at ``checked_at`` (monotonic
-        clock, taken *before* the query) when this process's write generation was
-        ``generation``."""
-        self._items.put(key, _Frame(summary, frame.copy(), generation, checked_at))
-
-    def touch(
-        self, key: tuple[Any, ...], summary: _Summary, generation: int, checked_at: float
-    ) -> None:
-        """Record that the frame under ``key`` was found unchanged by a summary query (one
-        check-and-replace under the cache's lock: a newer frame put meanwhile is kept)."""
-
-        def refreshed(item: _Frame) -> _Frame | None:
-            if item.summary != summary:
-                return None
-            return _Frame(summary, item.frame, generation, checked_at)
-
-        self._items.update(key, refreshed)
-
-    def forget(self, key: tuple[Any, ...]) -> None:
-        self._items.pop(key)
-
-    def clear(self) -> None:
-        self._items.clear()
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
-@dataclass(frozen=True)
-class _Frame:
-    """A kept frame, the summary it was loaded under, and when that summary was last read."""
-
-    summary: _Summary
-    frame: pd.DataFrame
-    generation: int
-    checked_at: float
 
 
 def get_prices(
