@@ -24,16 +24,9 @@ from yfinance_fakes import (
     real_download,
 )
 
-from stock_lstm.data.cache import (
-    PriceFrames,
-    SyncResult,
-    cache_status,
-    delete_cached_prices,
-    get_prices,
-    load_cached_prices,
-    sync_prices,
-)
+from stock_lstm.data.cache import PriceStore, SyncResult, load_cached_prices
 from stock_lstm.data.frames import PRICE_COLUMNS, normalize_ohlcv
+from stock_lstm.data.price_frames import PriceFrames
 from stock_lstm.data.sources import CsvSource, PriceSource, YahooSource
 from stock_lstm.data.synthetic import synthetic_prices, write_flat_csv, write_yfinance_csv
 from stock_lstm.db import Database, PriceCache
@@ -60,10 +53,29 @@ def fake_clock() -> FakeClock:
     return FakeClock()
 
 
+def store(
+    db: Database,
+    source: PriceSource | None = None,
+    clock: FakeClock | None = None,
+    *,
+    expiry_hours: float = EXPIRY_HOURS,
+    frames: PriceFrames | None = None,
+) -> PriceStore:
+    """A ``PriceStore`` with the test's expiry (unless given), clock and source (a fake one
+    serving ``FIRST_60`` when the test only inspects or deletes)."""
+    return PriceStore(
+        db,
+        FakeSource(FIRST_60) if source is None else source,
+        expiry_hours=expiry_hours,
+        clock=FakeClock() if clock is None else clock,
+        frames=frames,
+    )
+
+
 def sync(db: Database, source: PriceSource, clock: FakeClock, **options: Any) -> SyncResult:
-    """``sync_prices`` (AAPL unless ``ticker=`` is given) with the test's expiry and clock."""
+    """``PriceStore.sync`` (AAPL unless ``ticker=`` is given) with the test's expiry and clock."""
     ticker = options.pop("ticker", "AAPL")
-    return sync_prices(db, source, ticker, expiry_hours=EXPIRY_HOURS, clock=clock, **options)
+    return store(db, source, clock).sync(ticker, **options)
 
 
 def total_rows(db: Database) -> int:
@@ -129,7 +141,7 @@ def test_expiry_triggers_a_new_download(db: Database, fake_clock: FakeClock) -> 
     assert source.calls == [("AAPL", None, None)] * 2
     assert not result.from_cache and not result.incremental
     assert result.rows == 70 and result.updated_at == fake_clock.now
-    assert cache_status(db, "AAPL", expiry_hours=EXPIRY_HOURS, clock=fake_clock).fresh
+    assert store(db, source, fake_clock).status("AAPL").fresh
 
 
 def test_expiry_zero_always_refreshes_even_rows_stamped_ahead_of_the_clock(
@@ -141,13 +153,14 @@ def test_expiry_zero_always_refreshes_even_rows_stamped_ahead_of_the_clock(
     sync(db, source, fake_clock)
     fake_clock.advance(hours=-1)
 
-    result = sync_prices(db, source, "AAPL", expiry_hours=0, clock=fake_clock)
+    result = store(db, source, fake_clock, expiry_hours=0).sync("AAPL")
 
     assert len(source.calls) == 2 and not result.from_cache
-    assert not cache_status(db, "AAPL", expiry_hours=0, clock=fake_clock).fresh
+    assert not store(db, source, fake_clock, expiry_hours=0).status("AAPL").fresh
     frames = PriceFrames(recheck_seconds=3600)
-    get_prices(db, source, "AAPL", expiry_hours=0, clock=fake_clock, frames=frames)
-    get_prices(db, source, "AAPL", expiry_hours=0, clock=fake_clock, frames=frames)
+    reusing = store(db, source, fake_clock, expiry_hours=0, frames=frames)
+    reusing.get("AAPL")
+    reusing.get("AAPL")
     assert len(source.calls) == 4
 
 
@@ -170,15 +183,15 @@ def test_freshness_is_per_ticker(db: Database, fake_clock: FakeClock) -> None:
     sync(db, source, fake_clock, ticker="MSFT")
     fake_clock.advance(hours=5)
 
-    aapl = cache_status(db, "AAPL", expiry_hours=EXPIRY_HOURS, clock=fake_clock)
-    msft = cache_status(db, "msft", expiry_hours=EXPIRY_HOURS, clock=fake_clock)
+    aapl = store(db, source, fake_clock).status("AAPL")
+    msft = store(db, source, fake_clock).status("msft")
 
     assert not aapl.fresh and msft.fresh
     assert (aapl.rows, aapl.first_date, aapl.last_date) == (60, date(2024, 1, 2), LAST_OF_60)
 
 
 def test_status_of_an_unknown_ticker(db: Database, fake_clock: FakeClock) -> None:
-    status = cache_status(db, "NVDA", expiry_hours=EXPIRY_HOURS, clock=fake_clock)
+    status = store(db, clock=fake_clock).status("NVDA")
     assert (status.rows, status.first_date, status.updated_at, status.fresh) == (
         0,
         None,
@@ -321,9 +334,9 @@ def test_malformed_tickers_are_rejected_before_anything_happens(
     with pytest.raises(InvalidTickerError):
         sync(db, source, fake_clock, ticker=ticker)
     with pytest.raises(InvalidTickerError):
-        get_prices(db, source, ticker, expiry_hours=EXPIRY_HOURS, clock=fake_clock)  # type: ignore[arg-type]
+        store(db, source, fake_clock).get(ticker)  # type: ignore[arg-type]
     with pytest.raises(InvalidTickerError):
-        delete_cached_prices(db, ticker)  # type: ignore[arg-type]
+        store(db, source, fake_clock).delete(ticker)  # type: ignore[arg-type]
     assert source.calls == []
     assert total_rows(db) == 0
 
@@ -339,7 +352,7 @@ def test_start_after_end_is_rejected(db: Database, fake_clock: FakeClock) -> Non
 def test_bad_expiry_is_rejected(db: Database, fake_clock: FakeClock, expiry: float) -> None:
     source = FakeSource(FIRST_60)
     with pytest.raises(InvalidParameterError, match="expiry_hours"):
-        sync_prices(db, source, "AAPL", expiry_hours=expiry, clock=fake_clock)
+        store(db, source, fake_clock, expiry_hours=expiry).sync("AAPL")
     assert source.calls == []
 
 
@@ -378,17 +391,11 @@ def test_missing_adjusted_close_is_stored_as_null(
     assert load_cached_prices(db, "AAPL")["adj_close"].isna().all()
 
 
-def test_get_prices_syncs_then_clips(db: Database, fake_clock: FakeClock) -> None:
+def test_get_syncs_then_clips(db: Database, fake_clock: FakeClock) -> None:
     source = FakeSource(FIRST_60)
 
-    frame, result = get_prices(
-        db,
-        source,
-        "aapl",
-        expiry_hours=EXPIRY_HOURS,
-        clock=fake_clock,
-        start=date(2024, 1, 3),
-        end=date(2024, 1, 12),
+    frame, result = store(db, source, fake_clock).get(
+        "aapl", start=date(2024, 1, 3), end=date(2024, 1, 12)
     )
 
     assert source.calls == [("AAPL", date(2024, 1, 3), date(2024, 1, 12))]
@@ -409,8 +416,8 @@ def test_delete_removes_only_that_ticker(db: Database, fake_clock: FakeClock) ->
     sync(db, source, fake_clock, ticker="AAPL")
     sync(db, source, fake_clock, ticker="MSFT")
 
-    assert delete_cached_prices(db, "aapl") == 60
-    assert delete_cached_prices(db, "AAPL") == 0
+    assert store(db, source, fake_clock).delete("aapl") == 60
+    assert store(db, source, fake_clock).delete("AAPL") == 0
     assert total_rows(db) == 60
     fresh = sync(db, source, fake_clock, ticker="AAPL")
     assert not fresh.from_cache and len(source.calls) == 3
@@ -434,12 +441,12 @@ def test_too_short_history_for_the_caller_caches_nothing(db: Database, tmp_path:
 
     prices = tmp_path / "prices"
     write_flat_csv(synthetic_prices("AAPL", rows=80), prices / "AAPL.csv")
-    source = CsvSource(prices)
+    cache = PriceStore(db, CsvSource(prices), expiry_hours=24)
     with pytest.raises(NotEnoughDataError, match="needs at least 132"):
-        sync_prices(db, source, "AAPL", expiry_hours=24, min_rows=132, purpose="training")
-    assert cache_status(db, "AAPL", expiry_hours=24).rows == 0
-    result = sync_prices(db, source, "AAPL", expiry_hours=24, min_rows=50)
+        cache.sync("AAPL", min_rows=132, purpose="training")
+    assert cache.status("AAPL").rows == 0
+    result = cache.sync("AAPL", min_rows=50)
     assert result.rows == 80
     with pytest.raises(NotEnoughDataError):
-        sync_prices(db, source, "AAPL", expiry_hours=24, min_rows=132)
-    assert cache_status(db, "AAPL", expiry_hours=24).rows == 80
+        cache.sync("AAPL", min_rows=132)
+    assert cache.status("AAPL").rows == 80

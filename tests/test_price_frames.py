@@ -12,13 +12,8 @@ from sqlalchemy import event
 from yfinance_fakes import YFINANCE_WARNING_FILTER, FakeClock, FakeSource
 
 from stock_lstm.data import cache as cache_module
-from stock_lstm.data.cache import (
-    PriceFrames,
-    delete_cached_prices,
-    get_prices,
-    load_cached_prices,
-    sync_prices,
-)
+from stock_lstm.data.cache import PriceStore, load_cached_prices
+from stock_lstm.data.price_frames import PriceFrames
 from stock_lstm.data.synthetic import synthetic_prices
 from stock_lstm.db import Database
 from stock_lstm.errors import InvalidParameterError
@@ -35,12 +30,16 @@ def db(database_url: str) -> Iterator[Database]:
     database.dispose()
 
 
+def store(
+    db: Database, source: FakeSource, clock: FakeClock, frames: PriceFrames | None = None
+) -> PriceStore:
+    return PriceStore(db, source, expiry_hours=24.0, clock=clock, frames=frames)
+
+
 def read(
     db: Database, source: FakeSource, clock: FakeClock, frames: PriceFrames, **options: Any
 ) -> pd.DataFrame:
-    prices, _sync = get_prices(
-        db, source, "AAPL", expiry_hours=24.0, clock=clock, frames=frames, **options
-    )
+    prices, _sync = store(db, source, clock, frames).get("AAPL", **options)
     return prices
 
 
@@ -72,7 +71,7 @@ def test_rows_deleted_behind_its_back_are_not_served(db: Database) -> None:
     source, clock, frames = FakeSource(HISTORY.iloc[:60]), FakeClock(), PriceFrames()
     read(db, source, clock, frames)
     read(db, source, clock, frames)
-    delete_cached_prices(db, "AAPL")
+    store(db, source, clock).delete("AAPL")
     source.raw = HISTORY
     assert len(read(db, source, clock, frames)) == len(HISTORY)
 
@@ -128,10 +127,10 @@ def test_writes_of_this_process_are_seen_inside_the_window(db: Database) -> None
     read(db, source, clock, frames)
     halved = HISTORY.assign(**{c: HISTORY[c] * 0.5 for c in ("Open", "High", "Low", "Close")})
     source.raw = halved
-    sync_prices(db, source, "AAPL", expiry_hours=24.0, clock=clock, force=True)
+    store(db, source, clock).sync("AAPL", force=True)
     after = read(db, source, clock, frames)
     assert after["close"].iloc[-1] == pytest.approx(HISTORY["Close"].iloc[-1] * 0.5)
-    delete_cached_prices(db, "AAPL")
+    store(db, source, clock).delete("AAPL")
     source.raw = HISTORY.iloc[:60]
     assert len(read(db, source, clock, frames)) == 60  # downloaded again, not the kept frame
 
@@ -145,7 +144,7 @@ def test_another_process_is_seen_once_the_window_has_passed(
     other = Database(database_url)  # another process's connection: its writes are not counted
     try:
         halved = HISTORY.assign(**{c: HISTORY[c] * 0.5 for c in ("Open", "High", "Low", "Close")})
-        sync_prices(other, FakeSource(halved), "AAPL", expiry_hours=24.0, clock=clock, force=True)
+        store(other, FakeSource(halved), clock).sync("AAPL", force=True)
     finally:
         other.dispose()
     stale = read(db, source, clock, frames)  # inside the window: the documented delay
@@ -161,7 +160,7 @@ def test_expiry_is_decided_on_the_current_clock_inside_the_window(db: Database) 
     read(db, source, clock, frames)
     read(db, source, clock, frames)
     clock.advance(hours=25)
-    _prices, result = get_prices(db, source, "AAPL", expiry_hours=24.0, clock=clock, frames=frames)
+    _prices, result = store(db, source, clock, frames).get("AAPL")
     assert not result.from_cache
     assert len(source.calls) == 2
 

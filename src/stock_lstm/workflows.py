@@ -12,7 +12,7 @@ import logging
 import subprocess
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 from stock_lstm import __version__
 from stock_lstm.clock import Clock, utc_now
 from stock_lstm.config import Settings, get_settings
-from stock_lstm.data.cache import PriceFrames, SyncResult, get_prices, sync_prices
+from stock_lstm.data.cache import PriceStore, SyncResult
+from stock_lstm.data.price_frames import PriceFrames
 from stock_lstm.data.sources import PriceSource, source_from_spec
 from stock_lstm.db import Database
 from stock_lstm.errors import InvalidParameterError, ModelNotFoundError, StockLSTMError
@@ -64,12 +65,25 @@ class AppContext:
     source: PriceSource
     clock: Clock = utc_now
     model_cache: ModelCache = field(default_factory=ModelCache)
-    #: Price frames reused while their rows are unchanged (forecasts read whole histories).
-    price_frames: PriceFrames = field(default_factory=PriceFrames)
+    #: Price frames reused while their rows are unchanged (forecasts read whole histories);
+    #: they live on in ``prices`` (a new, empty memo when not given).
+    price_frames: InitVar[PriceFrames | None] = None
     #: Forecasts running at once (see ``FORECAST_SLOTS``), shared by every copy of the context.
     forecast_slots: threading.BoundedSemaphore = field(
         default_factory=lambda: threading.BoundedSemaphore(FORECAST_SLOTS)
     )
+    #: The price cache every action reads prices through: this context's database, source
+    #: and clock, with the settings' ``cache_expiry_hours`` as they were when it was built.
+    prices: PriceStore = field(init=False)
+
+    def __post_init__(self, price_frames: PriceFrames | None) -> None:
+        self.prices = PriceStore(
+            self.db,
+            self.source,
+            expiry_hours=self.settings.cache_expiry_hours,
+            clock=self.clock,
+            frames=PriceFrames() if price_frames is None else price_frames,
+        )
 
     @classmethod
     def create(
@@ -108,7 +122,7 @@ class AppContext:
             source,
             self.clock,
             self.model_cache,
-            self.price_frames,
+            self.prices.frames,
             self.forecast_slots,
         )
 
@@ -128,16 +142,7 @@ def sync_ticker(
 ) -> SyncResult:
     """Bring a ticker's cached prices up to date under the cache rule."""
     check_date_range(start, end)
-    return sync_prices(
-        ctx.db,
-        ctx.source,
-        validate_ticker(ticker),
-        expiry_hours=ctx.settings.cache_expiry_hours,
-        clock=ctx.clock,
-        force=force,
-        start=start,
-        end=end,
-    )
+    return ctx.prices.sync(ticker, force=force, start=start, end=end)
 
 
 def load_prices(
@@ -156,18 +161,8 @@ def load_prices(
     is cached.
     """
     check_date_range(start, end)
-    return get_prices(
-        ctx.db,
-        ctx.source,
-        validate_ticker(ticker),
-        expiry_hours=ctx.settings.cache_expiry_hours,
-        clock=ctx.clock,
-        force=force,
-        start=start,
-        end=end,
-        min_rows=min_rows,
-        purpose=purpose,
-        frames=ctx.price_frames,
+    return ctx.prices.get(
+        ticker, force=force, start=start, end=end, min_rows=min_rows, purpose=purpose
     )
 
 

@@ -12,6 +12,9 @@ Rules (per ticker, in one place):
   whole history) the tail is discarded and everything is downloaded again.
 * Writes happen in one transaction and stamp ``updated_at`` on all the ticker's rows.
 * If the source fails and rows exist, they are returned as stale with a loud warning.
+
+:class:`PriceStore` applies them for one database and source (a process builds one, on its
+``AppContext``); :mod:`stock_lstm.data.price_frames` saves reading unchanged rows back.
 """
 
 from __future__ import annotations
@@ -34,10 +37,10 @@ from sqlalchemy.orm import Session
 
 from stock_lstm.clock import Clock, utc_now
 from stock_lstm.data.frames import INDEX_NAME, PRICE_COLUMNS, NormalizedPrices, empty_price_frame
+from stock_lstm.data.price_frames import PriceFrames
 from stock_lstm.data.sources import PriceSource, check_date_range
 from stock_lstm.db import Database, PriceCache
 from stock_lstm.errors import DataSourceError, InvalidParameterError, NotEnoughDataError
-from stock_lstm.lru import LruCache
 from stock_lstm.tickers import validate_ticker
 
 logger = logging.getLogger(__name__)
@@ -98,7 +101,12 @@ class SyncResult:
 
 
 @dataclass(frozen=True)
-class _Summary:
+class CacheSummary:
+    """What identifies the rows cached for one ticker (within a date range, if given).
+
+    Compared by :class:`~stock_lstm.data.price_frames.PriceFrames` to tell whether a frame
+    loaded earlier still describes the rows held."""
+
     rows: int
     first_date: date | None
     last_date: date | None
@@ -187,40 +195,22 @@ def _summary_query() -> Select[Any]:
 _WHOLE_HISTORY_SUMMARY = _summary_query().where(PriceCache.ticker == bindparam("ticker"))
 
 
-def _as_summary(row: Any) -> _Summary:
+def _as_summary(row: Any) -> CacheSummary:
     rows, first, last, updated, close_sum, volume_sum = row
-    return _Summary(int(rows or 0), first, last, updated, (close_sum, volume_sum))
+    return CacheSummary(int(rows or 0), first, last, updated, (close_sum, volume_sum))
 
 
 def _summary(
     session: Session, ticker: str, start: date | None = None, end: date | None = None
-) -> _Summary:
+) -> CacheSummary:
     statement = _summary_query().where(*_ticker_conditions(ticker, start, end))
     return _as_summary(session.execute(statement).one())
 
 
-def _whole_history_summary(db: Database, ticker: str) -> _Summary:
+def _whole_history_summary(db: Database, ticker: str) -> CacheSummary:
     """``_summary`` of every row, on a plain connection (no ORM session: this is hot)."""
     with db.engine.connect() as connection:
         return _as_summary(connection.execute(_WHOLE_HISTORY_SUMMARY, {"ticker": ticker}).one())
-
-
-def cache_status(
-    db: Database, ticker: str, *, expiry_hours: float, clock: Clock = utc_now
-) -> CacheStatus:
-    """Rows, date span, oldest ``updated_at`` and freshness of one ticker's cached prices."""
-    symbol = validate_ticker(ticker)
-    expiry = _expiry(expiry_hours)
-    with db.session() as session:
-        summary = _summary(session, symbol)
-    return CacheStatus(
-        ticker=symbol,
-        rows=summary.rows,
-        first_date=summary.first_date,
-        last_date=summary.last_date,
-        updated_at=summary.updated_at,
-        fresh=summary.rows > 0 and is_fresh(summary.updated_at, _now(clock), expiry),
-    )
 
 
 def load_cached_prices(
@@ -267,7 +257,8 @@ def write_generation(db: Database) -> int:
     """How many price writes and deletes this process has made through ``db``.
 
     Read before a summary query and compared later, it tells whether this process has changed
-    the cache since (see :class:`PriceFrames`); other processes' writes are not counted.
+    the cache since (see :class:`~stock_lstm.data.price_frames.PriceFrames`); other
+    processes' writes are not counted.
     """
     with _generations_lock:
         return _generations.get(db, 0)
@@ -285,18 +276,61 @@ def _chunks(items: Sequence[date], size: int) -> Iterable[Sequence[date]]:
         yield items[offset : offset + size]
 
 
-def _write(
-    db: Database,
-    ticker: str,
-    download: _Download,
-    now: datetime,
-    requirement: _RowRequirement | None = None,
-) -> int:
+@dataclass(frozen=True)
+class _Request:
+    """One caller's ask of the cache for one ticker, checked when made (bad input changes
+    nothing): the arguments every step of a sync needs, passed as one value.
+
+    ``start``/``end`` (inclusive) bound a full download, the reported row counts and the
+    frame loaded; ``force`` downloads even when the cache is fresh; fewer than ``min_rows``
+    rows within ``[start, end]`` raise ``NotEnoughDataError`` and cache nothing (``purpose``
+    names what needs them in the message).
+    """
+
+    ticker: str
+    start: date | None = None
+    end: date | None = None
+    force: bool = False
+    min_rows: int = 0
+    purpose: str = "this"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ticker", validate_ticker(self.ticker))
+        check_date_range(self.start, self.end)
+
+    @property
+    def whole_history(self) -> bool:
+        return self.start is None and self.end is None
+
+    @property
+    def key(self) -> tuple[str, date | None, date | None]:
+        """What the frame loaded for this request is kept under in ``PriceFrames``."""
+        return (self.ticker, self.start, self.end)
+
+    @property
+    def plain(self) -> bool:
+        """The whole history with no ``force`` and no row requirement: the only kind of read
+        a summary from within ``PriceFrames.recheck_seconds`` may answer."""
+        return self.whole_history and not self.force and self.min_rows == 0
+
+    def check_rows(self, summary: CacheSummary) -> None:
+        """``NotEnoughDataError`` unless ``summary`` (of ``[start, end]``) holds ``min_rows``."""
+        if summary.rows >= self.min_rows:
+            return
+        span = f" ({summary.first_date}..{summary.last_date})" if summary.rows else ""
+        raise NotEnoughDataError(
+            f"{self.ticker} has only {summary.rows} price rows{span}; {self.purpose} needs at "
+            f"least {self.min_rows}: use an earlier --start, or check the symbol"
+        )
+
+
+def _write(db: Database, request: _Request, download: _Download, now: datetime) -> int:
     """Replace the downloaded days (or all days, for a full download) in one transaction.
 
-    With a ``requirement``, the transaction is rolled back (nothing cached) when the result
-    would hold too few rows for the caller's purpose: bad input changes nothing.
+    The transaction is rolled back (nothing cached) when the result would hold fewer rows
+    than ``request.min_rows`` within its range: bad input changes nothing.
     """
+    ticker = request.ticker
     rows = _price_rows(ticker, download.prices.frame, now)
     dates = [row["date"] for row in rows]
     with db.transaction() as session:
@@ -310,383 +344,288 @@ def _write(
         session.execute(
             update(PriceCache).where(PriceCache.ticker == ticker).values(updated_at=now)
         )
-        if requirement is not None:
-            requirement.check(ticker, _summary(session, ticker, requirement.start, requirement.end))
+        if request.min_rows > 0:  # (only then is the summary query worth its time)
+            request.check_rows(_summary(session, ticker, request.start, request.end))
     return len(rows)
 
 
-def _write_with_retry(
-    db: Database,
-    ticker: str,
-    download: _Download,
-    now: datetime,
-    requirement: _RowRequirement | None = None,
-) -> int:
+def _write_with_retry(db: Database, request: _Request, download: _Download, now: datetime) -> int:
     """Write; if a concurrent sync inserted the same days first, replace them once more."""
     try:
-        written = _write(db, ticker, download, now, requirement)
+        written = _write(db, request, download, now)
     except IntegrityError:
-        logger.info("concurrent write of %s prices detected; retrying once", ticker)
-        written = _write(db, ticker, download, now, requirement)
+        logger.info("concurrent write of %s prices detected; retrying once", request.ticker)
+        written = _write(db, request, download, now)
     _wrote(db)
     return written
 
 
-@dataclass(frozen=True)
-class _RowRequirement:
-    """At least ``min_rows`` cached rows within ``[start, end]``, or ``NotEnoughDataError``."""
+class PriceStore:
+    """The price cache of one database, read through one source under the cache rule.
 
-    min_rows: int
-    start: date | None
-    end: date | None
-    hint: str
+    Why one object: the database, the source, the expiry, the clock and the reused frames
+    are the same for every price read of a process, so they are given once (``AppContext``
+    builds the store) rather than with every call; a call names only what varies: the
+    ticker, the date range, ``force`` and the rows it needs.
 
-    def check(self, ticker: str, summary: _Summary) -> None:
-        if summary.rows >= self.min_rows:
-            return
-        span = f" ({summary.first_date}..{summary.last_date})" if summary.rows else ""
-        raise NotEnoughDataError(
-            f"{ticker} has only {summary.rows} price rows{span}; {self.hint} needs at least "
-            f"{self.min_rows}: use an earlier --start, or check the symbol"
-        )
-
-
-def _download(
-    db: Database,
-    source: PriceSource,
-    ticker: str,
-    cached: _Summary,
-    *,
-    full: bool,
-    start: date | None,
-    end: date | None,
-) -> _Download:
-    """Fetch only the tail when the source and cache allow it, else the whole range."""
-    if not full and source.supports_incremental and cached.last_date is not None:
-        tail_start = cached.last_date - timedelta(days=INCREMENTAL_OVERLAP_DAYS)
-        tail_end = end if end is not None and end >= tail_start else None
-        tail = source.fetch(ticker, tail_start, tail_end)
-        known = load_cached_prices(db, ticker, start=tail_start)
-        if closes_agree(known["close"], tail.frame["close"]):
-            return _Download(tail, incremental=True)
-        logger.info(
-            "%s closes since %s differ from the cache by more than %.1f%% (re-adjusted "
-            "history or no overlap): downloading the full range",
-            ticker,
-            tail_start,
-            READJUSTMENT_TOLERANCE * 100,
-        )
-    return _Download(source.fetch(ticker, start, end), incremental=False)
-
-
-def _stale_result(
-    ticker: str,
-    source: PriceSource,
-    cached: _Summary,
-    in_range: _Summary,
-    error: DataSourceError,
-) -> SyncResult:
-    stamp = cached.updated_at.strftime("%Y-%m-%d %H:%M UTC") if cached.updated_at else "unknown"
-    warning = (
-        f"could not refresh {ticker} from {source.name} ({error}); using {cached.rows} cached "
-        f"rows up to {cached.last_date} (downloaded {stamp}): the data may be out of date"
-    )
-    logger.warning("STALE PRICES: %s", warning)
-    return _cached_result(ticker, source, cached, in_range, warning=warning)
-
-
-def sync_prices(
-    db: Database,
-    source: PriceSource,
-    ticker: str,
-    *,
-    expiry_hours: float,
-    clock: Clock = utc_now,
-    force: bool = False,
-    start: date | None = None,
-    end: date | None = None,
-    min_rows: int = 0,
-    purpose: str = "this",
-) -> SyncResult:
-    """Make the cache hold current prices for ``ticker`` (see the module docstring's rules).
-
-    ``min_rows``: fewer rows than this within ``[start, end]`` raises ``NotEnoughDataError``
-    and caches nothing (``purpose`` names what needs them in the message).
-
-    ``start``/``end`` (inclusive) bound a full download and the reported row counts; a fresh
-    cache is reused whatever the range unless ``start`` predates it by more than a week.
-    Raises ``DataSourceError`` only when the source fails and nothing is cached.
-    """
-    result, _unchanged = _sync(
-        db,
-        source,
-        ticker,
-        expiry_hours=expiry_hours,
-        clock=clock,
-        force=force,
-        start=start,
-        end=end,
-        min_rows=min_rows,
-        purpose=purpose,
-    )
-    return result
-
-
-def _cached_result(
-    symbol: str,
-    source: PriceSource,
-    cached: _Summary,
-    in_range: _Summary,
-    *,
-    warning: str | None = None,
-) -> SyncResult:
-    """The answer of the cache rule when the cached rows are used as they are (``warning``:
-    because the source failed, so they are stale)."""
-    return SyncResult(
-        ticker=symbol,
-        rows=in_range.rows,
-        first_date=in_range.first_date,
-        last_date=in_range.last_date,
-        from_cache=True,
-        dropped_rows=0,
-        drop_reasons={},
-        downloaded_rows=0,
-        incremental=False,
-        stale=warning is not None,
-        warning=warning,
-        updated_at=cached.updated_at,
-        source=source.name,
-    )
-
-
-def _sync(
-    db: Database,
-    source: PriceSource,
-    ticker: str,
-    *,
-    expiry_hours: float,
-    clock: Clock,
-    force: bool,
-    start: date | None,
-    end: date | None,
-    min_rows: int,
-    purpose: str,
-) -> tuple[SyncResult, _Summary | None]:
-    """``sync_prices``, plus the in-range summary when nothing was written (else ``None``)."""
-    symbol = validate_ticker(ticker)
-    check_date_range(start, end)
-    expiry = _expiry(expiry_hours)
-    now = _now(clock)
-    if start is None and end is None:
-        cached = in_range = _whole_history_summary(db, symbol)
-    else:
-        with db.session() as session:
-            cached = _summary(session, symbol)
-            in_range = _summary(session, symbol, start, end)
-    earlier = needs_earlier_history(cached.first_date, start)
-    fresh = cached.rows > 0 and is_fresh(cached.updated_at, now, expiry)
-    requirement = _RowRequirement(min_rows, start, end, purpose) if min_rows > 0 else None
-
-    if fresh and not force and not earlier:
-        if requirement is not None:
-            requirement.check(symbol, in_range)
-        return _cached_result(symbol, source, cached, in_range), in_range
-
-    try:
-        download = _download(
-            db, source, symbol, cached, full=force or earlier, start=start, end=end
-        )
-    except DataSourceError as error:
-        if cached.rows == 0:
-            raise
-        if requirement is not None:
-            requirement.check(symbol, in_range)
-        return _stale_result(symbol, source, cached, in_range, error), in_range
-
-    written = _write_with_retry(db, symbol, download, now, requirement)
-    with db.session() as session:
-        after = _summary(session, symbol, start, end)
-    logger.info(
-        "cached %d %s rows from %s (%s)",
-        written,
-        symbol,
-        source.name,
-        "incremental" if download.incremental else "full",
-    )
-    written_result = SyncResult(
-        ticker=symbol,
-        rows=after.rows,
-        first_date=after.first_date,
-        last_date=after.last_date,
-        from_cache=False,
-        dropped_rows=download.prices.dropped_rows,
-        drop_reasons=dict(download.prices.drop_reasons),
-        downloaded_rows=written,
-        incremental=download.incremental,
-        stale=False,
-        warning=None,
-        updated_at=now,
-        source=source.name,
-    )
-    return written_result, None
-
-
-class PriceFrames:
-    """Price frames loaded recently, reused while the database still holds the same rows.
-
-    Why: a forecast needs a ticker's whole cached history (thousands of rows), and reading it
-    back through SQL costs many times the forecast itself. The cache rule runs on every call;
-    its summary query (row count, first and last day, oldest ``updated_at``, sums of close
-    and volume) identifies the rows held, so an unchanged summary means an unchanged frame.
-    Every write stamps a new ``updated_at`` on all of a ticker's rows, and the sums catch a
-    rewrite under a frozen (test) clock. Thread-safe; callers get their own copy.
-
-    With ``recheck_seconds`` > 0 (the API's setting), a summary checked less than that long
-    ago is trusted without asking the database again, as long as this process has not written
-    prices through the same :class:`Database` since (``write_generation``). The summary query
-    was a third of a served forecast's time under load; what it costs is that a write by
-    *another* process (a CLI sync, a training kernel) is seen up to ``recheck_seconds`` late.
-    Freshness itself is always decided on the current clock.
+    ``expiry_hours`` is checked here, so a bad value fails before anything is read.
+    ``frames``: :meth:`get` reuses frames loaded earlier while their rows are unchanged (see
+    :class:`~stock_lstm.data.price_frames.PriceFrames`); ``None`` reads them every time.
     """
 
-    def __init__(self, max_size: int = 64, *, recheck_seconds: float = 0.0) -> None:
-        if not recheck_seconds >= 0:
-            raise InvalidParameterError(
-                f"recheck_seconds must be 0 or more, got {recheck_seconds!r}"
-            )
-        self.max_size = max_size
-        self.recheck_seconds = recheck_seconds
-        self._items: LruCache[tuple[Any, ...], _Frame] = LruCache(max_size)
-
-    def get(self, key: tuple[Any, ...], summary: _Summary) -> pd.DataFrame | None:
-        """A copy of the frame stored under ``key`` if it was loaded under ``summary``."""
-        item = self._items.get(key)
-        if item is None or item.summary != summary:
-            return None
-        return item.frame.copy()  # kept frames are never modified: no lock needed to copy
-
-    def recent(self, key: tuple[Any, ...], generation: int) -> tuple[_Summary, pd.DataFrame] | None:
-        """The summary and a copy of the frame under ``key`` if its summary was read less
-        than ``recheck_seconds`` ago and no write of this process came in between."""
-        if self.recheck_seconds <= 0:
-            return None
-        item = self._items.get(key)
-        if (
-            item is None
-            or item.generation != generation
-            or time.monotonic() - item.checked_at >= self.recheck_seconds
-        ):
-            return None
-        return item.summary, item.frame.copy()
-
-    def put(
+    def __init__(
         self,
-        key: tuple[Any, ...],
-        summary: _Summary,
-        frame: pd.DataFrame,
+        db: Database,
+        source: PriceSource,
         *,
-        generation: int = -1,
-        checked_at: float = -math.inf,
+        expiry_hours: float,
+        clock: Clock = utc_now,
+        frames: PriceFrames | None = None,
     ) -> None:
-        """Keep ``frame`` as loaded under ``summary``, read at ``checked_at`` (monotonic
-        clock, taken *before* the query) when this process's write generation was
-        ``generation``."""
-        self._items.put(key, _Frame(summary, frame.copy(), generation, checked_at))
+        self._expiry = _expiry(expiry_hours)
+        self.db = db
+        self.source = source
+        self.expiry_hours = expiry_hours
+        self.clock = clock
+        self.frames = frames
 
-    def touch(
-        self, key: tuple[Any, ...], summary: _Summary, generation: int, checked_at: float
-    ) -> None:
-        """Record that the frame under ``key`` was found unchanged by a summary query (one
-        check-and-replace under the cache's lock: a newer frame put meanwhile is kept)."""
+    # --- what is cached ---------------------------------------------------------------------
 
-        def refreshed(item: _Frame) -> _Frame | None:
-            if item.summary != summary:
-                return None
-            return _Frame(summary, item.frame, generation, checked_at)
+    def status(self, ticker: str) -> CacheStatus:
+        """Rows, date span, oldest ``updated_at`` and freshness of one ticker's cached prices."""
+        symbol = validate_ticker(ticker)
+        with self.db.session() as session:
+            summary = _summary(session, symbol)
+        return CacheStatus(
+            ticker=symbol,
+            rows=summary.rows,
+            first_date=summary.first_date,
+            last_date=summary.last_date,
+            updated_at=summary.updated_at,
+            fresh=summary.rows > 0 and self._is_fresh(summary),
+        )
 
-        self._items.update(key, refreshed)
+    def load(
+        self, ticker: str, *, start: date | None = None, end: date | None = None
+    ) -> pd.DataFrame:
+        """The cached prices as they are (no sync, no source), clipped to ``[start, end]``."""
+        return load_cached_prices(self.db, ticker, start=start, end=end)
 
-    def forget(self, key: tuple[Any, ...]) -> None:
-        self._items.pop(key)
+    def delete(self, ticker: str) -> int:
+        """Remove every cached row of ``ticker``; returns how many rows were deleted."""
+        symbol = validate_ticker(ticker)
+        with self.db.transaction() as session:
+            deleted = session.execute(delete(PriceCache).where(PriceCache.ticker == symbol))
+        _wrote(self.db)
+        return int(deleted.rowcount or 0)
 
-    def clear(self) -> None:
-        self._items.clear()
+    # --- the cache rule -----------------------------------------------------------------------
 
-    def __len__(self) -> int:
-        return len(self._items)
+    def sync(
+        self,
+        ticker: str,
+        *,
+        force: bool = False,
+        start: date | None = None,
+        end: date | None = None,
+        min_rows: int = 0,
+        purpose: str = "this",
+    ) -> SyncResult:
+        """Make the cache hold current prices for ``ticker`` (see the module docstring's rules).
 
+        ``min_rows``: fewer rows than this within ``[start, end]`` raises ``NotEnoughDataError``
+        and caches nothing (``purpose`` names what needs them in the message).
 
-@dataclass(frozen=True)
-class _Frame:
-    """A kept frame, the summary it was loaded under, and when that summary was last read."""
+        ``start``/``end`` (inclusive) bound a full download and the reported row counts; a
+        fresh cache is reused whatever the range unless ``start`` predates it by more than a
+        week. Raises ``DataSourceError`` only when the source fails and nothing is cached.
+        """
+        result, _unchanged = self._sync(_Request(ticker, start, end, force, min_rows, purpose))
+        return result
 
-    summary: _Summary
-    frame: pd.DataFrame
-    generation: int
-    checked_at: float
+    def get(
+        self,
+        ticker: str,
+        *,
+        force: bool = False,
+        start: date | None = None,
+        end: date | None = None,
+        min_rows: int = 0,
+        purpose: str = "this",
+    ) -> tuple[pd.DataFrame, SyncResult]:
+        """:meth:`sync`, then the cached prices within ``[start, end]`` (the usual entry point).
 
+        With ``frames``, a frame loaded earlier is reused while the rows are unchanged; the
+        cache rule runs either way, on a summary read at most ``frames.recheck_seconds`` ago.
+        """
+        request = _Request(ticker, start, end, force, min_rows, purpose)
+        if self.frames is None:
+            result, _unchanged = self._sync(request)
+            return self._load(request), result
+        return self._get_reusing(request, self.frames)
 
-def get_prices(
-    db: Database,
-    source: PriceSource,
-    ticker: str,
-    *,
-    expiry_hours: float,
-    clock: Clock = utc_now,
-    force: bool = False,
-    start: date | None = None,
-    end: date | None = None,
-    min_rows: int = 0,
-    purpose: str = "this",
-    frames: PriceFrames | None = None,
-) -> tuple[pd.DataFrame, SyncResult]:
-    """Sync, then load the cached prices within ``[start, end]`` (the usual entry point).
-
-    With ``frames``, a frame loaded earlier is reused while the rows are unchanged (see
-    :class:`PriceFrames`); the cache rule runs either way, on a summary read at most
-    ``frames.recheck_seconds`` ago.
-    """
-    symbol = validate_ticker(ticker)
-    key = (symbol, start, end)
-    generation = write_generation(db)
-    plain = start is None and end is None and not force and min_rows == 0
-    if frames is not None and plain:
-        recent = frames.recent(key, generation)
+    def _get_reusing(
+        self, request: _Request, frames: PriceFrames
+    ) -> tuple[pd.DataFrame, SyncResult]:
+        """``get`` through ``frames``: a kept frame whose rows the summary shows unchanged is
+        copied instead of read back; a frame just written over is forgotten."""
+        generation = write_generation(self.db)
+        recent = self._recent(request, frames, generation)
         if recent is not None:
-            summary, prices = recent
-            if is_fresh(summary.updated_at, _now(clock), _expiry(expiry_hours)):
-                return prices, _cached_result(symbol, source, summary, summary)
-    checked_at = time.monotonic()
-    result, unchanged = _sync(
-        db,
-        source,
-        ticker,
-        expiry_hours=expiry_hours,
-        clock=clock,
-        force=force,
-        start=start,
-        end=end,
-        min_rows=min_rows,
-        purpose=purpose,
-    )
-    if frames is None:
-        return load_cached_prices(db, symbol, start=start, end=end), result
-    if unchanged is None:  # just written: what was kept no longer describes the rows
-        frames.forget(key)
-        return load_cached_prices(db, symbol, start=start, end=end), result
-    reused = frames.get(key, unchanged)
-    if reused is not None:
-        frames.touch(key, unchanged, generation, checked_at)
-        return reused, result
-    prices = load_cached_prices(db, symbol, start=start, end=end)
-    frames.put(key, unchanged, prices, generation=generation, checked_at=checked_at)
-    return prices, result
+            return recent
+        checked_at = time.monotonic()
+        result, unchanged = self._sync(request)
+        if unchanged is None:  # just written: what was kept no longer describes the rows
+            frames.forget(request.key)
+            return self._load(request), result
+        reused = frames.get(request.key, unchanged)
+        if reused is not None:
+            frames.touch(request.key, unchanged, generation, checked_at)
+            return reused, result
+        prices = self._load(request)
+        frames.put(request.key, unchanged, prices, generation=generation, checked_at=checked_at)
+        return prices, result
 
+    def _recent(
+        self, request: _Request, frames: PriceFrames, generation: int
+    ) -> tuple[pd.DataFrame, SyncResult] | None:
+        """The kept frame of a plain request if its summary was read within the recheck window
+        and still counts as fresh on the current clock (no database query at all)."""
+        if not request.plain:
+            return None
+        recent = frames.recent(request.key, generation)
+        if recent is None:
+            return None
+        summary, prices = recent
+        if not self._is_fresh(summary):
+            return None
+        return prices, self._cached_result(request.ticker, summary, summary)
 
-def delete_cached_prices(db: Database, ticker: str) -> int:
-    """Remove every cached row of ``ticker``; returns how many rows were deleted."""
-    symbol = validate_ticker(ticker)
-    with db.transaction() as session:
-        deleted = session.execute(delete(PriceCache).where(PriceCache.ticker == symbol))
-    _wrote(db)
-    return int(deleted.rowcount or 0)
+    def _sync(self, request: _Request) -> tuple[SyncResult, CacheSummary | None]:
+        """``sync``, plus the in-range summary when nothing was written (else ``None``)."""
+        now = self._now()
+        cached, in_range = self._summaries(request)
+        earlier = needs_earlier_history(cached.first_date, request.start)
+        fresh = cached.rows > 0 and is_fresh(cached.updated_at, now, self._expiry)
+
+        if fresh and not request.force and not earlier:
+            request.check_rows(in_range)
+            return self._cached_result(request.ticker, cached, in_range), in_range
+
+        try:
+            download = self._download(request, cached, full=request.force or earlier)
+        except DataSourceError as error:
+            if cached.rows == 0:
+                raise
+            request.check_rows(in_range)
+            return self._stale_result(request.ticker, cached, in_range, error), in_range
+
+        return self._store(request, download, now), None
+
+    def _summaries(self, request: _Request) -> tuple[CacheSummary, CacheSummary]:
+        """The summaries of the ticker's whole history and of the requested range."""
+        if request.whole_history:
+            whole = _whole_history_summary(self.db, request.ticker)
+            return whole, whole
+        with self.db.session() as session:
+            whole = _summary(session, request.ticker)
+            return whole, _summary(session, request.ticker, request.start, request.end)
+
+    def _download(self, request: _Request, cached: CacheSummary, *, full: bool) -> _Download:
+        """Fetch only the tail when the source and cache allow it, else the whole range."""
+        ticker = request.ticker
+        if not full and self.source.supports_incremental and cached.last_date is not None:
+            tail_start = cached.last_date - timedelta(days=INCREMENTAL_OVERLAP_DAYS)
+            end = request.end
+            tail_end = end if end is not None and end >= tail_start else None
+            tail = self.source.fetch(ticker, tail_start, tail_end)
+            known = load_cached_prices(self.db, ticker, start=tail_start)
+            if closes_agree(known["close"], tail.frame["close"]):
+                return _Download(tail, incremental=True)
+            logger.info(
+                "%s closes since %s differ from the cache by more than %.1f%% (re-adjusted "
+                "history or no overlap): downloading the full range",
+                ticker,
+                tail_start,
+                READJUSTMENT_TOLERANCE * 100,
+            )
+        return _Download(self.source.fetch(ticker, request.start, request.end), incremental=False)
+
+    def _store(self, request: _Request, download: _Download, now: datetime) -> SyncResult:
+        """Write a download and describe the cache after it."""
+        written = _write_with_retry(self.db, request, download, now)
+        with self.db.session() as session:
+            after = _summary(session, request.ticker, request.start, request.end)
+        logger.info(
+            "cached %d %s rows from %s (%s)",
+            written,
+            request.ticker,
+            self.source.name,
+            "incremental" if download.incremental else "full",
+        )
+        return SyncResult(
+            ticker=request.ticker,
+            rows=after.rows,
+            first_date=after.first_date,
+            last_date=after.last_date,
+            from_cache=False,
+            dropped_rows=download.prices.dropped_rows,
+            drop_reasons=dict(download.prices.drop_reasons),
+            downloaded_rows=written,
+            incremental=download.incremental,
+            stale=False,
+            warning=None,
+            updated_at=now,
+            source=self.source.name,
+        )
+
+    def _cached_result(
+        self,
+        symbol: str,
+        cached: CacheSummary,
+        in_range: CacheSummary,
+        *,
+        warning: str | None = None,
+    ) -> SyncResult:
+        """The answer of the cache rule when the cached rows are used as they are
+        (``warning``: because the source failed, so they are stale)."""
+        return SyncResult(
+            ticker=symbol,
+            rows=in_range.rows,
+            first_date=in_range.first_date,
+            last_date=in_range.last_date,
+            from_cache=True,
+            dropped_rows=0,
+            drop_reasons={},
+            downloaded_rows=0,
+            incremental=False,
+            stale=warning is not None,
+            warning=warning,
+            updated_at=cached.updated_at,
+            source=self.source.name,
+        )
+
+    def _stale_result(
+        self,
+        symbol: str,
+        cached: CacheSummary,
+        in_range: CacheSummary,
+        error: DataSourceError,
+    ) -> SyncResult:
+        stamp = cached.updated_at.strftime("%Y-%m-%d %H:%M UTC") if cached.updated_at else "unknown"
+        warning = (
+            f"could not refresh {symbol} from {self.source.name} ({error}); using {cached.rows} "
+            f"cached rows up to {cached.last_date} (downloaded {stamp}): the data may be out of "
+            "date"
+        )
+        logger.warning("STALE PRICES: %s", warning)
+        return self._cached_result(symbol, cached, in_range, warning=warning)
+
+    def _is_fresh(self, summary: CacheSummary) -> bool:
+        return is_fresh(summary.updated_at, self._now(), self._expiry)
+
+    def _now(self) -> datetime:
+        return _now(self.clock)
+
+    def _load(self, request: _Request) -> pd.DataFrame:
+        return load_cached_prices(self.db, request.ticker, start=request.start, end=request.end)

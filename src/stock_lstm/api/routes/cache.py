@@ -6,7 +6,6 @@ from fastapi import APIRouter, Query
 
 from stock_lstm.api.deps import ContextDep, MetricsDep, TickerPath, TokenRequired
 from stock_lstm.api.schemas import CacheDeleted, CacheStatusResponse, ErrorResponse, SyncResponse
-from stock_lstm.data.cache import cache_status, delete_cached_prices
 from stock_lstm.workflows import sync_ticker
 
 router = APIRouter(prefix="/cache", tags=["cache"])
@@ -15,10 +14,7 @@ router = APIRouter(prefix="/cache", tags=["cache"])
 @router.get("/{ticker}", responses={422: {"model": ErrorResponse}})
 def get_cache_status(ticker: TickerPath, ctx: ContextDep) -> CacheStatusResponse:
     """Rows, date span, download time and freshness of the ticker's cached prices."""
-    status = cache_status(
-        ctx.db, ticker, expiry_hours=ctx.settings.cache_expiry_hours, clock=ctx.clock
-    )
-    return CacheStatusResponse.model_validate(status)
+    return CacheStatusResponse.model_validate(ctx.prices.status(ticker))
 
 
 @router.post(
@@ -49,4 +45,4 @@ def sync_cache(
 )
 def delete_cache(ticker: TickerPath, ctx: ContextDep) -> CacheDeleted:
     """Forget the ticker's cached prices (the next sync downloads them again)."""
-    return CacheDeleted(ticker=ticker, deleted_rows=delete_cached_prices(ctx.db, ticker))
+    return CacheDeleted(ticker=ticker, deleted_rows=ctx.prices.delete(ticker))
