@@ -65,6 +65,10 @@ def test_train_predict_models_activate_round_trip(
     listed = run_json(capsys, "models", "AAPL")["models"]
     assert [m["is_active"] for m in listed] == [True, False]
     assert listed[0]["version_id"] == second["version_id"]
+    # The registry's metrics in their one JSON form, not a record's repr.
+    metrics = listed[0]["metrics"]
+    assert metrics["training"]["epochs_run"] == 3 and metrics["gate"]["status"]
+    assert metrics["horizons"][0]["model"]["mae"] == metrics["mae"] == second["metrics"]["mae"]
 
     run_json(capsys, "activate", first["version_id"])
     listed = {m["version_id"]: m["is_active"] for m in run_json(capsys, "models")["models"]}

@@ -127,9 +127,19 @@ def _reconcile_database(settings: Any) -> None:
     _reconcile_runs(settings)
 
 
+def _json_value(value: Any) -> Any:
+    """``--json``'s encoder for what ``json`` cannot write: a typed record in its JSON form
+    (``str`` of one would be its repr), anything else (dates, paths) as text."""
+    from pydantic import BaseModel
+
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    return str(value)
+
+
 def _emit(args: argparse.Namespace, payload: dict[str, Any], human: Callable[[], str]) -> None:
     if args.json:
-        print(json.dumps(payload, default=str))
+        print(json.dumps(payload, default=_json_value))
     else:
         print(human())
 

@@ -101,7 +101,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
                 "is_active": r.is_active,
                 "network": r.network,
                 "params": r.params,
-                "metrics": r.metrics,
+                "metrics": r.metrics.to_json(),
                 "report_path": r.report_path,
             }
             for r in records
