@@ -83,7 +83,7 @@ def test_the_notebook_table_is_made_from_the_declaration() -> None:
     ]
     assert {row["parameter"] for row in rows} == set(PARAMETERS)
     epochs = next(row for row in rows if row["parameter"] == "epochs")
-    assert epochs["value"] == 5 and not epochs["default"]
+    assert (epochs["value"], epochs["default"]) == ("5", "100")
     assert epochs["meaning"] == PARAMETERS["epochs"].help and epochs["accepts"] == "1..1000"
 
 

@@ -116,9 +116,11 @@ def parameter_help(name: str) -> str:
 GROUPS = ("network", "data", "training")
 
 
-def parameter_rows(params: TrainParams) -> list[dict[str, Any]]:
+def parameter_rows(params: TrainParams) -> list[dict[str, str]]:
     """Notebook 03's parameter table, made from :data:`PARAMETERS`: one row per parameter
-    with this run's value, its group, what it accepts and what it means."""
+    with this run's value and the default (as a user types them), its group, what it
+    accepts and what it means."""
+    defaults = TrainParams()
     rows = []
     for name, spec in sorted(PARAMETERS.items(), key=lambda item: GROUPS.index(item[1].group)):
         if spec.choices:
@@ -126,13 +128,12 @@ def parameter_rows(params: TrainParams) -> list[dict[str, Any]]:
         else:
             assert spec.bounds is not None
             accepted = f"{_show(spec.bounds[0])}..{_show(spec.bounds[1])}"
-        value = getattr(params, name)
         rows.append(
             {
                 "parameter": name,
                 "group": spec.group,
-                "value": value,
-                "default": value == getattr(TrainParams(), name),
+                "value": _show(getattr(params, name)),
+                "default": _show(getattr(defaults, name)),
                 "accepts": accepted,
                 "meaning": spec.help,
             }
@@ -140,9 +141,9 @@ def parameter_rows(params: TrainParams) -> list[dict[str, Any]]:
     return rows
 
 
-def _show(bound: float) -> str:
-    """A range bound as a user types it: ``4294967295`` rather than ``4.29497e+09``."""
-    return str(bound) if isinstance(bound, int) else f"{bound:g}"
+def _show(value: float | str) -> str:
+    """A value as a user types it: ``4294967295`` rather than ``4.29497e+09``, ``0.001``."""
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _is_float_field(name: str) -> bool:
