@@ -156,3 +156,26 @@ def test_a_legacy_pickle_of_another_type_is_refused_and_not_cached(
 def test_an_encoder_state_that_is_not_one_is_refused(state: object) -> None:
     with pytest.raises(ValueError):
         encoder_from_state(state)
+
+
+def test_an_artifact_error_names_server_files_only_to_who_may_see_them(
+    ctx: AppContext, record: ModelRecord, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The refusal names the models folder: a token holder reads it, any other client of a
+    server with a token gets a generic sentence (the full text goes to the server log)."""
+    from stock_lstm.api.app import GENERIC_ARTIFACT_ERROR
+
+    moved = tmp_path / "elsewhere.pt"
+    shutil.copyfile(record.model_path, moved)
+    rewrite_row(ctx, record.version_id, model_path=str(moved))
+    ctx.settings.api_token = "secret"
+    body = {"ticker": "AAPL", "days_ahead": 3}
+    with TestClient(create_app(context=ctx)) as client:
+        anonymous = client.post("/api/v1/predict", json=body)
+        holder = client.post(
+            "/api/v1/predict", json=body, headers={"Authorization": "Bearer secret"}
+        )
+    assert anonymous.status_code == holder.status_code == 409
+    assert anonymous.json()["detail"] == GENERIC_ARTIFACT_ERROR
+    assert str(ctx.settings.models_dir) in holder.json()["detail"]
+    assert str(ctx.settings.models_dir) in caplog.text

@@ -24,11 +24,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stock_lstm import __version__
 from stock_lstm.api import routes
-from stock_lstm.api.guards import RequestGuardMiddleware, send_refusal
+from stock_lstm.api.guards import RequestGuardMiddleware, may_see_server_details, send_refusal
 from stock_lstm.api.schemas import API_PREFIX
 from stock_lstm.api.training_pool import RunTraining, make_training_pool
 from stock_lstm.config import Settings
-from stock_lstm.errors import StockLSTMError
+from stock_lstm.errors import ArtifactError, StockLSTMError
 from stock_lstm.models import jobs, registry
 from stock_lstm.monitoring.metrics import UNMATCHED_ROUTE, ApiMetrics
 from stock_lstm.workflows import AppContext
@@ -74,9 +74,23 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=422, content={"detail": f"invalid request: {problems}"})
 
 
+#: What a client that may not see server details reads instead of an artifact error's text
+#: (which names the models folder and the files in it).
+GENERIC_ARTIFACT_ERROR = (
+    "the model files of this version cannot be loaded (the reason is in the server log): "
+    "retrain the ticker or activate another version"
+)
+
+
 async def _stock_lstm_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StockLSTMError)
-    return JSONResponse(status_code=exc.http_status, content={"detail": str(exc)})
+    detail = str(exc)
+    if isinstance(exc, ArtifactError):
+        token = request.app.state.context.settings.api_token
+        if not may_see_server_details(request.scope, token):
+            log.warning("%s %s: %s", request.method, request.url.path, detail)
+            detail = GENERIC_ARTIFACT_ERROR
+    return JSONResponse(status_code=exc.http_status, content={"detail": detail})
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
