@@ -247,6 +247,45 @@ def test_garch_anchor_recovers_a_simulated_garch_t_process() -> None:
     assert again[0, 0, 1] == pytest.approx(quantiles[0, 0, 1])
 
 
+def test_the_combination_averages_the_online_model_and_garch_in_log_space() -> None:
+    """Each bound of "model_garch" is the geometric mean of the model's online bound and
+    GARCH-t's (their average in log space), and its median that of the two medians."""
+    from stock_lstm.evaluation.holdout import HoldoutForecasts
+    from stock_lstm.evaluation.intervals import (
+        StartingCalibration,
+        interval_forecasts,
+        probabilistic_scores,
+    )
+
+    rng = np.random.default_rng(3)
+    closes = 100 * np.exp(np.concatenate([[0.0], np.cumsum(rng.normal(0, 0.01, 900))]))
+    origins = np.arange(700, 760)
+    last = closes[origins]
+    horizon = 2
+    rows = origins[:, None] + np.arange(1, horizon + 1)
+    forecasts = HoldoutForecasts(
+        origins=origins,
+        origin_dates=pd.date_range("2020-01-01", periods=len(origins), freq="B"),
+        last_close=last,
+        forecast=last[:, None] * 1.002 * np.ones((1, horizon)),
+        actual=closes[rows],
+        persistence=np.repeat(last[:, None], horizon, axis=1),
+        drift=np.repeat(last[:, None], horizon, axis=1),
+    )
+    start = StartingCalibration(
+        conformal={f"{level:g}": [0.02, 0.03] for level in (0.5, 0.8, 0.9, 0.95)},
+        theta=np.zeros((horizon, 4)),
+    )
+    bounds = interval_forecasts(forecasts, closes, start).bounds
+    for side in (0, 1):
+        expected = np.sqrt(bounds["model"][side] * bounds["garch_t"][side])
+        np.testing.assert_allclose(bounds["model_garch"][side], expected, rtol=1e-12)
+    assert (bounds["model_garch"][0] < bounds["model_garch"][1]).all()
+    scores = probabilistic_scores(forecasts, bounds)
+    assert list(scores) == ["model", "model_static", "model_garch", "garch_t", "ewma"]
+    assert 0 <= scores["model_garch"][0]["0.9"]["coverage"] <= 1
+
+
 # --- features -------------------------------------------------------------------------------
 
 

@@ -30,6 +30,7 @@ def format_metrics_table(metrics: TrainingMetrics) -> str:
 INTERVAL_LABELS = {
     "model": "model (online)",
     "model_static": "model, frozen at training",
+    "model_garch": "model + GARCH-t (average)",
     "garch_t": "GARCH(1,1)-t",
     "ewma": "EWMA (0.94)",
 }

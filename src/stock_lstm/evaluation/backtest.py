@@ -43,6 +43,8 @@ BACKTEST_COLUMNS = (
     "upper",
     "model_static_lower",
     "model_static_upper",
+    "model_garch_lower",
+    "model_garch_upper",
     "garch_t_lower",
     "garch_t_upper",
     "ewma_lower",

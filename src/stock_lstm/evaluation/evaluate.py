@@ -134,7 +134,7 @@ def summarize(rows: list[dict[str, Any]], horizon: int) -> tuple[pd.DataFrame, s
             "directional_accuracy_h1": group["directional_accuracy_h1"].mean(),
             "drift_rmae_h1": group["rmae_drift_h1"].mean(),
         }
-        for name in ("model", "model_static", "garch_t", "ewma"):
+        for name in ("model", "model_static", "model_garch", "garch_t", "ewma"):
             for metric in ("coverage90_h1", "winkler90_h1", "crps_h1", "kupiec90_h1"):
                 column = f"{name}_{metric}"
                 if column in group:
@@ -246,6 +246,19 @@ def _aims(table: pd.DataFrame) -> list[str]:
                 f"{len(table)} tickers (Wilcoxon signed-rank p = "
                 f"{_wilcoxon(table['model_winkler90_h1'], table[other])})"
             )
+    if "model_garch_winkler90_h1" in table and "garch_t_winkler90_h1" in table:
+        combined, garch = table["model_garch_winkler90_h1"], table["garch_t_winkler90_h1"]
+        ratio = combined.mean() / garch.mean()
+        coverage = table["model_garch_coverage90_h1"]
+        lines.append(
+            f"- the combination model + GARCH-t (scored, not served): mean Winkler at h=1 "
+            f"{_fmt(combined.mean(), 2)}, {(1 - ratio) * 100:.1f}% below GARCH-t (lower on "
+            f"{int((combined < garch).sum())} of {len(table)} tickers, Wilcoxon p = "
+            f"{_wilcoxon(combined, garch)}); against the model alone "
+            f"{_fmt(table['model_winkler90_h1'].mean(), 2)} (p = "
+            f"{_wilcoxon(combined, table['model_winkler90_h1'])}); 90% coverage "
+            f"{_fmt(coverage.min())}-{_fmt(coverage.max())}"
+        )
     lines.append(
         f"- median rMAE at h=1: {_fmt(table['rmae_h1'].median())}; tickers above 1.02: "
         f"{', '.join(table.loc[table['rmae_h1'] > 1.02, 'ticker']) or 'none'}"

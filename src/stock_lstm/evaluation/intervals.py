@@ -4,8 +4,13 @@ The model's intervals start from its validation slice (split conformal on normal
 scores, see ``models.online_calibration``) and are then corrected origin by origin as
 closes arrive ("model"); the same start without corrections ("model_static") is what an
 interval calibrated once at training gives. GARCH(1,1)-t and EWMA ("garch_t", "ewma") are
-fitted on the rows before the first origin. Training reports (the test slice) and
-walk-forward backtests both go through here, so they score the same things the same way.
+fitted on the rows before the first origin. "model_garch" is the equal-weight combination of
+the model's online interval and GARCH-t's: each bound the average of the two in log-return
+space (quantile averaging, "Vincentization"; Lichtendahl, Grushka-Cockayne & Winkler 2013),
+no weight fitted. It is scored, not served: forecast combination is the field's standard
+answer to two close competitors, and this row says whether it pays here. Training reports
+(the test slice) and walk-forward backtests both go through here, so they score the same
+things the same way.
 """
 
 from __future__ import annotations
@@ -34,7 +39,9 @@ from stock_lstm.models.online_calibration import (
 )
 
 #: Interval forecasters scored everywhere, in the order tables show them.
-FORECASTERS = ("model", "model_static", *ANCHORS)
+FORECASTERS = ("model", "model_static", "model_garch", *ANCHORS)
+#: The combination of the model's online interval and this anchor's (see the module doc).
+COMBINED_ANCHOR = "garch_t"
 
 Bounds = dict[str, tuple[np.ndarray, np.ndarray]]
 
@@ -109,6 +116,10 @@ def interval_forecasts(
             )
             anchor_bounds = base_intervals_from_quantiles(quantiles, QUANTILE_LEVELS, last_close)
             bounds[name] = to_prices(*anchor_bounds, last_close)
+            if name == COMBINED_ANCHOR:
+                online = calibrated(lower, upper, tracked.theta_used)
+                combined = [(a + b) / 2 for a, b in zip(online, anchor_bounds, strict=True)]
+                bounds["model_garch"] = to_prices(*combined, last_close)
     return IntervalForecasts(bounds, tracked)
 
 
@@ -126,7 +137,7 @@ def probabilistic_scores(
         if name not in bounds:
             continue
         lower, upper = bounds[name]
-        centre = forecasts.persistence if name in ANCHORS else forecasts.forecast
+        centre = _centre(name, forecasts)
         quantiles, levels = interval_quantiles(lower, upper, centre)
         rows = []
         for h in range(forecasts.horizon):
@@ -152,10 +163,21 @@ def probabilistic_scores(
     return out
 
 
+def _centre(name: str, forecasts: HoldoutForecasts) -> np.ndarray:
+    """A forecaster's median: persistence for an anchor, the model's for the model, and the
+    geometric mean of the two for their combination (the average in log space)."""
+    if name in ANCHORS:
+        return forecasts.persistence
+    if name == "model_garch":
+        return np.sqrt(forecasts.forecast * forecasts.persistence)
+    return forecasts.forecast
+
+
 #: Readable names of the forecasters, for tables and legends.
 FORECASTER_LABELS = {
     "model": "model (online calibration)",
     "model_static": "model, frozen at the fit",
+    "model_garch": "model + GARCH-t (average)",
     "garch_t": "GARCH(1,1)-t",
     "ewma": "EWMA (lambda 0.94)",
 }
