@@ -503,3 +503,13 @@ def test_horizon_table_keeps_only_the_asked_horizons() -> None:
     }
     table = eda.horizon_table(rows, horizons=eda.READ_HORIZONS)
     assert list(table.index) == [1, 2, 3, 4, 5, 10]
+
+
+def test_coverage_lines_have_one_colour_per_forecaster(figures: list[Figure]) -> None:
+    """Five interval forecasters: five different colours (two oranges once hid EWMA)."""
+    names = ["model", "frozen", "model + GARCH-t", "GARCH-t", "EWMA"]
+    coverage = pd.DataFrame(np.full((5, len(names)), 0.9), index=pd.RangeIndex(1, 6), columns=names)
+    fig = plots.coverage_and_pit(coverage, np.linspace(0.05, 0.95, 50))
+    figures.append(fig)
+    lines = [line for line in fig.axes[0].get_lines() if line.get_label() in names]
+    assert len({line.get_color() for line in lines}) == len(names)

@@ -500,7 +500,8 @@ def coverage_and_pit(
     wide). ``coverage``: forecasters as columns, horizons as index."""
     fig = _new_figure()
     left, right = fig.subplots(1, 2)
-    palette = (COLORS["model"], COLORS["train"], COLORS["persistence"], COLORS["test"])
+    # One distinct colour per forecaster (the model's first): five lines, no repeats.
+    palette = (COLORS["model"], COLORS["train"], "tab:purple", COLORS["persistence"], "tab:green")
     for column, color in zip(coverage.columns, palette * 2, strict=False):
         left.plot(coverage.index, coverage[column], marker="o", ms=4, color=color, label=column)
     left.axhline(level, color="black", ls="--", lw=1, label=f"nominal {level:.0%}")
