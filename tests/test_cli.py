@@ -182,6 +182,7 @@ def test_the_backtest_headline_names_rmae_and_every_forecaster() -> None:
     from stock_lstm.cli import format_backtest_headline
 
     scores = {"0.9": {"coverage": 0.9, "winkler": 5.0, "kupiec_p": 0.5}, "crps": 0.4}
+    har = {"0.9": {"coverage": 0.9, "winkler": 4.5, "kupiec_p": 0.5}, "crps": 0.4}
     summary = {
         "n_origins": 500,
         "first_origin": "2018-01-02",
@@ -189,14 +190,18 @@ def test_the_backtest_headline_names_rmae_and_every_forecaster() -> None:
         "fits": 5,
         "horizons": [{"horizon": 1, "rmae": 0.9987}, {"horizon": 2, "rmae": 1.0123}],
         "probabilistic": {
-            name: [scores, scores] for name in ("model", "model_static", "garch_t", "ewma")
+            **{name: [scores, scores] for name in ("model", "model_static", "garch_t", "ewma")},
+            "har_range": [har, har],
         },
     }
     text = "\n".join(format_backtest_headline(summary))
     assert "500 origins 2018-01-02..2019-12-24, 5 fit(s)" in text
     assert "h=1: 0.999  h=2: 1.012" in text
-    for label in ("model (online)", "GARCH(1,1)-t", "EWMA (0.94)"):
+    for label in ("model (online calibration)", "GARCH(1,1)-t", "HAR on the range", "EWMA"):
         assert label in text
+    # The strongest anchor (lowest Winkler) is marked, at each horizon shown, and no other.
+    marked = [line for line in text.splitlines() if "strongest anchor" in line]
+    assert len(marked) == 2 and marked[0].startswith("HAR on the range")
 
 
 def test_a_dotenv_file_in_the_working_folder_sets_the_source(

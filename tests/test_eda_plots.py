@@ -506,8 +506,10 @@ def test_horizon_table_keeps_only_the_asked_horizons() -> None:
 
 
 def test_coverage_lines_have_one_colour_per_forecaster(figures: list[Figure]) -> None:
-    """Five interval forecasters: five different colours (two oranges once hid EWMA)."""
-    names = ["model", "frozen", "model + GARCH-t", "GARCH-t", "EWMA"]
+    """Every interval forecaster gets its own colour (two oranges once hid EWMA)."""
+    from stock_lstm.evaluation.intervals import FORECASTER_LABELS
+
+    names = list(FORECASTER_LABELS.values())
     coverage = pd.DataFrame(np.full((5, len(names)), 0.9), index=pd.RangeIndex(1, 6), columns=names)
     fig = plots.coverage_and_pit(coverage, np.linspace(0.05, 0.95, 50))
     figures.append(fig)

@@ -15,7 +15,7 @@ from stock_lstm.data.encoding import OHLCV_COLUMNS, ReturnFeaturesEncoder, ohlcv
 from stock_lstm.data.frames import normalize_ohlcv
 from stock_lstm.data.preprocessing import prepare_data
 from stock_lstm.data.synthetic import synthetic_prices
-from stock_lstm.evaluation.anchors import anchor_quantiles
+from stock_lstm.evaluation.anchors import FIT_WINDOW_DAYS, anchor_quantiles
 from stock_lstm.evaluation.probabilistic import (
     christoffersen_test,
     interval_scores,
@@ -230,14 +230,17 @@ def test_garch_anchor_recovers_a_simulated_garch_t_process() -> None:
     closes = 50 * np.exp(np.concatenate([[0.0], np.cumsum(returns)]))
     origins = np.array([3500, 3600])
     quantiles = anchor_quantiles("garch_t", closes, origins, 3500, 1, (0.05, 0.95))
-    # The fitted model's own one-day forecast, by hand from its parameters and the filter.
+    # The fitted model's own one-day forecast, by hand from its parameters and the filter,
+    # estimated on the last FIT_WINDOW_DAYS returns before the first origin only.
+    skip = 3499 - FIT_WINDOW_DAYS
     fit = arch_model(
-        100 * np.diff(np.log(closes)), mean="Zero", vol="GARCH", p=1, q=1, dist="t"
-    ).fit(last_obs=3499, disp="off")
+        100 * np.diff(np.log(closes))[skip:], mean="Zero", vol="GARCH", p=1, q=1, dist="t"
+    ).fit(last_obs=FIT_WINDOW_DAYS, disp="off")
     alpha, beta = fit.params["alpha[1]"], fit.params["beta[1]"]
     assert alpha + beta == pytest.approx(0.98, abs=0.03)
     nu = fit.params["nu"]
-    sigma = np.sqrt(fit.forecast(horizon=1, start=3499, reindex=False).variance.iloc[0, 0])
+    forecast = fit.forecast(horizon=1, start=FIT_WINDOW_DAYS, reindex=False)
+    sigma = np.sqrt(forecast.variance.iloc[0, 0])
     upper = closes[3500] * np.exp(stats.t.ppf(0.95, nu) * np.sqrt((nu - 2) / nu) * sigma / 100)
     assert quantiles[0, 0, 1] == pytest.approx(upper, rel=1e-6)
     # Only the past matters: a wild future leaves the first origin's band alone.
@@ -281,8 +284,19 @@ def test_the_combination_averages_the_online_model_and_garch_in_log_space() -> N
         expected = np.sqrt(bounds["model"][side] * bounds["garch_t"][side])
         np.testing.assert_allclose(bounds["model_garch"][side], expected, rtol=1e-12)
     assert (bounds["model_garch"][0] < bounds["model_garch"][1]).all()
+    for name in ("model", "model_static", "model_garch"):  # scored as fans, as served
+        lower, upper = bounds[name]
+        assert (np.diff(lower, axis=1) <= 0).all() and (np.diff(upper, axis=1) >= 0).all()
     scores = probabilistic_scores(forecasts, bounds)
-    assert list(scores) == ["model", "model_static", "model_garch", "garch_t", "ewma"]
+    assert list(scores) == [
+        "model",
+        "model_static",
+        "model_garch",
+        "garch_t",
+        "gjr_skewt",
+        "har_range",
+        "ewma",
+    ]
     assert 0 <= scores["model_garch"][0]["0.9"]["coverage"] <= 1
 
 

@@ -33,6 +33,17 @@ COLORS = {
     "test": "tab:green",
     "band": "tab:red",
 }
+#: One distinct colour per interval forecaster, in ``evaluation.intervals.FORECASTERS``
+#: order (model, frozen, combination, GARCH-t, GJR, HAR, EWMA): no two lines share one.
+FORECASTER_PALETTE = (
+    COLORS["model"],
+    COLORS["train"],
+    "tab:purple",
+    COLORS["persistence"],
+    "tab:brown",
+    "tab:cyan",
+    COLORS["test"],
+)
 #: Central intervals of the fan chart, widest first, with their shading.
 FAN_BANDS = ((0.9, 0.12), (0.8, 0.16), (0.5, 0.24))
 WIDE = (10.0, 4.5)
@@ -436,14 +447,22 @@ test_forecast.__test__ = False  # type: ignore[attr-defined]  # not a pytest tes
 
 
 def interval_forecasters_over_time(
-    frame: pd.DataFrame, *, ticker: str, level: float = 0.9, currency: str | None = None
+    frame: pd.DataFrame,
+    *,
+    ticker: str,
+    level: float = 0.9,
+    currency: str | None = None,
+    anchor: str = "garch_t",
 ) -> Figure:
-    """Next-day closes against the model's online interval and GARCH-t's, then both widths.
+    """Next-day closes against the model's online interval and ``anchor``'s (pass the
+    strongest), then every forecaster's width.
 
     ``frame``: a backtest's rows at one horizon (``backtest.csv`` columns, indexed by target
     day). Misses of the model's interval are marked; the lower panel shows how each
     forecaster's width (in % of the close) follows volatility.
     """
+    from stock_lstm.evaluation.intervals import FORECASTER_LABELS
+
     fig = _new_figure(TALL)
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 2))
     top.plot(frame.index, frame["actual"], color="black", lw=0.9, label="actual close")
@@ -456,14 +475,14 @@ def interval_forecasters_over_time(
         lw=0,
         label=f"model {level:.0%} interval (online calibration)",
     )
-    for column, style in (("garch_t_lower", "--"), ("garch_t_upper", "--")):
+    for side in ("lower", "upper"):
         top.plot(
             frame.index,
-            frame[column],
+            frame[f"{anchor}_{side}"],
             color=COLORS["persistence"],
-            ls=style,
+            ls="--",
             lw=0.8,
-            label="GARCH(1,1)-t interval" if column.endswith("lower") else None,
+            label=f"{FORECASTER_LABELS.get(anchor, anchor)} interval" if side == "lower" else None,
         )
     missed = (frame["actual"] < frame["lower"]) | (frame["actual"] > frame["upper"])
     top.scatter(
@@ -477,12 +496,10 @@ def interval_forecasters_over_time(
     top.set_ylabel(_price_label(currency))
     top.set_title(f"{ticker}: next-day intervals over the backtest")
     top.legend(loc="upper left", fontsize="small")
-    for prefix, label, color in (
-        ("", "model (online)", COLORS["model"]),
-        ("model_static_", "model, frozen at the fit", COLORS["train"]),
-        ("garch_t_", "GARCH(1,1)-t", COLORS["persistence"]),
-        ("ewma_", "EWMA", COLORS["test"]),
-    ):
+    for (name, label), color in zip(FORECASTER_LABELS.items(), FORECASTER_PALETTE, strict=False):
+        prefix = "" if name == "model" else f"{name}_"
+        if f"{prefix}upper" not in frame or name == "model_garch":
+            continue
         width = 100 * (frame[f"{prefix}upper"] - frame[f"{prefix}lower"]) / frame["persistence"]
         bottom.plot(frame.index, width, color=color, lw=1.0, label=label)
     bottom.set_ylabel("interval width (% of close)")
@@ -500,9 +517,7 @@ def coverage_and_pit(
     wide). ``coverage``: forecasters as columns, horizons as index."""
     fig = _new_figure()
     left, right = fig.subplots(1, 2)
-    # One distinct colour per forecaster (the model's first): five lines, no repeats.
-    palette = (COLORS["model"], COLORS["train"], "tab:purple", COLORS["persistence"], "tab:green")
-    for column, color in zip(coverage.columns, palette * 2, strict=False):
+    for column, color in zip(coverage.columns, FORECASTER_PALETTE * 2, strict=False):
         left.plot(coverage.index, coverage[column], marker="o", ms=4, color=color, label=column)
     left.axhline(level, color="black", ls="--", lw=1, label=f"nominal {level:.0%}")
     low = min(level - 0.1, float(np.nanmin(coverage.to_numpy())) - 0.02)

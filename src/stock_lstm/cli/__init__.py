@@ -28,7 +28,6 @@ from stock_lstm.cli.common import (
     _settings_from,
 )
 from stock_lstm.cli.formatting import (
-    INTERVAL_LABELS,
     format_backtest_headline,
     format_backtest_intervals,
     format_interval_table,
@@ -42,7 +41,6 @@ EXIT_BROKEN_PIPE = 141
 #: What ``stock_lstm.cli`` offered as a module, still importable from here.
 __all__ = [
     "EXIT_USER_ERROR",
-    "INTERVAL_LABELS",
     "SETTING_FLAGS",
     "TRAIN_PARAM_HELP",
     "build_parser",

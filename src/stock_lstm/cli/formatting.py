@@ -27,13 +27,12 @@ def format_metrics_table(metrics: TrainingMetrics) -> str:
     return "\n".join(lines)
 
 
-INTERVAL_LABELS = {
-    "model": "model (online)",
-    "model_static": "model, frozen at training",
-    "model_garch": "model + GARCH-t (average)",
-    "garch_t": "GARCH(1,1)-t",
-    "ewma": "EWMA (0.94)",
-}
+def _interval_labels() -> dict[str, str]:
+    """Every interval forecaster's readable name, in table order (one declaration, in
+    ``evaluation.intervals``)."""
+    from stock_lstm.evaluation.intervals import FORECASTER_LABELS
+
+    return FORECASTER_LABELS
 
 
 def format_interval_table(metrics: TrainingMetrics) -> str:
@@ -45,17 +44,25 @@ def format_interval_table(metrics: TrainingMetrics) -> str:
     lines = [
         f"{level:.0%} interval at h=1, test set (Winkler and CRPS in % of the close; lower is "
         "better):",
-        f"{'':<28}{'coverage':>9}{'Winkler':>9}{'CRPS':>8}",
+        f"{'':<30}{'coverage':>9}{'Winkler':>9}{'CRPS':>8}",
     ]
-    for name, label in INTERVAL_LABELS.items():
+    from stock_lstm.evaluation.anchors import ANCHORS
+
+    anchors = {n: rows[n].winkler for n in ANCHORS if n in rows and rows[n].winkler is not None}
+    strongest = min(anchors, key=anchors.__getitem__) if anchors else None
+    for name, label in _interval_labels().items():
         row = rows.get(name)
         if row is None:
             continue
         lines.append(
-            f"{label:<28}{_number(row.coverage, 3):>9}{_number(row.winkler, 2):>9}"
-            f"{_number(row.crps, 3):>8}"
+            f"{label:<30}{_number(row.coverage, 3):>9}{_number(row.winkler, 2):>9}"
+            f"{_number(row.crps, 3):>8}{STRONGEST_MARK if name == strongest else ''}"
         )
     return "\n".join(lines)
+
+
+#: Marks the anchor with the lowest Winkler score in a printed interval table.
+STRONGEST_MARK = "  <- strongest anchor"
 
 
 def format_backtest_headline(summary: dict[str, Any]) -> list[str]:
@@ -82,18 +89,22 @@ def format_backtest_intervals(summary: dict[str, Any], level: float = 0.9) -> st
     horizons = sorted({1, len(next(iter(probabilistic.values())))})
     lines = [
         f"{level:.0%} intervals (Winkler and CRPS in % of the close; lower is better):",
-        f"{'':<28}{'h':>3}{'coverage':>9}{'Winkler':>9}{'CRPS':>8}{'Kupiec p':>10}",
+        f"{'':<30}{'h':>3}{'coverage':>9}{'Winkler':>9}{'CRPS':>8}{'Kupiec p':>10}",
     ]
-    for name, label in INTERVAL_LABELS.items():
+    from stock_lstm.evaluation.intervals import best_anchor
+
+    strongest = {h: best_anchor(probabilistic, h, level) for h in horizons}
+    for name, label in _interval_labels().items():
         for h in horizons:
             rows = probabilistic.get(name) or []
             if len(rows) < h:
                 continue
             row, scores = rows[h - 1], rows[h - 1][f"{level:g}"]
             lines.append(
-                f"{label if h == horizons[0] else '':<28}{h:>3}"
+                f"{label if h == horizons[0] else '':<30}{h:>3}"
                 f"{_number(scores['coverage'], 3):>9}{_number(scores['winkler'], 2):>9}"
                 f"{_number(row.get('crps'), 3):>8}{_number(scores.get('kupiec_p'), 3):>10}"
+                f"{STRONGEST_MARK if name == strongest[h] else ''}"
             )
     return "\n".join(lines)
 

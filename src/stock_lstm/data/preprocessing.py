@@ -112,6 +112,9 @@ class PreparedData:
     prices: pd.Series
     inputs: np.ndarray
     values: np.ndarray
+    #: The days' highs and lows (same rows as ``prices``) when the source has them: the
+    #: range-based anchor reads them whatever the network's inputs are.
+    high_low: pd.DataFrame | None = None
 
     @property
     def n_features(self) -> int:
@@ -386,4 +389,12 @@ def prepare_data(
         prices=frame[target_column].copy(),
         inputs=encoded,
         values=values,
+        high_low=_high_low(prices),
     )
+
+
+def _high_low(prices: pd.DataFrame) -> pd.DataFrame | None:
+    """The ``high`` and ``low`` columns as floats, or ``None`` if the frame lacks either."""
+    if not {"high", "low"} <= set(prices.columns):
+        return None
+    return prices.loc[:, ["high", "low"]].astype(np.float64)

@@ -1,72 +1,260 @@
-"""Volatility anchors every probabilistic forecast is scored beside: GARCH(1,1)-t and EWMA.
+"""Classical anchors every probabilistic forecast is scored beside, behind one interface.
 
-Both are centred on persistence (a zero-mean daily log-return) and differ only in how they
-forecast the spread, so beating them is the honest test of a network's uncertainty:
+Each anchor is centred on persistence (a zero-mean daily log-return) and forecasts only the
+spread, so beating the strongest of them is the honest test of a network's uncertainty:
 
-* **GARCH(1,1) with Student-t innovations** (Bollerslev 1986/1987), fitted by the ``arch``
-  package by maximum likelihood on the daily log-returns of the fitting window only.
-* **EWMA variance** (RiskMetrics 1994, lambda 0.94) with Gaussian innovations: no parameter
-  is fitted, the variance is an exponentially weighted average of past squared returns.
+* ``garch_t``: GARCH(1,1) with Student-t innovations (Bollerslev 1986/1987), ``arch``.
+* ``gjr_skewt``: GJR-GARCH(1,1,1) (Glosten, Jagannathan & Runkle 1993), the leverage term
+  letting bad days raise tomorrow's variance more than good ones, with Hansen's (1994)
+  skewed-t innovations, ``arch``.
+* ``har_range``: HAR (Corsi 2009) on Parkinson's (1980) high/low range variance, see
+  ``evaluation.har``.
+* ``ewma``: RiskMetrics (1994) variance, lambda 0.94, Gaussian innovations, nothing fitted.
 
-The forecast at origin row ``o`` uses the returns of rows ``<= o`` only (``arch`` filters the
-variance forward with the parameters fixed at the fit). The h-day log-return is the sum of
-h daily returns, uncorrelated under both models, so its variance is the sum of the daily
-variance forecasts; its quantiles are the innovation distribution's (a standardized t for
-GARCH, exact at h = 1 and an approximation beyond, as the sum of t variables is not t).
+An anchor is fitted once per refit block on at most ``FIT_WINDOW_DAYS`` of history strictly
+before the block's first origin (``fit``), then filtered forward with its parameters fixed
+(``predict`` at origin row ``o`` reads rows ``<= o`` only). A new anchor is one subclass
+and one line in ``ANCHOR_CLASSES``: backtests, training reports, ``make evaluate`` and every
+table list ``ANCHORS``.
 """
 
 from __future__ import annotations
 
 import warnings
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
+import pandas as pd
 from scipy import stats
 
-ANCHORS = ("garch_t", "ewma")
+#: At most ten years of trading days estimate an anchor: older regimes say little.
+FIT_WINDOW_DAYS = 2520
 #: RiskMetrics' decay for daily data.
 EWMA_LAMBDA = 0.94
 #: ``arch`` optimizes best on returns in percent.
 _PERCENT = 100.0
 
 
+@dataclass(frozen=True)
+class PriceHistory:
+    """What an anchor may read: daily closes and, where the source has them, highs and lows
+    (same rows). Rows after an origin are never read for that origin's forecast."""
+
+    close: np.ndarray
+    high: np.ndarray | None = None
+    low: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, prices: PriceHistory | pd.DataFrame | np.ndarray) -> PriceHistory:
+        """A history from a price frame (``close`` and, if present, ``high``/``low``
+        columns), from bare closes, or as given."""
+        if isinstance(prices, PriceHistory):
+            return prices
+        if isinstance(prices, pd.DataFrame):
+            columns = {str(c).lower(): c for c in prices.columns}
+
+            def column(name: str) -> np.ndarray | None:
+                key = columns.get(name)
+                return None if key is None else prices[key].to_numpy(dtype=np.float64)
+
+            close = column("close")
+            if close is None:
+                raise ValueError("a price frame needs a close column")
+            return cls(close, column("high"), column("low"))
+        return cls(np.asarray(prices, dtype=np.float64))
+
+    @property
+    def log_returns(self) -> np.ndarray:
+        """``log_returns[p]`` is the log-return into row ``p + 1``."""
+        return np.diff(np.log(self.close))
+
+
+@dataclass(frozen=True)
+class QuantileForecast:
+    """Price quantiles (n origins, H horizons, Q levels) of one forecaster."""
+
+    levels: tuple[float, ...]
+    prices: np.ndarray
+
+
+class Anchor(ABC):
+    """A classical interval forecaster: ``fit`` on the history before ``fit_end_row``, then
+    ``predict`` at origins at or after it. Subclasses set ``name`` and ``label``."""
+
+    name: ClassVar[str]
+    label: ClassVar[str]
+
+    def __init__(self) -> None:
+        self.history: PriceHistory | None = None
+        self.fit_end_row = 0
+
+    def fit(self, history: PriceHistory, fit_end_row: int) -> Anchor:
+        """Estimate on rows ``< fit_end_row`` (at most ``FIT_WINDOW_DAYS`` of them)."""
+        self.history = history
+        self.fit_end_row = int(fit_end_row)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # convergence chatter on short or odd windows
+            self._fit()
+        return self
+
+    def predict(
+        self, origin_rows: np.ndarray, horizon: int, levels: tuple[float, ...]
+    ) -> QuantileForecast:
+        """Price quantiles of the next ``horizon`` closes at each origin row."""
+        if self.history is None:
+            raise RuntimeError(f"{self.name} is not fitted: call fit first")
+        rows = np.asarray(origin_rows, dtype=np.int64)
+        if rows.size and int(rows.min()) < self.fit_end_row:
+            raise ValueError("an origin before the end of the fit window would see its fit")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            sigma, standard = self._log_spread(rows, horizon, levels)
+        offsets = sigma[..., None] * standard
+        closes = self.history.close[rows]
+        return QuantileForecast(tuple(levels), closes[:, None, None] * np.exp(offsets))
+
+    @property
+    def first_fit_row(self) -> int:
+        """The first row whose return the fit reads (row 0 has none)."""
+        return max(1, self.fit_end_row - FIT_WINDOW_DAYS)
+
+    @abstractmethod
+    def _fit(self) -> None:
+        """Estimate the parameters from ``self.history`` rows before ``fit_end_row``."""
+
+    @abstractmethod
+    def _log_spread(
+        self, rows: np.ndarray, horizon: int, levels: tuple[float, ...]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The h-day log-return's standard deviation (n, H) and the standardized quantiles
+        at ``levels``, broadcastable to (n, H, Q)."""
+
+
+class _ArchAnchor(Anchor):
+    """An ``arch`` zero-mean volatility model fitted on percent log-returns."""
+
+    def _model(self, returns: np.ndarray):  # type: ignore[no-untyped-def]
+        raise NotImplementedError
+
+    def _standard(self, levels: tuple[float, ...]) -> np.ndarray:
+        """The standardized innovation quantiles at ``levels``."""
+        raise NotImplementedError
+
+    def _fit(self) -> None:
+        assert self.history is not None
+        self._start = self.first_fit_row - 1  # position of the first return read
+        self._returns = _PERCENT * self.history.log_returns
+        model = self._model(self._returns[self._start :])
+        self.result = model.fit(last_obs=self.fit_end_row - 1 - self._start, disp="off")
+
+    def _log_spread(
+        self, rows: np.ndarray, horizon: int, levels: tuple[float, ...]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        # arch's filter is causal: the variance at a row reads the returns before it only.
+        first = int(rows.min()) - 1 - self._start
+        forecast = self.result.forecast(horizon=horizon, start=first, reindex=False)
+        variance = forecast.variance.to_numpy()[rows - 1 - self._start - first]
+        sigma = np.sqrt(np.cumsum(variance, axis=1)) / _PERCENT
+        return sigma, self._standard(levels)[None, None, :]
+
+
+class GarchT(_ArchAnchor):
+    """GARCH(1,1), Student-t innovations; the h-day variance is the sum of the daily
+    forecasts and its quantiles the fitted t's (exact at h = 1, an approximation beyond)."""
+
+    name = "garch_t"
+    label = "GARCH(1,1)-t"
+
+    def _model(self, returns: np.ndarray):  # type: ignore[no-untyped-def]
+        from arch import arch_model
+
+        return arch_model(returns, mean="Zero", vol="GARCH", p=1, q=1, dist="t")
+
+    def _standard(self, levels: tuple[float, ...]) -> np.ndarray:
+        nu = float(self.result.params["nu"])
+        return np.asarray(stats.t.ppf(levels, nu) * np.sqrt((nu - 2.0) / nu))
+
+
+class GjrSkewT(_ArchAnchor):
+    """GJR-GARCH(1,1,1) with skewed-t innovations; ``arch``'s analytic multi-step variance
+    (persistence alpha + gamma / 2 + beta) and the skewed t's standardized quantiles."""
+
+    name = "gjr_skewt"
+    label = "GJR-GARCH-skew-t"
+
+    def _model(self, returns: np.ndarray):  # type: ignore[no-untyped-def]
+        from arch import arch_model
+
+        return arch_model(returns, mean="Zero", vol="GARCH", p=1, o=1, q=1, dist="skewt")
+
+    def _standard(self, levels: tuple[float, ...]) -> np.ndarray:
+        shape = self.result.params[["eta", "lambda"]].to_numpy()
+        return np.asarray(self.result.model.distribution.ppf(np.asarray(levels), shape))
+
+
+class Ewma(_ArchAnchor):
+    """RiskMetrics EWMA variance, Gaussian quantiles, square-root-of-h scaling."""
+
+    name = "ewma"
+    label = "EWMA (lambda 0.94)"
+
+    def _model(self, returns: np.ndarray):  # type: ignore[no-untyped-def]
+        from arch.univariate import EWMAVariance, Normal, ZeroMean
+
+        return ZeroMean(returns, volatility=EWMAVariance(EWMA_LAMBDA), distribution=Normal())
+
+    def _standard(self, levels: tuple[float, ...]) -> np.ndarray:
+        return np.asarray(stats.norm.ppf(levels))
+
+
+#: Every anchor by name, in the order tables show them: name -> "module:Class", imported
+#: only when one is made (papermill's registry style), so listing them imports nothing.
+ANCHOR_CLASSES: dict[str, str] = {
+    "garch_t": "stock_lstm.evaluation.anchors:GarchT",
+    "gjr_skewt": "stock_lstm.evaluation.anchors:GjrSkewT",
+    "har_range": "stock_lstm.evaluation.har:HarRange",
+    "ewma": "stock_lstm.evaluation.anchors:Ewma",
+}
+#: Anchor names, in table order.
+ANCHORS: tuple[str, ...] = tuple(ANCHOR_CLASSES)
+
+
+def anchor_class(name: str) -> type[Anchor]:
+    """The class registered as ``name``; ``ValueError`` names the choices otherwise."""
+    import importlib
+
+    try:
+        module, _, attribute = ANCHOR_CLASSES[name].partition(":")
+    except KeyError:
+        raise ValueError(
+            f"unknown anchor {name!r}: choose from {', '.join(ANCHOR_CLASSES)}"
+        ) from None
+    cls = getattr(importlib.import_module(module), attribute)
+    if not (isinstance(cls, type) and issubclass(cls, Anchor)) or cls.name != name:
+        raise TypeError(f"{ANCHOR_CLASSES[name]} is not the Anchor named {name!r}")
+    return cls
+
+
+def make_anchor(name: str) -> Anchor:
+    """A fresh, unfitted anchor by name."""
+    return anchor_class(name)()
+
+
+def anchor_labels() -> dict[str, str]:
+    """Each anchor's readable name, for tables and legends."""
+    return {name: anchor_class(name).label for name in ANCHORS}
+
+
 def anchor_quantiles(
     name: str,
-    closes: np.ndarray,
+    prices: PriceHistory | pd.DataFrame | np.ndarray,
     origin_rows: np.ndarray,
     fit_end_row: int,
     horizon: int,
     levels: tuple[float, ...],
 ) -> np.ndarray:
-    """Price quantiles (n, horizon, Q) at ``levels`` from origin rows of ``closes``.
-
-    ``fit_end_row``: the first row the fit may not see (returns of rows ``< fit_end_row``
-    estimate the parameters); origins are at or after it. Raises ``ValueError`` for an
-    unknown ``name``.
-    """
-    from arch import arch_model
-    from arch.univariate import EWMAVariance, Normal, ZeroMean
-
-    closes = np.asarray(closes, dtype=np.float64)
-    rows = np.asarray(origin_rows, dtype=np.int64)
-    # returns[p] is the log-return into row p + 1, so row o's return is position o - 1.
-    returns = _PERCENT * np.diff(np.log(closes[: int(rows.max()) + 1]))
-    last_obs = fit_end_row - 1
-    first = int(rows.min()) - 1
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # convergence chatter on short or odd windows
-        if name == "garch_t":
-            model = arch_model(returns, mean="Zero", vol="GARCH", p=1, q=1, dist="t")
-            result = model.fit(last_obs=last_obs, disp="off")
-            nu = float(result.params["nu"])
-            standard = stats.t.ppf(levels, nu) * np.sqrt((nu - 2.0) / nu)
-        elif name == "ewma":
-            model = ZeroMean(returns, volatility=EWMAVariance(EWMA_LAMBDA), distribution=Normal())
-            result = model.fit(last_obs=last_obs, disp="off")
-            standard = stats.norm.ppf(levels)
-        else:
-            raise ValueError(f"unknown anchor {name!r}: choose from {', '.join(ANCHORS)}")
-        forecast = result.forecast(horizon=horizon, start=first, reindex=False)
-    variance = forecast.variance.to_numpy()[rows - 1 - first]
-    spread = np.sqrt(np.cumsum(variance, axis=1)) / _PERCENT
-    offsets = spread[..., None] * np.asarray(standard)[None, None, :]
-    return closes[rows][:, None, None] * np.exp(offsets)
+    """Price quantiles (n, horizon, Q) of anchor ``name`` fitted on rows ``< fit_end_row``."""
+    anchor = make_anchor(name).fit(PriceHistory.of(prices), fit_end_row)
+    return anchor.predict(origin_rows, horizon, levels).prices

@@ -24,6 +24,7 @@ from stock_lstm.evaluation.holdout import HoldoutForecasts, horizon_metrics
 from stock_lstm.evaluation.intervals import (
     FORECASTERS,
     Bounds,
+    best_anchor,
     interval_forecasts,
     probabilistic_scores,
     starting_calibration,
@@ -39,16 +40,11 @@ BACKTEST_COLUMNS = (
     "model",
     "persistence",
     "drift",
-    "lower",
-    "upper",
-    "model_static_lower",
-    "model_static_upper",
-    "model_garch_lower",
-    "model_garch_upper",
-    "garch_t_lower",
-    "garch_t_upper",
-    "ewma_lower",
-    "ewma_upper",
+    *(
+        f"{'' if name == 'model' else name + '_'}{side}"
+        for name in FORECASTERS
+        for side in ("lower", "upper")
+    ),
 )
 """Columns of ``backtest.csv``; a quantile model adds one column per quantile (``q0.05``)."""
 #: Share of each fitting window held out for early stopping and conformal calibration.
@@ -260,6 +256,7 @@ def _forecast_group(
     """One fit's forecasts at its origins, and every forecaster's price intervals (n, H, L)
     (see ``evaluation.intervals``); the anchors are fitted on the same window as the model."""
     from stock_lstm.data.preprocessing import input_windows
+    from stock_lstm.evaluation.anchors import PriceHistory
     from stock_lstm.models.forecasting import predict_distribution
 
     closes = prices["close"].to_numpy(dtype=np.float64)
@@ -284,7 +281,7 @@ def _forecast_group(
         quantiles=quantiles,
         quantile_levels=tuple(getattr(model, "quantiles", ())),
     )
-    return part, interval_forecasts(part, closes, start).bounds
+    return part, interval_forecasts(part, PriceHistory.of(prices), start).bounds
 
 
 def _concatenate(parts: list[HoldoutForecasts]) -> HoldoutForecasts:
@@ -335,7 +332,8 @@ def _long_frame(
 
 def headline(summary: dict[str, Any], horizons: tuple[int, ...] = (1, 5)) -> dict[str, Any]:
     """The few numbers a table row shows: rMAE at h=1 and h=5, DM p, direction, coverage,
-    and each interval forecaster's 90% coverage, Winkler score and CRPS at h=1."""
+    each interval forecaster's 90% coverage, Winkler score and CRPS, and which anchor was
+    strongest (lowest Winkler) at each of ``horizons``."""
     rows = {row["horizon"]: row for row in summary["horizons"]}
     first = rows.get(1, {})
     out: dict[str, Any] = {
@@ -361,4 +359,8 @@ def headline(summary: dict[str, Any], horizons: tuple[int, ...] = (1, 5)) -> dic
             out[f"{name}_crps_h{h}"] = row.get("crps")
         out[f"{name}_kupiec90_h1"] = per_horizon[0]["0.9"].get("kupiec_p")
         out[f"{name}_christoffersen90_h1"] = per_horizon[0]["0.9"].get("christoffersen_p")
+    for h in horizons:
+        strongest = best_anchor(summary.get("probabilistic", {}), h)
+        out[f"best_anchor_h{h}"] = strongest
+        out[f"best_anchor_winkler90_h{h}"] = out.get(f"{strongest}_winkler90_h{h}", math.nan)
     return out

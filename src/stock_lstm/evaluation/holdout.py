@@ -170,14 +170,15 @@ def evaluate_model(
 ) -> TestEvaluation:
     """Validation (gate, interval calibration) and test (report) scores of a trained model.
 
-    Test intervals are calibrated online (each test origin's interval uses the outcomes known
-    by that day only) and scored beside the same intervals frozen at training and beside
-    GARCH(1,1)-t and EWMA; ``metrics.calibration`` is the calibration state after the
-    last close, which forecasts carry on from.
+    Test intervals are calibrated online (each test origin's interval uses the outcomes
+    known by that day only) and scored beside the same intervals frozen at training and
+    beside every classical anchor (``evaluation.anchors``); ``metrics.calibration`` is the
+    calibration state after the last close, which forecasts carry on from.
     """
     from stock_lstm.evaluation.intervals import (
         calibration_from_validation,
         interval_forecasts,
+        price_history,
         probabilistic_scores,
     )
     from stock_lstm.evaluation.probabilistic import volatility_terciles
@@ -189,7 +190,7 @@ def evaluate_model(
 
     test = slice_forecasts(model, data, strategy, "test", horizon)
     closes = data.prices.to_numpy(dtype=np.float64)
-    intervals = interval_forecasts(test, closes, start)
+    intervals = interval_forecasts(test, price_history(data), start)
     level = CALIBRATION_LEVELS.index(interval_level)
     lower, upper = (bound[..., level] for bound in intervals.bounds["model"])
     rows = horizon_metrics(test, lower, upper)

@@ -1,16 +1,17 @@
 """Every interval forecaster of a set of origins, side by side, and their proper scores.
 
-The model's intervals start from its validation slice (split conformal on normalized
-scores, see ``models.online_calibration``) and are then corrected origin by origin as
-closes arrive ("model"); the same start without corrections ("model_static") is what an
-interval calibrated once at training gives. GARCH(1,1)-t and EWMA ("garch_t", "ewma") are
-fitted on the rows before the first origin. "model_garch" is the equal-weight combination of
-the model's online interval and GARCH-t's: each bound the average of the two in log-return
-space (quantile averaging, "Vincentization"; Lichtendahl, Grushka-Cockayne & Winkler 2013),
-no weight fitted. It is scored, not served: forecast combination is the field's standard
-answer to two close competitors, and this row says whether it pays here. Training reports
-(the test slice) and walk-forward backtests both go through here, so they score the same
-things the same way.
+The model's intervals start from its validation slice (split conformal on normalized scores,
+see ``models.online_calibration``) and are then corrected origin by origin as closes arrive
+("model"); the same start without corrections ("model_static") is what an interval
+calibrated once at training gives. The classical anchors (``evaluation.anchors``: GARCH-t,
+GJR-GARCH-skew-t, HAR on the range, EWMA) are fitted on the rows before the first origin,
+and every score is also read against the strongest of them (``best_anchor``). "model_garch"
+is the equal-weight combination of the model's online interval and GARCH-t's: each bound the
+average of the two in log-return space (quantile averaging, "Vincentization"; Lichtendahl,
+Grushka-Cockayne & Winkler 2013), no weight fitted. It is scored, not served: forecast
+combination is the field's standard answer to two close competitors, and this row says
+whether it pays here. Training reports (the test slice) and walk-forward backtests both go
+through here, so they score the same things the same way.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from stock_lstm.evaluation.anchors import ANCHORS, anchor_quantiles
+from stock_lstm.evaluation.anchors import ANCHORS, PriceHistory, anchor_labels, make_anchor
 from stock_lstm.evaluation.conformal import calibrate
 from stock_lstm.evaluation.holdout import HoldoutForecasts, slice_forecasts
 from stock_lstm.evaluation.probabilistic import INTERVAL_LEVELS, horizon_scores
@@ -36,6 +37,7 @@ from stock_lstm.models.online_calibration import (
     starting_theta,
     to_prices,
     track,
+    widening,
 )
 
 #: Interval forecasters scored everywhere, in the order tables show them.
@@ -83,15 +85,24 @@ class IntervalForecasts:
     tracked: TrackResult
 
 
+def price_history(data: Any) -> PriceHistory:
+    """What the anchors may read of a prepared fit's rows: closes, highs and lows."""
+    closes = data.prices.to_numpy(dtype=np.float64)
+    high_low = getattr(data, "high_low", None)
+    if high_low is None:
+        return PriceHistory(closes)
+    return PriceHistory(closes, high_low["high"].to_numpy(), high_low["low"].to_numpy())
+
+
 def interval_forecasts(
     forecasts: HoldoutForecasts,
-    closes: np.ndarray,
+    prices: PriceHistory | np.ndarray,
     start: StartingCalibration,
     *,
     anchors: bool = True,
 ) -> IntervalForecasts:
-    """Intervals of the model (online and static) and, with ``anchors``, of GARCH-t and EWMA
-    fitted on the closes before the first origin. ``forecasts.actual`` may hold NaN for
+    """Intervals of the model (online and static) and, with ``anchors``, of every anchor
+    fitted on the rows of ``prices`` before the first origin. ``forecasts.actual`` may hold NaN for
     outcomes not yet known; those never update the calibration."""
     last_close = forecasts.last_close
     lower, upper = base_intervals(
@@ -104,20 +115,24 @@ def interval_forecasts(
     tracked = track(
         start.theta, lower, upper, log_outcomes(forecasts.actual, last_close), forecasts.origins
     )
+    online = widening(*calibrated(lower, upper, tracked.theta_used))
     bounds: Bounds = {
-        "model": to_prices(*calibrated(lower, upper, tracked.theta_used), last_close),
-        "model_static": to_prices(*calibrated(lower, upper, start.theta[None]), last_close),
+        "model": to_prices(*online, last_close),
+        "model_static": to_prices(
+            *widening(*calibrated(lower, upper, start.theta[None])), last_close
+        ),
     }
     if anchors:
+        history = PriceHistory.of(prices)
         first = int(forecasts.origins.min())
         for name in ANCHORS:
-            quantiles = anchor_quantiles(
-                name, closes, forecasts.origins, first, forecasts.horizon, QUANTILE_LEVELS
+            anchor = make_anchor(name).fit(history, first)
+            quantiles = anchor.predict(forecasts.origins, forecasts.horizon, QUANTILE_LEVELS)
+            anchor_bounds = base_intervals_from_quantiles(
+                quantiles.prices, QUANTILE_LEVELS, last_close
             )
-            anchor_bounds = base_intervals_from_quantiles(quantiles, QUANTILE_LEVELS, last_close)
             bounds[name] = to_prices(*anchor_bounds, last_close)
             if name == COMBINED_ANCHOR:
-                online = calibrated(lower, upper, tracked.theta_used)
                 combined = [(a + b) / 2 for a, b in zip(online, anchor_bounds, strict=True)]
                 bounds["model_garch"] = to_prices(*combined, last_close)
     return IntervalForecasts(bounds, tracked)
@@ -178,18 +193,36 @@ FORECASTER_LABELS = {
     "model": "model (online calibration)",
     "model_static": "model, frozen at the fit",
     "model_garch": "model + GARCH-t (average)",
-    "garch_t": "GARCH(1,1)-t",
-    "ewma": "EWMA (lambda 0.94)",
+    **anchor_labels(),
 }
+
+
+def best_anchor(
+    probabilistic: dict[str, list[dict[str, Any]]], horizon: int = 1, level: float = 0.9
+) -> str | None:
+    """The anchor with the lowest Winkler score at ``horizon``: claims are made against it,
+    never against a weaker one. ``None`` when no anchor was scored there."""
+    scored = {
+        name: per_horizon[horizon - 1][f"{level:g}"]["winkler"]
+        for name, per_horizon in probabilistic.items()
+        if name in ANCHORS and len(per_horizon) >= horizon
+    }
+    scored = {name: value for name, value in scored.items() if np.isfinite(value)}
+    return min(scored, key=scored.__getitem__) if scored else None
 
 
 def interval_table(
     probabilistic: dict[str, list[dict[str, Any]]], horizon: int = 1, level: float = 0.9
 ) -> Any:
     """One row per forecaster at ``horizon``: coverage, width, Winkler score, CRPS (in % of
-    the close), Kupiec and Christoffersen p-values and the coverage by volatility tercile."""
+    the close), the Winkler score against the strongest anchor's (negative: lower), Kupiec
+    and Christoffersen p-values and the coverage by volatility tercile."""
     import pandas as pd
 
+    strongest = best_anchor(probabilistic, horizon, level)
+    reference = (
+        probabilistic[strongest][horizon - 1][f"{level:g}"]["winkler"] if strongest else None
+    )
     rows = {}
     for name, per_horizon in probabilistic.items():
         if len(per_horizon) < horizon:
@@ -202,6 +235,9 @@ def interval_table(
             "width %": scores["width"],
             "Winkler %": scores["winkler"],
             "CRPS %": row.get("crps"),
+            "vs best anchor %": (
+                100.0 * (scores["winkler"] / reference - 1.0) if reference else None
+            ),
             "Kupiec p": scores.get("kupiec_p"),
             "Christoffersen p": scores.get("christoffersen_p"),
             "calm": regimes[0],

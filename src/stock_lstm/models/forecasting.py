@@ -23,6 +23,7 @@ from stock_lstm.models.online_calibration import (
     log_outcomes,
     to_prices,
     track,
+    widening,
 )
 from stock_lstm.models.records import GateDecision
 from stock_lstm.models.registry import ModelRecord
@@ -487,7 +488,7 @@ def make_forecast(
     )
     theta = state.theta[None, :days]
     lower_all, upper_all = to_prices(
-        *calibrated(base_lower, base_upper, theta), np.array([last_close])
+        *widening(*calibrated(base_lower, base_upper, theta)), np.array([last_close])
     )
     fan, fan_levels = interval_quantiles(lower_all, upper_all, point)
     level_index = state.level_index(interval_level)

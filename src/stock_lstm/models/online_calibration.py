@@ -130,6 +130,21 @@ def calibrated(
     return lower - theta * width, upper + theta * width
 
 
+def widening(lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds (log offsets from the last close, (n, H, L)) made into a fan: each lower bound
+    the lowest and each upper bound the highest so far along the horizon.
+
+    Why: an h-day cumulative return is the (h-1)-day one plus one more day, so its quantiles
+    spread out with h; per-horizon heads and per-horizon calibration corrections do not know
+    that and can give day 12 a narrower interval than day 11. Bounds only ever move outward
+    (nothing at h = 1 changes), so every level's width, in log and in price terms, is
+    non-decreasing in h, and the calibrator's coverage can only rise. This is the simplest
+    projection onto fans (a running extreme, as isotonic rearrangement of quantile curves);
+    constraining each head instead would leave the calibration step able to break it.
+    """
+    return np.minimum.accumulate(lower, axis=1), np.maximum.accumulate(upper, axis=1)
+
+
 @dataclass
 class TrackResult:
     """``theta_used``: (n, H, L), the correction each origin's forecast was made with;
