@@ -642,8 +642,12 @@ def backtest_ticker(
     start: date | None = None,
     end: date | None = None,
     show_progress: bool = False,
+    fit: Any = None,
 ) -> tuple[Any, Path]:
     """Walk-forward backtest of ``ticker``; writes ``backtest.csv`` and ``summary.json``.
+
+    ``fit``: how each block's model is made (default: trained on the ticker's window; a
+    universal model's fit function from ``evaluation.universe``).
 
     ``show_progress``: a bar over the fits (and the origins they serve) with the time left.
 
@@ -661,7 +665,12 @@ def backtest_ticker(
     prices, _sync = load_prices(ctx, ticker, start=start, end=end)
     with fit_progress_bar(config, enabled=show_progress) as progress:
         result = walk_forward(
-            prices, params, config, threads=ctx.settings.torch_threads, progress=progress
+            prices,
+            params,
+            config,
+            threads=ctx.settings.torch_threads,
+            progress=progress,
+            fit=fit,
         )
     folder = output_dir or (
         Path(ctx.settings.reports_dir)

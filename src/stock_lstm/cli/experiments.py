@@ -4,6 +4,7 @@ the protocol over a folder of tickers."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,12 @@ def add_backtest(
             backtest.add_argument(f"--{name.replace('_', '-')}", type=kind, dest=name, help=text)
     _source_option(backtest)
     _range_options(backtest)
+    backtest.add_argument(
+        "--universe",
+        metavar="UDIR",
+        help="backtest the universal model of UDIR instead (each block's network trained on "
+        "UDIR's rows before it, its held-out tickers never; fits kept in <models>/universal-fits)",
+    )
     backtest.set_defaults(handler=_cmd_backtest)
 
 
@@ -176,8 +183,38 @@ def add_evaluate(
         action="store_true",
         help="train every refit from random weights (the protocol before warm starts)",
     )
+    evaluate.add_argument(
+        "--universe",
+        metavar="UDIR",
+        help="evaluate a universal model instead: for each refit block one network trained on "
+        "every ticker of UDIR (rows before the block only, never a held-out ticker); with "
+        "--csv-dir UDIR the held-out tickers are the ones scored",
+    )
+    evaluate.add_argument(
+        "--held-out",
+        type=int,
+        default=40,
+        help="universe tickers no universal fit sees, a fixed draw written to the output (40)",
+    )
     evaluate.add_argument("--output-dir", default="bench/evaluation", help="(bench/evaluation)")
     evaluate.set_defaults(handler=_cmd_evaluate)
+
+
+def _universal_fit(folder: Path, models_dir: Path) -> Any:
+    """The walk-forward fit function of the universal model of ``folder`` (its fixed
+    held-out draw excluded), with fits kept under ``models_dir/universal-fits``."""
+    from stock_lstm.data.sources import CsvSource
+    from stock_lstm.evaluation.universe import (
+        UniverseSpec,
+        held_out_split,
+        universal_fit_function,
+        universe_dates,
+    )
+
+    names = CsvSource(folder).check_folder().available_tickers()
+    held_out = held_out_split(names)[1] if len(names) > 40 else []
+    spec = UniverseSpec(str(folder.resolve()), tuple(held_out), str(models_dir / "universal-fits"))
+    return universal_fit_function(spec, universe_dates(spec))
 
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
@@ -198,11 +235,16 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         refit_every=args.refit_every,
         warm_start=not args.cold_start,
     )
+    ctx = _context(args)
+    fit = None
+    if args.universe:
+        fit = _universal_fit(Path(args.universe), Path(ctx.settings.models_dir))
     result, folder = backtest_ticker(
-        _context(args),
+        ctx,
         args.ticker,
         params,
         config,
+        fit=fit,
         output_dir=Path(args.output_dir) if args.output_dir else None,
         start=args.start,
         end=args.end,
@@ -320,6 +362,66 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _universe_for(args: argparse.Namespace, tickers: list[str] | None) -> tuple[Any, list[str]]:
+    """The universe spec of ``--universe`` and the tickers to score: those asked for, else
+    the held-out draw when ``--csv-dir`` is the universe itself, else every file."""
+    from stock_lstm.data.sources import CsvSource
+    from stock_lstm.errors import InvalidParameterError
+    from stock_lstm.evaluation.universe import UniverseSpec, held_out_split
+
+    folder = Path(args.universe)
+    names = CsvSource(folder).check_folder().available_tickers()
+    try:
+        _training, held_out = held_out_split(names, args.held_out)
+    except ValueError as exc:
+        raise InvalidParameterError(f"--held-out: {exc}: give a smaller number") from None
+    spec = UniverseSpec(
+        str(folder.resolve()), tuple(held_out), str(Path(args.output_dir, "universal-fits"))
+    )
+    same_folder = Path(args.csv_dir).resolve() == folder.resolve()
+    scored = tickers or (held_out if same_folder else None)
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "universe-split.json").write_text(
+        json.dumps({"universe": str(folder), "held_out": held_out, "scored": scored}, indent=1)
+    )
+    return spec, scored or CsvSource(Path(args.csv_dir)).available_tickers()
+
+
+def _train_universal_fits(args: argparse.Namespace, spec: Any, tasks: list[Any]) -> None:
+    """Train each (seed, cut-off) fit the universal backtests will ask for, once."""
+    from stock_lstm.data.sources import CsvSource
+    from stock_lstm.evaluation.backtest import BacktestConfig
+    from stock_lstm.evaluation.universe import needed_cutoffs, universe_dates
+    from stock_lstm.models.training import TrainParams
+    from stock_lstm.pipeline.experiments import train_universal_fits
+
+    dates = universe_dates(spec)
+    source = CsvSource(Path(args.csv_dir))
+    config = BacktestConfig(
+        horizon=args.horizon, origins=args.origins, refit_every=args.refit_every
+    )
+    cutoffs: list[Any] = []
+    for ticker in sorted({task.ticker for task in tasks}):
+        for cutoff in needed_cutoffs(source.fetch(ticker).frame, config, dates):
+            if cutoff not in cutoffs:
+                cutoffs.append(cutoff)
+    params_by_seed = {
+        int(task.params["seed"]): TrainParams.from_dict(task.params)
+        for task in tasks
+        if task.label == "model"
+    }
+    fits = train_universal_fits(
+        spec,
+        params_by_seed,
+        sorted(cutoffs),
+        workers=args.workers,
+        scheduler=_settings_from(args).dask_scheduler,
+        progress=not (args.no_progress or args.json),
+    )
+    Path(args.output_dir, "universal-fits.json").write_text(json.dumps(fits, indent=1))
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from stock_lstm.errors import InvalidParameterError
     from stock_lstm.evaluation.evaluate import build_tasks, default_params, write_outputs
@@ -330,6 +432,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise InvalidParameterError(f"--seeds must be whole numbers, got {args.seeds!r}") from exc
     tickers = [t.strip().upper() for t in args.tickers.split(",")] if args.tickers else None
+    universe = None
+    if args.universe:
+        universe, tickers = _universe_for(args, tickers)
     tasks = build_tasks(
         Path(args.csv_dir),
         tickers,
@@ -355,7 +460,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         include_original=args.original,
         include_point=args.point_model,
         warm_start=not args.cold_start,
+        universe=universe,
+        output_dir=args.output_dir,
     )
+    if universe is not None:
+        _train_universal_fits(args, universe, tasks)
     rows = run_tasks(
         tasks,
         workers=args.workers,

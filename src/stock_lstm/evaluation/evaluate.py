@@ -33,6 +33,11 @@ class EvaluationTask:
     origins: int
     refit_every: int | None
     warm_start: bool = True
+    #: A universal model's universe (``evaluation.universe``): each block's network is the
+    #: universal fit of its cut-off instead of a fit on the ticker alone.
+    universe: Any = None
+    #: Where the backtest's rows are kept (``<dir>/<ticker>/seed<k>/backtest.csv``).
+    output_dir: str | None = None
 
 
 def build_tasks(
@@ -47,6 +52,8 @@ def build_tasks(
     include_original: bool = True,
     include_point: bool = False,
     warm_start: bool = True,
+    universe: Any = None,
+    output_dir: str | None = None,
 ) -> list[EvaluationTask]:
     from stock_lstm.data.sources import CsvSource
     from stock_lstm.errors import DataSourceError
@@ -72,6 +79,8 @@ def build_tasks(
                     origins,
                     refit_every,
                     warm_start,
+                    universe,
+                    output_dir,
                 )
             )
         if include_point:

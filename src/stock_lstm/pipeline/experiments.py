@@ -41,7 +41,14 @@ def run_task(task: EvaluationTask) -> dict[str, Any]:
             refit_every=task.refit_every,
             warm_start=task.warm_start,
         )
-        result = walk_forward(prices, params, config, threads=1)
+        fit = None
+        if task.universe is not None:
+            from stock_lstm.evaluation.universe import universal_fit_function, universe_dates
+
+            fit = universal_fit_function(task.universe, universe_dates(task.universe))
+        result = walk_forward(prices, params, config, threads=1, fit=fit)
+        if task.output_dir:
+            _keep_rows(Path(task.output_dir), task, result.frame)
         epochs = result.summary["epochs_per_fit"]
         row = {
             "status": "ok",
@@ -58,6 +65,43 @@ def run_task(task: EvaluationTask) -> dict[str, Any]:
         "seconds": round(time.perf_counter() - began, 1),
         **row,
     }
+
+
+def _keep_rows(out_dir: Path, task: EvaluationTask, frame: Any) -> None:
+    """``<out_dir>/<ticker>/seed<k>/backtest.csv`` (``<label>-seed<k>`` for other models), so
+    anyone can re-score the forecasts."""
+    from stock_lstm.tickers import validate_ticker
+
+    prefix = "" if task.label == "model" else f"{task.label}-"
+    folder = out_dir / validate_ticker(task.ticker) / f"{prefix}seed{int(task.params['seed'])}"
+    folder.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(folder / "backtest.csv", index=False, float_format="%.6f")
+
+
+def train_universal_fits(
+    spec: Any,
+    params_by_seed: Mapping[int, Any],
+    cutoffs: Sequence[Any],
+    workers: int | None = 1,
+    *,
+    scheduler: str | None = None,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Every universal fit a universe evaluation needs, one Dask task per (seed, cut-off),
+    before any backtest asks for one (two backtests never train the same fit)."""
+    from stock_lstm.cluster import open_executor
+    from stock_lstm.evaluation.universe import train_universal
+
+    calls = {
+        f"seed{seed}:{cutoff:%Y-%m-%d}": (spec, params, cutoff)
+        for seed, params in params_by_seed.items()
+        for cutoff in cutoffs
+    }
+    with open_executor(scheduler, workers=workers) as executor:
+        results = executor.map(
+            train_universal, calls, desc="universal fits", unit="fit", progress=progress
+        )
+    return [{"fit": label, **results[label]} for label in calls]
 
 
 def run_tasks(

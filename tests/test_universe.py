@@ -1,0 +1,128 @@
+"""A universal model: pooled training reads nothing on or after its cut-off, fits are shared
+by cut-off, and its forecasts are scale-free (a ticker's prices x 100 give forecasts x 100)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from api_helpers import TINY_PARAMS
+
+from stock_lstm.data.frames import normalize_ohlcv
+from stock_lstm.data.synthetic import synthetic_prices, write_flat_csv
+from stock_lstm.evaluation.backtest import BacktestConfig, walk_forward
+from stock_lstm.evaluation.universe import (
+    UniverseSpec,
+    cutoff_for,
+    fit_path,
+    held_out_split,
+    load_universal,
+    needed_cutoffs,
+    train_universal,
+    universal_fit_function,
+    universe_dates,
+)
+from stock_lstm.models.pooled import prepare_universe, train_pooled
+from stock_lstm.models.training import TrainParams
+
+TICKERS = ("AAA", "BBB", "CCC", "DDD", "EEE")
+PARAMS = TrainParams.from_dict({**TINY_PARAMS, "horizon": 3, "chunk_length": 20})
+CUTOFF = pd.Timestamp("2019-06-28")
+
+
+def _universe(directory: Path, *, poison_after: pd.Timestamp | None = None) -> Path:
+    """Five synthetic tickers; with ``poison_after``, every row after it encodes the future
+    in a way a fit that read it could not miss (prices x 50, volumes x 1000)."""
+    for k, ticker in enumerate(TICKERS):
+        frame = synthetic_prices(ticker, rows=500, seed=k)
+        if poison_after is not None:
+            later = frame.index > poison_after
+            for column in ("Open", "High", "Low", "Close", "Adj Close"):
+                frame.loc[later, column] *= 50.0
+            frame.loc[later, "Volume"] *= 1000
+        write_flat_csv(frame, directory / f"{ticker}.csv")
+    return directory
+
+
+def _spec(directory: Path, cache: Path, held_out: tuple[str, ...] = ("EEE",)) -> UniverseSpec:
+    return UniverseSpec(str(directory), held_out, str(cache))
+
+
+def test_the_held_out_split_is_fixed_and_disjoint() -> None:
+    names = [f"T{k:03d}" for k in range(200)]
+    training, held = held_out_split(names)
+    assert len(held) == 40 and len(training) == 160
+    assert not set(training) & set(held)
+    assert held_out_split(reversed(names)) == (training, held)  # the folder's order is moot
+    with pytest.raises(ValueError, match="cannot hold out"):
+        held_out_split(names[:5], 5)
+
+
+def test_no_universe_row_after_the_cutoff_is_read(tmp_path: Path) -> None:
+    clean = _spec(_universe(tmp_path / "clean"), tmp_path / "fits-clean")
+    poisoned = _spec(
+        _universe(tmp_path / "poisoned", poison_after=CUTOFF), tmp_path / "fits-poisoned"
+    )
+    train_universal(clean, PARAMS, CUTOFF)
+    train_universal(poisoned, PARAMS, CUTOFF)
+    first, _ = load_universal(clean, PARAMS, CUTOFF)
+    second, _ = load_universal(poisoned, PARAMS, CUTOFF)
+    for a, b in zip(first.state_dict().values(), second.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    # A cut-off after the poison does read it: the guard above could fail.
+    later = pd.Timestamp("2019-09-30")
+    train_universal(clean, PARAMS, later)
+    train_universal(poisoned, PARAMS, later)
+    third, _ = load_universal(clean, PARAMS, later)
+    fourth, _ = load_universal(poisoned, PARAMS, later)
+    assert not all(
+        torch.equal(a, b)
+        for a, b in zip(third.state_dict().values(), fourth.state_dict().values(), strict=True)
+    )
+
+
+def test_a_held_out_ticker_is_never_trained_on(tmp_path: Path) -> None:
+    spec = _spec(_universe(tmp_path / "u"), tmp_path / "fits")
+    assert "EEE" not in spec.training_tickers()
+    run = train_universal(spec, PARAMS, CUTOFF)
+    assert run["tickers"] == 4 and run["cached"] is False
+    assert train_universal(spec, PARAMS, CUTOFF)["cached"] is True  # kept, not retrained
+    assert fit_path(spec, PARAMS, CUTOFF).is_file()
+
+
+def test_pooled_training_is_seeded_and_validates_on_the_last_dates(tmp_path: Path) -> None:
+    frames = {
+        t: normalize_ohlcv(synthetic_prices(t, rows=400, seed=k), t).frame
+        for k, t in enumerate(TICKERS)
+    }
+    data = prepare_universe(frames, PARAMS)
+    dates = frames["AAA"].index
+    assert data.validation_start == dates[int(len(dates) * 0.85)]
+    first = train_pooled(data, PARAMS, threads=1)
+    again = train_pooled(data, PARAMS, threads=1)
+    assert first.history == again.history
+    assert first.train_origins == data.train_origins > 0
+
+
+def test_a_universal_backtest_shares_fits_and_is_scale_free(tmp_path: Path) -> None:
+    spec = _spec(_universe(tmp_path / "u"), tmp_path / "fits")
+    dates = universe_dates(spec)
+    # The scored ticker is one the universe never saw, on the universe's own dates.
+    scored = normalize_ohlcv(synthetic_prices("ZZZ", rows=500, seed=9), "ZZZ").frame
+    config = BacktestConfig(horizon=2, origins=40, refit_every=20)
+    cutoffs = needed_cutoffs(scored, config, dates)
+    assert len(cutoffs) == 2
+    assert all(cutoff_for(dates, c) == c for c in cutoffs)
+    fit = universal_fit_function(spec, dates)
+    base = walk_forward(scored, PARAMS, config, fit=fit)
+    assert len(list((tmp_path / "fits").rglob("*.pt"))) == 2  # one per cut-off
+    scaled = scored.copy()
+    for column in ("open", "high", "low", "close"):
+        scaled[column] = scaled[column] * 100.0
+    again = walk_forward(scaled, PARAMS, config, fit=fit)
+    assert len(list((tmp_path / "fits").rglob("*.pt"))) == 2  # the same fits, reused
+    for column in ("model", "lower", "upper", "har_range_lower", "gjr_skewt_upper"):
+        np.testing.assert_allclose(again.frame[column], 100.0 * base.frame[column], rtol=1e-4)
