@@ -23,7 +23,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         "data",
         "models",
         "evaluation plots",
-        "workflows",
+        "workflows universal_workflows",
         "pipeline",
         "api",
         "cli",

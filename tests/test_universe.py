@@ -126,3 +126,104 @@ def test_a_universal_backtest_shares_fits_and_is_scale_free(tmp_path: Path) -> N
     assert len(list((tmp_path / "fits").rglob("*.pt"))) == 2  # the same fits, reused
     for column in ("model", "lower", "upper", "har_range_lower", "gjr_skewt_upper"):
         np.testing.assert_allclose(again.frame[column], 100.0 * base.frame[column], rtol=1e-4)
+
+
+# --- serving: train-universe, activate --ticker, predict, train --from ----------------------
+
+SMALL = ["--epochs", "2", "--sequence-length", "10", "--hidden-size", "8", "--horizon", "5"]
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    from stock_lstm.cli import main
+
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_a_never_trained_ticker_predicts_after_activation_and_not_before(
+    cli_env: object, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from stock_lstm.config import get_settings
+    from stock_lstm.db import Database
+    from stock_lstm.models.registry import get_model
+
+    universe = _universe(tmp_path / "u")
+    code, out, err = _cli(capsys, "train-universe", "--csv-dir", str(universe), *SMALL, "--json")
+    assert code == 0, err
+    version = json.loads(out)["version_id"]
+    assert version.startswith("UNIVERSAL_") and json.loads(out)["tickers"] == len(TICKERS)
+
+    code, _out, err = _cli(capsys, "predict", "TEST")
+    assert code == 2 and "no active model for TEST" in err
+
+    code, out, err = _cli(capsys, "activate", version, "--ticker", "TEST", "--json")
+    assert code == 0, err
+    test_version = json.loads(out)["version_id"]
+    assert json.loads(out)["active"] is True and json.loads(out)["epochs_run"] == 0
+    code, out, err = _cli(capsys, "predict", "TEST", "--days", "5", "--json")
+    assert code == 0, err
+    assert json.loads(out)["version_id"] == test_version
+
+    # A second ticker gets its own version and its own calibration state.
+    code, out, err = _cli(capsys, "activate", version, "--ticker", "AAPL", "--force", "--json")
+    assert code == 0, err
+    aapl_version = json.loads(out)["version_id"]
+    assert _cli(capsys, "predict", "AAPL", "--days", "5")[0] == 0
+    db = Database(get_settings().database_url)
+    # Each version starts from its own ticker's validation slice: separate states.
+    states = {v: get_model(db, v).metrics.calibration for v in (test_version, aapl_version)}
+    db.dispose()
+    assert all(states.values()) and states[test_version] != states[aapl_version]
+
+    code, out, _err = _cli(capsys, "models", "--json")
+    listing = json.loads(out)
+    assert listing["universal"][0]["serving"] == ["AAPL", "TEST"]
+    rows = {row["ticker"]: row for row in listing["models"]}
+    assert rows["TEST"]["params"]["universal_version"] == version
+    code, out, _err = _cli(capsys, "models")
+    assert f"(from {version})" in out and "serving: AAPL, TEST" in out
+
+    # Fine-tuning from the universal weights: a training setting may change, the shape not.
+    code, out, err = _cli(capsys, "train", "MSFT", "--from", version, "--epochs", "2", "--json")
+    assert code == 0, err
+    assert json.loads(out)["epochs_run"] >= 1
+    code, _out, err = _cli(capsys, "train", "MSFT", "--from", version, "--hidden-size", "16")
+    assert code == 2 and "hidden_size cannot change" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["activate", "UNIVERSAL_../../x", "--ticker", "TEST"], "not a universal version id"),
+        (["activate", "UNIVERSAL_20990101_000000", "--ticker", "TEST"], "no universal version"),
+        (["activate", "UNIVERSAL_20990101_000000"], "--ticker TICKER"),
+        (["train", "TEST", "--from", "UNIVERSAL_x"], "not a universal version id"),
+        (["train-universe", "--csv-dir", "/nonexistent/folder"], "/nonexistent/folder"),
+    ],
+)
+def test_bad_universal_input_is_one_line_and_exit_2(
+    cli_env: object, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    code, _out, err = _cli(capsys, *argv)
+    assert code == 2 and message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_a_ticker_too_short_for_the_window_gets_one_clear_line(
+    cli_env: object, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    universe = _universe(tmp_path / "u")
+    code, out, err = _cli(capsys, "train-universe", "--csv-dir", str(universe), *SMALL, "--json")
+    version = json.loads(out)["version_id"]
+    short = tmp_path / "short"
+    write_flat_csv(synthetic_prices("TINY", rows=12), short / "TINY.csv")
+    code, _out, err = _cli(
+        capsys, "activate", version, "--ticker", "TINY", "--source", f"csv:{short}"
+    )
+    assert code == 2 and "TINY" in err and "rows" in err
+    assert err.count("\n") == 1 and "Traceback" not in err

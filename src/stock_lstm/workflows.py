@@ -279,8 +279,14 @@ def train_ticker(
     show_progress: bool = False,
     callbacks: tuple[Any, ...] = (),
     warm_start: bool = False,
+    start_from: Any = None,
+    fine_tune: bool = True,
 ) -> TrainOutcome:
     """Sync, preprocess, train, evaluate against persistence and save artifacts.
+
+    ``start_from``: a network (a universal version's) to start from instead of random
+    weights; with ``fine_tune=False`` it is not trained at all, only scored on this ticker's
+    validation and test slices (``activate VERSION --ticker``).
 
     The models folder is checked for writability first. Nothing is written to the models
     folder or the registry here: ``register_outcome`` does that as the last step, so a run
@@ -331,14 +337,18 @@ def train_ticker(
         if job_id:
             all_callbacks.append(_job_progress_writer(ctx, job_id))
         warm = _warm_start_from(ctx, ticker, params, data) if warm_start else None
-        result = train_model(
-            data,
-            params,
-            callbacks=all_callbacks,
-            threads=ctx.settings.torch_threads,
-            show_progress=show_progress,
-            initial_state=warm.model.state_dict() if warm else None,
-        )
+        initial = start_from if start_from is not None else (warm.model if warm else None)
+        if start_from is not None and not fine_tune:
+            result = untrained_result(start_from, data)
+        else:
+            result = train_model(
+                data,
+                params,
+                callbacks=all_callbacks,
+                threads=ctx.settings.torch_threads,
+                show_progress=show_progress,
+                initial_state=initial.state_dict() if initial is not None else None,
+            )
         evaluation = evaluate_model(
             result.model,
             data,
@@ -353,6 +363,15 @@ def train_ticker(
     outcome = TrainOutcome(ticker, params, sync, prices, data, result, evaluation)
     outcome.warm_started_from = warm.record.version_id if warm else None
     return outcome
+
+
+def untrained_result(model: Any, data: PreparedData) -> Any:
+    """A ``TrainResult`` for a network used as it is: zero epochs, its validation loss."""
+    from stock_lstm.models.training import TrainResult, _as_tensor, _evaluation_loss
+
+    loss = _evaluation_loss(model, _as_tensor(data.X_val), _as_tensor(data.y_val))
+    history = [{"epoch": 0, "train_loss": float("nan"), "val_loss": loss}]
+    return TrainResult(model, history, 0, 0, False, 0.0)
 
 
 def _warm_start_from(
@@ -433,8 +452,12 @@ def register_outcome(
     force: bool = False,
     report_path: str | None = None,
     job_id: str | None = None,
+    universal_version: str | None = None,
 ) -> ModelRecord:
     """Save the artifacts and register the model; the promotion gate decides activation.
+
+    ``universal_version``: the universal version the weights come from (recorded in the
+    version's parameters, shown by ``models``).
 
     ``activate=False`` never activates; ``force=True`` activates even a model that fails the
     gate. Files are written atomically first; if registration then fails they are deleted,
@@ -494,6 +517,7 @@ def register_outcome(
                 **outcome.params.to_dict(),
                 "feature_columns": list(outcome.data.feature_columns),
                 "source": ctx.source.name,
+                **({"universal_version": universal_version} if universal_version else {}),
             },
             metrics=outcome.metrics.with_gate(gate),
             data=TrainingDataSummary(

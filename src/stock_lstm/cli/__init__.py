@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     # In the order --help lists them.
     data.add_sync(commands, common)
     training.add_train(commands, common)
+    training.add_train_universe(commands, common)
     models.add_predict(commands, common)
     models.add_models(commands, common)
     models.add_activate(commands, common)

@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from stock_lstm.cli.common import _context, _emit, _source_option
-from stock_lstm.cli.formatting import _number
+from stock_lstm.cli.formatting import _number, format_interval_table
 
 
 def add_predict(
@@ -57,6 +57,15 @@ def add_activate(
         "in the same transaction.",
     )
     activate.add_argument("version_id", help="a version from `stock-lstm models`")
+    activate.add_argument(
+        "--ticker",
+        help="with a universal version (UNIVERSAL_...): register it as this ticker's model, "
+        "scored and gated on the ticker's own rows, and activate it if the gate passes",
+    )
+    activate.add_argument(
+        "--force", action="store_true", help="with --ticker: activate even if the gate fails"
+    )
+    _source_option(activate)
     activate.set_defaults(handler=_cmd_activate)
 
 
@@ -89,10 +98,24 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from stock_lstm.models.registry import list_models
+    from pathlib import Path
 
-    records = list_models(_context(args).db, args.ticker)
+    from stock_lstm.models.registry import list_models
+    from stock_lstm.models.universal import list_universal
+
+    ctx = _context(args)
+    records = list_models(ctx.db, args.ticker)
+    universal = list_universal(Path(ctx.settings.models_dir))
+    serving: dict[str, list[str]] = {}
+    for r in records:
+        source = r.params.get("universal_version")
+        if r.is_active and source:
+            serving.setdefault(str(source), []).append(r.ticker)
     payload = {
+        "universal": [
+            {**u.model_dump(mode="json"), "serving": sorted(serving.get(u.version_id, []))}
+            for u in universal
+        ],
         "models": [
             {
                 "version_id": r.version_id,
@@ -105,11 +128,11 @@ def _cmd_models(args: argparse.Namespace) -> int:
                 "report_path": r.report_path,
             }
             for r in records
-        ]
+        ],
     }
 
     def human() -> str:
-        if not records:
+        if not records and not universal:
             return "no models yet: train one with `make train TICKER=AAPL`"
         lines = [
             f"  {'version':<28}{'created (UTC)':<22}{'network':<9}{'test MAE':>10}"
@@ -124,11 +147,19 @@ def _cmd_models(args: argparse.Namespace) -> int:
             gate = r.metrics.gate.status if r.metrics.gate else "-"
             mark = "*" if r.is_active else " "
             created = r.created_at.strftime("%Y-%m-%d %H:%M:%S")
+            source = r.params.get("universal_version")
             lines.append(
                 f"{mark} {r.version_id:<28}{created:<22}{r.network:<9}{mae:>10.4f}{base:>10.4f}"
                 f"{_number(rmae, 3):>8}{_number(coverage, 3):>10}  {gate}"
+                + (f"  (from {source})" if source else "")
             )
         lines.append("* = active; rMAE = test MAE / persistence MAE; 90% cov. = test coverage")
+        if universal:
+            lines.append("universal versions (serve one: activate VERSION --ticker TICKER):")
+            for u in universal:
+                users = ", ".join(sorted(serving.get(u.version_id, []))) or "no ticker yet"
+                cut = f", rows before {u.until}" if u.until else ""
+                lines.append(f"  {u.version_id:<28}{len(u.tickers)} tickers{cut}; serving: {users}")
         return "\n".join(lines)
 
     _emit(args, payload, human)
@@ -136,12 +167,56 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_activate(args: argparse.Namespace) -> int:
+    from stock_lstm.errors import InvalidParameterError
     from stock_lstm.models.registry import activate_version
+    from stock_lstm.models.universal import is_universal_id
 
+    if is_universal_id(args.version_id) or args.version_id.startswith("UNIVERSAL_"):
+        if not args.ticker:
+            raise InvalidParameterError(
+                f"{args.version_id} is a universal version: say which ticker it serves with "
+                "--ticker TICKER"
+            )
+        return _activate_universal(args)
+    if args.ticker or args.force or args.source:
+        raise InvalidParameterError(
+            "--ticker, --force and --source go with a universal version (UNIVERSAL_...); "
+            f"{args.version_id} already belongs to a ticker"
+        )
     record = activate_version(_context(args).db, args.version_id)
     _emit(
         args,
         {"version_id": record.version_id, "ticker": record.ticker, "is_active": True},
         lambda: f"{record.ticker}: {record.version_id} is now the active model",
     )
+    return 0
+
+
+def _activate_universal(args: argparse.Namespace) -> int:
+    from stock_lstm.errors import InvalidParameterError
+    from stock_lstm.models.universal import is_universal_id
+    from stock_lstm.universal_workflows import activate_universal
+
+    if not is_universal_id(args.version_id):
+        raise InvalidParameterError(
+            f"{args.version_id!r} is not a universal version id (UNIVERSAL_YYYYmmdd_HHMMSS): "
+            "list them with `stock-lstm models`"
+        )
+
+    outcome = activate_universal(_context(args), args.version_id, args.ticker, force=args.force)
+    payload = outcome.to_dict()
+    gate = payload["gate"] or {}
+
+    def human() -> str:
+        state = "the active model" if payload["active"] else "registered inactive"
+        return "\n".join(
+            [
+                f"{payload['ticker']}: {args.version_id} registered as {payload['version_id']} "
+                f"({state})",
+                f"gate: {gate.get('status')} ({gate.get('reason')})",
+                format_interval_table(outcome.metrics) or "",
+            ]
+        ).rstrip()
+
+    _emit(args, payload, human)
     return 0

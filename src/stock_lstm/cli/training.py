@@ -1,4 +1,5 @@
-"""Training's command: ``train`` (train, register and activate a model)."""
+"""Training's commands: ``train`` (train, register and activate a model) and
+``train-universe`` (one network on a whole folder of tickers)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from stock_lstm.cli.common import (
     TRAIN_PARAM_HELP,
     _context,
     _emit,
+    _iso_date,
     _push,
     _range_options,
     _source_option,
@@ -47,6 +49,13 @@ def add_train(
         help="start from the active model's weights when it has the same network (a daily "
         "retrain then needs a few epochs; early stopping still decides on this validation slice)",
     )
+    train.add_argument(
+        "--from",
+        dest="from_version",
+        metavar="UNIVERSAL_VERSION",
+        help="fine-tune a universal version (`stock-lstm train-universe`) on this ticker: its "
+        "network and data settings, trained further from its weights",
+    )
     train.add_argument("--job-id", help="record progress in this TrainingJob row")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _source_option(train)
@@ -66,20 +75,32 @@ def _train_params(args: argparse.Namespace) -> Any:
 def _cmd_train(args: argparse.Namespace) -> int:
     from stock_lstm.workflows import register_outcome, train_ticker
 
-    params = _train_params(args)
     ctx = _context(args)
-    outcome = train_ticker(
-        ctx,
-        args.ticker,
-        params,
-        start=args.start,
-        end=args.end,
-        force_sync=args.force_sync,
-        job_id=args.job_id,
-        show_progress=not (args.no_progress or args.json),
-        warm_start=args.warm_start,
-    )
-    register_outcome(ctx, outcome, force=args.force, job_id=args.job_id)
+    if args.from_version:
+        from stock_lstm.universal_workflows import fine_tune_from_universal
+
+        given = {n: getattr(args, n) for n in TRAIN_PARAM_HELP if getattr(args, n) is not None}
+        outcome = fine_tune_from_universal(
+            ctx,
+            args.from_version,
+            args.ticker,
+            given,
+            force=args.force,
+            show_progress=not (args.no_progress or args.json),
+        )
+    else:
+        outcome = train_ticker(
+            ctx,
+            args.ticker,
+            _train_params(args),
+            start=args.start,
+            end=args.end,
+            force_sync=args.force_sync,
+            job_id=args.job_id,
+            show_progress=not (args.no_progress or args.json),
+            warm_start=args.warm_start,
+        )
+        register_outcome(ctx, outcome, force=args.force, job_id=args.job_id)
     _push(
         ctx.settings,
         "stock-lstm-train",
@@ -114,6 +135,73 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 *filter(None, [format_interval_table(outcome.metrics)]),
                 f"gate: {gate.get('status')} ({gate.get('reason')})",
                 f"artifacts: {payload['model_path']}, {payload['scaler_path']}",
+            ]
+        )
+
+    _emit(args, payload, human)
+    return 0
+
+
+def add_train_universe(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+) -> None:
+    """``train-universe --csv-dir DIR``: one network trained on every ticker of a folder."""
+    parser = commands.add_parser(
+        "train-universe",
+        parents=[common],
+        help="train one universal network on every ticker of a CSV folder",
+        description="Pool the windows of every <TICKER>.csv in --csv-dir (each ticker encoded "
+        "from its own training rows, so the network applies to tickers it never saw), validate "
+        "on the universe's last 15%% of dates, and keep the network as a universal version. "
+        "`activate VERSION --ticker X` then serves it for X; `train X --from VERSION` "
+        "fine-tunes it.",
+    )
+    parser.add_argument("--csv-dir", required=True, help="folder of <TICKER>.csv files")
+    parser.add_argument(
+        "--until", type=_iso_date, help="read nothing dated on or after this day (YYYY-MM-DD)"
+    )
+    parser.add_argument("--tickers", help="comma-separated subset (default: every file)")
+    for name, (kind, text) in TRAIN_PARAM_HELP.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, dest=name, help=text)
+    parser.add_argument("--no-progress", action="store_true", help="hide the epoch lines")
+    parser.set_defaults(handler=_cmd_train_universe)
+
+
+def _cmd_train_universe(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from stock_lstm.universal_workflows import train_universe
+
+    quiet = args.no_progress or args.json
+
+    def progress(epoch: int, train_loss: float, val_loss: float) -> None:
+        if not quiet:
+            print(
+                f"epoch {epoch}: train {train_loss:.4f}, validation {val_loss:.4f}", file=sys.stderr
+            )
+
+    record = train_universe(
+        _context(args),
+        Path(args.csv_dir),
+        _train_params(args),
+        until=args.until,
+        tickers=[t.strip() for t in args.tickers.split(",")] if args.tickers else None,
+        progress=progress,
+    )
+    payload = record.model_dump(mode="json")
+    payload["tickers"] = len(record.tickers)
+
+    def human() -> str:
+        return "\n".join(
+            [
+                f"universal version {record.version_id}: {len(record.tickers)} tickers, "
+                f"{record.train_origins} training origins, validation from "
+                f"{record.validation_start}"
+                + (f", nothing read on or after {record.until}" if record.until else ""),
+                f"{record.epochs_run} epochs (best {record.best_epoch}) in "
+                f"{record.train_seconds:.1f} s",
+                f"serve it: stock-lstm activate {record.version_id} --ticker TICKER",
             ]
         )
 

@@ -1,0 +1,130 @@
+"""What the CLI does with a universal model: train one on a folder, serve it for a ticker.
+
+* ``train_universe``: one pooled fit (``models.pooled``) on every ticker of a CSV folder,
+  nothing dated on or after ``until`` read, kept as a universal version
+  (``models.universal``).
+* ``activate_universal``: make a universal version ticker X's model. X gets an ordinary
+  registry version whose network is the universal one, unchanged, with X's own encoder
+  (fitted on X's training rows: the inputs are scale-free), the promotion gate judged on X's
+  own validation rows, X's own test scores and its own online calibration state. So
+  ``predict X`` works for a ticker that was never trained alone, and a second ticker's
+  activation never touches the first one's calibration.
+* ``fine_tune_from_universal``: ``train X --from VERSION``, the same but trained further on
+  X's rows from the universal weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from stock_lstm.errors import InvalidParameterError
+from stock_lstm.models.training import TrainParams
+from stock_lstm.models.universal import (
+    UniversalRecord,
+    get_universal,
+    load_universal_network,
+    save_universal,
+)
+from stock_lstm.tickers import validate_ticker
+from stock_lstm.workflows import AppContext, TrainOutcome, register_outcome, train_ticker
+
+
+def train_universe(
+    ctx: AppContext,
+    csv_dir: Path,
+    params: TrainParams,
+    *,
+    until: date | None = None,
+    tickers: list[str] | None = None,
+    progress: Any = None,
+) -> UniversalRecord:
+    """Fit one network on every ticker of ``csv_dir`` (or ``tickers`` of it) and keep it."""
+    from stock_lstm.data.sources import CsvSource
+    from stock_lstm.models.pooled import prepare_universe, train_pooled
+
+    params = params.validate()
+    source = CsvSource(csv_dir).check_folder()
+    names = [validate_ticker(t) for t in tickers] if tickers else source.available_tickers()
+    if not names:
+        raise InvalidParameterError(
+            f"the folder {csv_dir} holds no .csv files: point --csv-dir at a folder of "
+            "<TICKER>.csv files"
+        )
+    frames = {name: source.fetch(name).frame for name in names}
+    cutoff = pd.Timestamp(until) if until else None
+    data = prepare_universe(frames, params, until=cutoff)
+    result = train_pooled(data, params, threads=ctx.settings.torch_threads, progress=progress)
+    return save_universal(
+        Path(ctx.settings.models_dir),
+        result.model,
+        created_at=ctx.clock(),
+        params=params.to_dict(),
+        tickers=result.tickers,
+        source_dir=str(csv_dir),
+        until=until,
+        validation_start=result.validation_start.date(),
+        train_origins=result.train_origins,
+        epochs_run=result.epochs_run,
+        best_epoch=result.best_epoch,
+        train_seconds=result.train_seconds,
+    )
+
+
+def _universal(ctx: AppContext, version_id: str) -> tuple[UniversalRecord, Any, TrainParams]:
+    models_dir = Path(ctx.settings.models_dir)
+    record = get_universal(models_dir, version_id)
+    params = TrainParams.from_dict(record.params)
+    return record, load_universal_network(models_dir, record), params
+
+
+def activate_universal(
+    ctx: AppContext, version_id: str, ticker: str, *, force: bool = False
+) -> TrainOutcome:
+    """Register universal version ``version_id`` as ``ticker``'s model (see the module doc);
+    the promotion gate decides whether it becomes the active one, as for any training."""
+    ticker = validate_ticker(ticker)
+    record, network, params = _universal(ctx, version_id)
+    outcome = train_ticker(ctx, ticker, params, start_from=network, fine_tune=False)
+    register_outcome(ctx, outcome, force=force, universal_version=record.version_id)
+    return outcome
+
+
+def fine_tune_from_universal(
+    ctx: AppContext,
+    version_id: str,
+    ticker: str,
+    overrides: dict[str, Any],
+    *,
+    force: bool = False,
+    show_progress: bool = False,
+) -> TrainOutcome:
+    """``train TICKER --from VERSION``: the universal network trained further on TICKER.
+
+    The network's shape comes from the universal version; ``overrides`` may change only how
+    it is trained (epochs, patience, learning rate, batch size, seed, chunk length)."""
+    from stock_lstm.models.params import PARAMETERS
+
+    record, network, params = _universal(ctx, version_id)
+    shape = {name for name, spec in PARAMETERS.items() if spec.group != "training"}
+    changed = sorted(
+        name
+        for name, value in overrides.items()
+        if name in shape and value != getattr(params, name)
+    )
+    if changed:
+        raise InvalidParameterError(
+            f"--from {version_id} fixes the network and its data ({', '.join(changed)} cannot "
+            "change): give only training settings, or train without --from"
+        )
+    tuned = replace(params, **{k: v for k, v in overrides.items() if k not in shape})
+    outcome = train_ticker(
+        ctx, ticker, tuned, start_from=network, fine_tune=True, show_progress=show_progress
+    )
+    outcome.warm_started_from = record.version_id
+    register_outcome(ctx, outcome, force=force, universal_version=record.version_id)
+    return outcome
