@@ -36,6 +36,7 @@ FIGURES: dict[str, tuple[str, bool, int]] = {
     "api": ("bench.api_load", True, 600),
     "evaluate": ("bench.many_tickers", False, 1200),
     "dask": ("bench.dask_overhead", False, 300),
+    "universal": ("bench.universal_fit", False, 1200),
 }
 RESULTS = REPO / "bench" / "results.json"
 
