@@ -60,6 +60,7 @@ METRICS_JSON = {
     "intervals_h1": {},
     "gate": GATE_JSON,
     "training": {"best_epoch": 7, "best_val_loss": None, "epochs_run": None, "stopped_early": None},
+    "served_anchors": [],
     # the next day's scores, repeated at the top for readers of the flat form
     **{"mae": 1.5, "rmse": 2.0, "mape": 1.2, "n": 20, "rmae": 0.98},
     "persistence": {"mae": 1.53, "rmse": 2.1, "mape": 1.25},
@@ -125,6 +126,7 @@ FORECAST = Forecast(
     interval_level=0.9,
     gate=GATE,
     warnings=["stale prices"],
+    combined_with=["har_range", "gjr_skewt"],
 )
 CACHE_STATUS = CacheStatus("AAPL", 0, None, None, None, False)
 SYNC_RESULT = SyncResult(
@@ -198,6 +200,7 @@ FORECAST_JSON = {
     "interval_level": 0.9,
     "gate": GATE_JSON,
     "warnings": ["stale prices"],
+    "combined_with": ["har_range", "gjr_skewt"],
 }
 CACHE_STATUS_JSON = {
     "ticker": "AAPL",

@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 from api_helpers import TINY_PARAMS
 
-from stock_lstm.models.forecasting import make_forecast
 from stock_lstm.models.online_calibration import widening
 from stock_lstm.models.training import TrainParams
-from stock_lstm.workflows import AppContext, load_prices, register_outcome, train_ticker
+from stock_lstm.workflows import AppContext, predict_ticker, register_outcome, train_ticker
 
 
 def test_widening_moves_bounds_outward_only_and_leaves_the_first_day_alone() -> None:
@@ -26,9 +25,9 @@ def test_every_served_band_is_non_decreasing_in_width_over_30_days(
     ctx: AppContext, output: str
 ) -> None:
     params = TrainParams.from_dict({**TINY_PARAMS, "output": output})
-    record = register_outcome(ctx, train_ticker(ctx, "AAPL", params), force=True)
-    prices, _sync = load_prices(ctx, "AAPL")
-    forecast = make_forecast(ctx.model_cache.get(record), prices, 30)
+    register_outcome(ctx, train_ticker(ctx, "AAPL", params), force=True)
+    forecast = predict_ticker(ctx, "AAPL", 30)  # as served: combined with its anchors
+    assert len(forecast.combined_with) == 30
     bands = [point.quantiles for point in forecast.predictions]
     assert all(b is not None for b in bands)
     levels = sorted(float(q) for q in bands[0])

@@ -34,11 +34,13 @@ COLORS = {
     "band": "tab:red",
 }
 #: One distinct colour per interval forecaster, in ``evaluation.intervals.FORECASTERS``
-#: order (model, frozen, combination, GARCH-t, GJR, HAR, EWMA): no two lines share one.
+#: order (model, frozen, the two combinations, GARCH-t, GJR, HAR, EWMA): no two lines share
+#: one.
 FORECASTER_PALETTE = (
     COLORS["model"],
     COLORS["train"],
     "tab:purple",
+    "tab:pink",
     COLORS["persistence"],
     "tab:brown",
     "tab:cyan",
@@ -461,7 +463,7 @@ def interval_forecasters_over_time(
     day). Misses of the model's interval are marked; the lower panel shows how each
     forecaster's width (in % of the close) follows volatility.
     """
-    from stock_lstm.evaluation.intervals import FORECASTER_LABELS
+    from stock_lstm.evaluation.intervals import COMBINATIONS, FORECASTER_LABELS
 
     fig = _new_figure(TALL)
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 2))
@@ -498,7 +500,7 @@ def interval_forecasters_over_time(
     top.legend(loc="upper left", fontsize="small")
     for (name, label), color in zip(FORECASTER_LABELS.items(), FORECASTER_PALETTE, strict=False):
         prefix = "" if name == "model" else f"{name}_"
-        if f"{prefix}upper" not in frame or name == "model_garch":
+        if f"{prefix}upper" not in frame or name in COMBINATIONS:
             continue
         width = 100 * (frame[f"{prefix}upper"] - frame[f"{prefix}lower"]) / frame["persistence"]
         bottom.plot(frame.index, width, color=color, lw=1.0, label=label)

@@ -11,6 +11,8 @@
   activation never touches the first one's calibration.
 * ``fine_tune_from_universal``: ``train X --from VERSION``, the same but trained further on
   X's rows from the universal weights.
+* ``score_on_tickers``: a version's test-slice scores on tickers read from a folder, with
+  nothing registered (notebook 06's quick look at tickers it never saw).
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ def train_universe(
         epochs_run=result.epochs_run,
         best_epoch=result.best_epoch,
         train_seconds=result.train_seconds,
+        history=result.history,
     )
 
 
@@ -128,3 +131,58 @@ def fine_tune_from_universal(
     outcome.warm_started_from = record.version_id
     register_outcome(ctx, outcome, force=force, universal_version=record.version_id)
     return outcome
+
+
+def score_on_tickers(
+    ctx: AppContext,
+    version_id: str,
+    csv_dir: Path,
+    tickers: list[str],
+    *,
+    progress: Any = None,
+) -> pd.DataFrame:
+    """A universal version scored on the test slices of ``tickers`` read from ``csv_dir``,
+    as ``activate`` would score it, but without registering or caching anything: notebook
+    06's look at tickers it never trained on. One row per ticker: the 90% interval's
+    coverage and Winkler score at h=1 (in % of the close) of the model and of the anchor
+    strongest there, and the point forecast's rMAE. (The combination served with it needs
+    an anchor chosen before the origins it scores, so only the backtest scores it.)
+
+    The walk-forward ``evaluate --universe`` is the claim; this is the quick look (one
+    split per ticker, no refits), so the notebook says which one it shows."""
+    from stock_lstm.data.preprocessing import SplitFractions, prepare_data
+    from stock_lstm.data.sources import CsvSource
+    from stock_lstm.evaluation.holdout import evaluate_model
+    from stock_lstm.models.training import MAX_HORIZON
+
+    _record, network, params = _universal(ctx, version_id)
+    source = CsvSource(csv_dir).check_folder()
+    horizon = params.horizon if params.strategy == "direct" else MAX_HORIZON
+    rows = []
+    for index, ticker in enumerate(validate_ticker(t) for t in tickers):
+        frame = source.fetch(ticker).frame
+        data = prepare_data(
+            frame,
+            sequence_length=params.sequence_length,
+            fractions=SplitFractions(),
+            target=params.target,
+            horizon=params.training_horizon,
+            inputs=params.inputs,
+        )
+        metrics = evaluate_model(network, data, params.strategy, horizon).metrics
+        scores = metrics.intervals_h1
+        strongest = metrics.served_anchors[0]
+        rows.append(
+            {
+                "ticker": ticker,
+                "test_origins": metrics.horizons[0].n,
+                "rmae_h1": metrics.horizons[0].rmae,
+                "model_coverage": scores["model"].coverage,
+                "model_winkler": scores["model"].winkler,
+                "strongest_anchor": strongest,
+                "anchor_winkler": scores[strongest].winkler,
+            }
+        )
+        if progress:
+            progress(index + 1, len(tickers))
+    return pd.DataFrame(rows)

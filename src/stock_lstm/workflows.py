@@ -26,6 +26,7 @@ from stock_lstm.data.price_frames import PriceFrames
 from stock_lstm.data.sources import PriceSource, source_from_spec
 from stock_lstm.db import Database
 from stock_lstm.errors import InvalidParameterError, ModelNotFoundError, StockLSTMError
+from stock_lstm.evaluation.combination import anchor_log_bounds
 from stock_lstm.models import jobs
 from stock_lstm.models.forecasting import Forecast, ModelCache, make_forecast, validate_days
 from stock_lstm.models.records import GateDecision, TrainingMetrics, TrainingRun
@@ -617,6 +618,7 @@ def predict_ticker(
             days,
             interval_level=ctx.settings.interval_level,
             store=DatabaseCalibrationStore(ctx),
+            anchors=anchor_log_bounds,
         )
     if sync.warning:
         forecast.warnings.append(sync.warning)

@@ -330,6 +330,12 @@ class ForecastResponse(RecordResponse):
         None, description="The promotion gate's verdict on this model (status, value, reason)."
     )
     warnings: list[str]
+    combined_with: list[str] = Field(
+        default_factory=list,
+        description="Per day, the classical anchor (e.g. 'har_range') the interval and "
+        "quantiles average with the model's, in log space with equal weights: the anchor "
+        "strongest at that horizon on the model's test slice. Empty: the model's own.",
+    )
 
 
 class BatchError(BaseModel):

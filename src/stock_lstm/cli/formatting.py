@@ -111,3 +111,21 @@ def format_backtest_intervals(summary: dict[str, Any], level: float = 0.9) -> st
 
 def _number(value: Any, digits: int) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
+
+
+def combination_note(combined_with: list[str]) -> str:
+    """One line saying which anchor each stretch of days' interval averages with."""
+    from stock_lstm.evaluation.intervals import FORECASTER_LABELS
+
+    stretches: list[str] = []
+    start = 0
+    for end in range(1, len(combined_with) + 1):
+        if end == len(combined_with) or combined_with[end] != combined_with[start]:
+            days = f"day {start + 1}" if end - start == 1 else f"days {start + 1}-{end}"
+            stretches.append(f"{days}: {FORECASTER_LABELS.get(combined_with[start])}")
+            start = end
+    return (
+        "intervals: the model's averaged with the anchor strongest on its test slice ("
+        + "; ".join(stretches)
+        + ")"
+    )

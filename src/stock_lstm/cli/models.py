@@ -70,6 +70,7 @@ def add_activate(
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    from stock_lstm.cli.formatting import combination_note
     from stock_lstm.workflows import predict_ticker
 
     forecast = predict_ticker(_context(args), args.ticker, args.days)
@@ -91,6 +92,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             if point.lower is not None and point.upper is not None:
                 line += f"{point.lower:>13.4f}{point.upper:>13.4f}"
             lines.append(line)
+        if forecast.combined_with:
+            lines.append(f"  {combination_note(forecast.combined_with)}")
         return "\n".join(lines)
 
     _emit(args, forecast.to_dict(), human)

@@ -19,7 +19,14 @@ import numpy as np
 import pandas as pd
 
 from stock_lstm.errors import InvalidParameterError, NotEnoughDataError
+from stock_lstm.evaluation.anchors import ANCHORS
 from stock_lstm.evaluation.baselines import drift_paths, mean_log_return, persistence_paths
+from stock_lstm.evaluation.combination import (
+    CHOICE_LEVEL,
+    choose_anchors,
+    combine_with_chosen,
+    winkler_percent,
+)
 from stock_lstm.evaluation.holdout import HoldoutForecasts, horizon_metrics
 from stock_lstm.evaluation.intervals import (
     FORECASTERS,
@@ -30,7 +37,7 @@ from stock_lstm.evaluation.intervals import (
     starting_calibration,
 )
 from stock_lstm.evaluation.probabilistic import volatility_terciles
-from stock_lstm.models.online_calibration import CALIBRATION_LEVELS
+from stock_lstm.models.online_calibration import CALIBRATION_LEVELS, widening
 
 BACKTEST_COLUMNS = (
     "origin_date",
@@ -224,6 +231,7 @@ def walk_forward(
         name: (np.concatenate([b[0] for b in parts_]), np.concatenate([b[1] for b in parts_]))
         for name, parts_ in intervals.items()
     }
+    choices = _combine_with_strongest_so_far(combined, bounds, groups)
     level_index = CALIBRATION_LEVELS.index(config.interval_level)
     lower, upper = (bound[..., level_index] for bound in bounds["model"])
     frame = _long_frame(combined, bounds, level_index, dates)
@@ -241,8 +249,33 @@ def walk_forward(
         "horizons": table,
         "rmae": {str(row["horizon"]): row["rmae"] for row in table},
         "probabilistic": probabilistic_scores(combined, bounds, regimes),
+        "anchor_choices": choices,
     }
     return BacktestResult(frame, summary, fits)
+
+
+def _combine_with_strongest_so_far(
+    forecasts: HoldoutForecasts, bounds: Bounds, groups: list[np.ndarray]
+) -> list[list[str]]:
+    """Add "model_anchor" to ``bounds`` (``evaluation.combination``): the model with, per
+    block and horizon, the anchor strongest on the outcomes known before the block. Returns
+    the choices, per block then horizon, for the summary."""
+    level = CALIBRATION_LEVELS.index(CHOICE_LEVEL)
+    losses = {
+        name: winkler_percent(
+            forecasts.actual, lower[..., level], upper[..., level], forecasts.last_close
+        )
+        for name, (lower, upper) in bounds.items()
+        if name in ANCHORS
+    }
+    horizon = forecasts.actual.shape[1]
+    targets = forecasts.origins[:, None] + np.arange(1, horizon + 1)
+    choices = choose_anchors(losses, targets, [int(group[0]) for group in groups])
+    combined = combine_with_chosen(
+        bounds["model"], bounds, choices, [len(group) for group in groups]
+    )
+    bounds["model_anchor"] = widening(*combined)
+    return choices
 
 
 def _forecast_group(

@@ -316,7 +316,7 @@ def _aims(table: pd.DataFrame, horizon: int = 5) -> list[str]:
     """The aims, as measured (never asserted: a measurement): coverage, the model's and the
     combination's Winkler scores against every anchor and the strongest, rMAE."""
     from stock_lstm.evaluation.anchors import ANCHORS
-    from stock_lstm.evaluation.intervals import FORECASTER_LABELS
+    from stock_lstm.evaluation.intervals import COMBINATIONS, FORECASTER_LABELS
 
     lines = [""]
     if "model_coverage90_h1" in table:
@@ -351,17 +351,20 @@ def _aims(table: pd.DataFrame, horizon: int = 5) -> list[str]:
                         table, model, other, f"h={step}, model vs {FORECASTER_LABELS[name]}"
                     )
                 )
-        combined = f"model_garch_winkler90_h{step}"
-        if combined in table and strongest is not None:
+        for name in COMBINATIONS:
+            combined = f"{name}_winkler90_h{step}"
+            if combined not in table or strongest is None or table[combined].isna().all():
+                continue
+            label = FORECASTER_LABELS[name]
             lines.append(
                 _comparison(
                     table,
                     combined,
                     f"{strongest}_winkler90_h{step}",
-                    f"h={step}, model + GARCH-t (scored, not served) vs the strongest anchor",
+                    f"h={step}, {label} vs the strongest anchor",
                 )
             )
-            lines.append(_comparison(table, combined, model, f"h={step}, model + GARCH-t vs model"))
+            lines.append(_comparison(table, combined, model, f"h={step}, {label} vs model"))
     other = "point_model_static_winkler90_h1"
     if "model_winkler90_h1" in table and other in table and table[other].notna().any():
         lines.append(

@@ -175,7 +175,9 @@ def evaluate_model(
     beside every classical anchor (``evaluation.anchors``); ``metrics.calibration`` is the
     calibration state after the last close, which forecasts carry on from.
     """
+    from stock_lstm.evaluation.combination import CHOICE_LEVEL, FALLBACK_ANCHOR
     from stock_lstm.evaluation.intervals import (
+        best_anchor,
         calibration_from_validation,
         interval_forecasts,
         price_history,
@@ -223,6 +225,10 @@ def evaluate_model(
             for name, per_horizon in probabilistic.items()
             if per_horizon
         },
+        served_anchors=tuple(
+            best_anchor(probabilistic, h, CHOICE_LEVEL) or FALLBACK_ANCHOR
+            for h in range(1, horizon + 1)
+        ),
     )
     return TestEvaluation(
         dates=data.prices.index[test.origins + 1],

@@ -41,7 +41,13 @@ from stock_lstm.models.online_calibration import (
 )
 
 #: Interval forecasters scored everywhere, in the order tables show them.
-FORECASTERS = ("model", "model_static", "model_garch", *ANCHORS)
+FORECASTERS = ("model", "model_static", "model_garch", "model_anchor", *ANCHORS)
+#: Forecasters only a walk-forward backtest has: "model_anchor" picks its anchor from the
+#: blocks before (``evaluation.combination``); one test slice has no "before".
+BACKTEST_ONLY = ("model_anchor",)
+#: The equal-weight combinations of the model with an anchor: scored, and weighed by the
+#: serving rule (README), beside the forecasters they combine.
+COMBINATIONS = ("model_garch", "model_anchor")
 #: The combination of the model's online interval and this anchor's (see the module doc).
 COMBINED_ANCHOR = "garch_t"
 
@@ -183,7 +189,7 @@ def _centre(name: str, forecasts: HoldoutForecasts) -> np.ndarray:
     geometric mean of the two for their combination (the average in log space)."""
     if name in ANCHORS:
         return forecasts.persistence
-    if name == "model_garch":
+    if name in ("model_garch", "model_anchor"):
         return np.sqrt(forecasts.forecast * forecasts.persistence)
     return forecasts.forecast
 
@@ -193,6 +199,7 @@ FORECASTER_LABELS = {
     "model": "model (online calibration)",
     "model_static": "model, frozen at the fit",
     "model_garch": "model + GARCH-t (average)",
+    "model_anchor": "model + strongest anchor so far",
     **anchor_labels(),
 }
 

@@ -96,6 +96,9 @@ class Forecast:
     interval_level: float | None = None
     gate: GateDecision | None = None
     warnings: list[str] = field(default_factory=list)
+    #: Per day, the anchor the interval and fan average with the model's (the serving
+    #: rule); empty when the model's own interval is served.
+    combined_with: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -116,6 +119,7 @@ class Forecast:
             ],
             "gate": self.gate.model_dump(mode="json") if self.gate else None,
             "warnings": list(self.warnings),
+            "combined_with": list(self.combined_with),
         }
 
     def to_frame(self, digits: int = 2) -> Any:
@@ -437,6 +441,36 @@ def carry_calibration(
     return state
 
 
+class AnchorBounds(Protocol):
+    """An anchor's intervals after the last row of a price frame: (1, days, L) log offsets
+    from the last close (``evaluation.combination.anchor_log_bounds``; passed in, since
+    models sit below the evaluation layer)."""
+
+    def __call__(self, name: str, prices: Any, days: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+def _combine(
+    log_bounds: tuple[np.ndarray, np.ndarray],
+    point: np.ndarray,
+    last_close: float,
+    served: tuple[str, ...],
+    anchors: AnchorBounds,
+    prices: Any,
+) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray, list[str]]:
+    """The serving rule: each day's bounds averaged in log space with the anchor strongest
+    at that horizon on the test slice (days past the last scored horizon use its anchor),
+    and the median the geometric mean of the model's and persistence, as in backtests."""
+    days = point.shape[1]
+    names = [served[min(step, len(served) - 1)] for step in range(days)]
+    lower, upper = (np.array(side, dtype=np.float64, copy=True) for side in log_bounds)
+    for name in dict.fromkeys(names):
+        steps = [step for step, chosen in enumerate(names) if chosen == name]
+        anchor_lower, anchor_upper = anchors(name, prices, days)
+        lower[:, steps] = (lower[:, steps] + anchor_lower[:, steps]) / 2
+        upper[:, steps] = (upper[:, steps] + anchor_upper[:, steps]) / 2
+    return (lower, upper), np.sqrt(point * last_close), names
+
+
 def make_forecast(
     loaded: LoadedModel,
     prices: Any,
@@ -444,10 +478,13 @@ def make_forecast(
     *,
     interval_level: float = 0.9,
     store: CalibrationStore | None = None,
+    anchors: AnchorBounds | None = None,
 ) -> Forecast:
     """Dated forecast from the latest rows of ``prices``: the point (median) close, the
     ``interval_level`` interval and the quantiles of the fan chart, all calibrated online
-    (see ``carry_calibration``)."""
+    (see ``carry_calibration``). With ``anchors``, a version that names its served anchors
+    (``TrainingMetrics.served_anchors``) serves the model's equal-weight combination with
+    them: the serving rule README writes down, chosen by backtest."""
     days = validate_days(days)
     if days > loaded.max_days:
         raise InvalidParameterError(
@@ -463,7 +500,8 @@ def make_forecast(
     values = _price_rows(loaded, prices.iloc[-needed:])
     last_close = float(prices["close"].iloc[-1])
     last_date = prices.index[-1].date()
-    memo_key = (values.tobytes(), last_close, last_date, days, interval_level)
+    served = loaded.record.metrics.served_anchors if anchors is not None else ()
+    memo_key = (values.tobytes(), last_close, last_date, days, interval_level, served)
     remembered = loaded.forecasts.get(memo_key)
     if remembered is not None:
         return remembered
@@ -487,9 +525,13 @@ def make_forecast(
         state.levels,
     )
     theta = state.theta[None, :days]
-    lower_all, upper_all = to_prices(
-        *widening(*calibrated(base_lower, base_upper, theta)), np.array([last_close])
-    )
+    log_bounds = calibrated(base_lower, base_upper, theta)
+    combined_with: list[str] = []
+    if served and anchors is not None:
+        log_bounds, point, combined_with = _combine(
+            log_bounds, point, last_close, served, anchors, prices
+        )
+    lower_all, upper_all = to_prices(*widening(*log_bounds), np.array([last_close]))
     fan, fan_levels = interval_quantiles(lower_all, upper_all, point)
     level_index = state.level_index(interval_level)
     dates = next_trading_days(loaded.record.ticker, last_date, days)
@@ -527,6 +569,7 @@ def make_forecast(
         interval_level=interval_level if has_interval else None,
         gate=gate,
         warnings=warnings,
+        combined_with=combined_with,
     )
     loaded.forecasts.put(memo_key, forecast)
     return forecast

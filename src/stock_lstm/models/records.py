@@ -131,6 +131,12 @@ class TrainingMetrics(Record):
     )
     gate: GateDecision | None = None
     training: TrainingRun = Field(default_factory=TrainingRun)
+    served_anchors: tuple[str, ...] = Field(
+        default=(),
+        description="Per horizon (h=1 first), the anchor the served interval averages with "
+        "the model's: the strongest on the test slice (the serving rule, README). Empty: the "
+        "model's own interval is served (versions from before the rule).",
+    )
 
     @model_validator(mode="before")
     @classmethod

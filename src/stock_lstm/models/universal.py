@@ -46,6 +46,8 @@ class UniversalRecord(BaseModel):
     best_epoch: int
     train_seconds: float
     sha256: str
+    #: Per epoch: train and validation loss (manifests from before it have none).
+    history: list[dict[str, float]] = []
 
 
 def is_universal_id(version_id: str) -> bool:
@@ -80,6 +82,7 @@ def save_universal(
     epochs_run: int,
     best_epoch: int,
     train_seconds: float,
+    history: list[dict[str, float]] | None = None,
 ) -> UniversalRecord:
     """Write the weights and then the manifest (each atomically); the new record."""
     import torch
@@ -107,6 +110,7 @@ def save_universal(
         validation_start=validation_start,
         train_origins=train_origins,
         epochs_run=epochs_run,
+        history=history or [],
         best_epoch=best_epoch,
         train_seconds=round(train_seconds, 1),
         sha256=sha256_file(weights),
