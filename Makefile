@@ -12,7 +12,7 @@ SOURCE ?=
 # Make variables that become notebook parameters when set, e.g. `make train EPOCHS=20`.
 PARAM_VARS := EPOCHS PATIENCE SEQUENCE_LENGTH HIDDEN_SIZE NUM_LAYERS DROPOUT LEARNING_RATE INPUTS OUTPUT \
 	BATCH_SIZE SEED TARGET STRATEGY HORIZON DAYS HISTORY_DAYS START END FORCE ORIGINS STEP \
-	REFIT_EVERY CHUNK_LENGTH NETWORK
+	REFIT_EVERY CHUNK_LENGTH NETWORK UNIVERSE_DIR UNTIL HELD_OUT
 lower = $(shell echo '$(1)' | tr 'A-Z' 'a-z')
 PARAMS = $(foreach v,$(PARAM_VARS),$(if $($(v)),-p $(call lower,$(v)) $($(v)),))
 SOURCE_FLAG = $(if $(SOURCE),--source $(SOURCE),)
@@ -32,7 +32,7 @@ $(error unknown variable(s) $(UNKNOWN_VARS): known are $(sort $(KNOWN_VARS)))
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help setup sync eda train train-all predict pipeline backtest evaluate reports lab api test \
+.PHONY: help setup sync eda train train-all predict pipeline backtest universe evaluate reports lab api test \
 	test-unit test-notebooks test-postgres migration bench \
 	lint format clean
 
@@ -66,6 +66,9 @@ predict: $(STAMP) ## Notebook 04: forecast DAYS trading days with TICKER's activ
 
 pipeline: $(STAMP) ## All four notebooks for TICKER in one run
 	$(RUN) all
+
+universe: $(STAMP) ## Notebook 06: one network on every universe ticker, served for TICKER (UNTIL=, HELD_OUT=)
+	$(RUN) universe
 
 backtest: $(STAMP) ## Notebook 05: walk-forward backtest vs persistence and drift (ORIGINS=, HORIZON=)
 	$(RUN) backtest

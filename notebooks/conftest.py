@@ -23,12 +23,19 @@ def pytest_configure(config: pytest.Config) -> None:
     root = Path(tempfile.mkdtemp(prefix="stock-lstm-nbval-"))
     config.stash[_ROOT] = root
     prices = write_fixture_folder(root / "prices", ("AAPL", "MSFT", "TEST"))
+    # A small universe for 06_universe: ten generated tickers, two of them held out.
+    universe = root / "universe"
+    for k, name in enumerate(
+        ("UAA", "UBB", "UCC", "UDD", "UEE", "UFF", "UGG", "UHH", "UII", "UJJ")
+    ):
+        write_fixture_folder(universe, (name,), seed=k + 1)
     os.environ.update(
         {
             "STOCK_LSTM_DATABASE_URL": f"sqlite:///{root / 'stock_lstm.db'}",
             "STOCK_LSTM_SOURCE": f"csv:{prices}",
             "STOCK_LSTM_MODELS_DIR": str(root / "models"),
             "STOCK_LSTM_REPORTS_DIR": str(root / "reports"),
+            "STOCK_LSTM_UNIVERSE_DIR": str(universe),
             "STOCK_LSTM_TORCH_THREADS": "1",
         }
     )

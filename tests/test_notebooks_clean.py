@@ -71,6 +71,18 @@ PARAMETERS: dict[str, dict[str, str]] = {
         "seed": "42",
         "output_dir": "None",
     },
+    "06_universe": {
+        "ticker": '"AAPL"',
+        "source": "None",
+        "universe_dir": "None",
+        "until": "None",
+        "held_out": "40",
+        "epochs": "100",
+        "seed": "42",
+        "activate": "True",
+        "force": "False",
+        "report_path": "None",
+    },
 }
 
 

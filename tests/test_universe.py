@@ -227,3 +227,31 @@ def test_a_ticker_too_short_for_the_window_gets_one_clear_line(
     )
     assert code == 2 and "TINY" in err and "rows" in err
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_the_api_activates_a_universal_version_for_a_ticker(ctx: Any, tmp_path: Path) -> None:
+    """POST /models/{UNIVERSAL_...}/activate?ticker=X serves a ticker never trained alone; a
+    universal version without a ticker, or a ticker with a ticker's own version, is a 422."""
+    from fastapi.testclient import TestClient
+
+    from stock_lstm.api import create_app
+    from stock_lstm.universal_workflows import train_universe
+
+    params = TrainParams.from_dict({**TINY_PARAMS, "horizon": 5})
+    version = train_universe(ctx, _universe(tmp_path / "u"), params).version_id
+    with TestClient(create_app(context=ctx)) as client:
+        predict = {"ticker": "TEST", "days_ahead": 3}
+        assert client.post("/api/v1/predict", json=predict).status_code == 404
+        missing = client.post(f"/api/v1/models/{version}/activate")
+        assert missing.status_code == 422 and "?ticker=" in missing.json()["detail"]
+        response = client.post(f"/api/v1/models/{version}/activate", params={"ticker": "TEST"})
+        assert response.status_code == 200, response.text
+        own = response.json()["version_id"]
+        assert response.json()["ticker"] == "TEST" and response.json()["is_active"] is True
+        forecast = client.post("/api/v1/predict", json=predict)
+        assert forecast.status_code == 200 and forecast.json()["version_id"] == own
+        assert len(forecast.json()["combined_with"]) == 3
+        again = client.post(f"/api/v1/models/{own}/activate", params={"ticker": "TEST"})
+        assert again.status_code == 422
+        bad = client.post(f"/api/v1/models/{version}/activate", params={"ticker": "../x"})
+        assert bad.status_code == 422

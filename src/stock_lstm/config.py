@@ -48,6 +48,7 @@ ACCEPTED: dict[str, str] = {
     f"{MAX_CACHE_EXPIRY_HOURS:g}",
     "models_dir": "a folder path (created when missing)",
     "reports_dir": "a folder path (created when missing)",
+    "universe_dir": "a folder of <TICKER>.csv files (notebook 06 trains on every one)",
     "history_years": "a whole number of years from 1 to 100",
     "torch_threads": f"a whole number from 1 to {MAX_TORCH_THREADS}, or empty for one per core",
     "model_cache_size": f"a whole number from 1 to {MAX_MODEL_CACHE_SIZE}",
@@ -102,6 +103,10 @@ class Settings(BaseSettings):
     )
     models_dir: Path = Field(Path("models"), description="Where model artifacts are written.")
     reports_dir: Path = Field(Path("reports"), description="Where run reports are written.")
+    universe_dir: Path = Field(
+        Path("../shared/data/universe"),
+        description="The tickers a universal model is trained on (notebook 06's default).",
+    )
     history_years: int = Field(
         10, ge=1, le=100, description="Years of history a Yahoo download covers by default."
     )

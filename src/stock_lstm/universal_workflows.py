@@ -86,14 +86,26 @@ def _universal(ctx: AppContext, version_id: str) -> tuple[UniversalRecord, Any, 
 
 
 def activate_universal(
-    ctx: AppContext, version_id: str, ticker: str, *, force: bool = False
+    ctx: AppContext,
+    version_id: str,
+    ticker: str,
+    *,
+    force: bool = False,
+    report_path: str | None = None,
 ) -> TrainOutcome:
     """Register universal version ``version_id`` as ``ticker``'s model (see the module doc);
-    the promotion gate decides whether it becomes the active one, as for any training."""
+    the promotion gate decides whether it becomes the active one, as for any training.
+    ``report_path``: the report that did it (notebook 06), linked from the registry row."""
     ticker = validate_ticker(ticker)
     record, network, params = _universal(ctx, version_id)
     outcome = train_ticker(ctx, ticker, params, start_from=network, fine_tune=False)
-    register_outcome(ctx, outcome, force=force, universal_version=record.version_id)
+    register_outcome(
+        ctx,
+        outcome,
+        force=force,
+        universal_version=record.version_id,
+        report_path=report_path,
+    )
     return outcome
 
 

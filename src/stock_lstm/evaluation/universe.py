@@ -20,11 +20,12 @@ import json
 import os
 import random
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 #: Universe tickers no universal fit sees, scored as the "never seen" set.
@@ -206,3 +207,34 @@ __all__ = [
     "universal_fit_function",
     "universe_dates",
 ]
+
+
+def market_range_volatility(frames: Mapping[str, pd.DataFrame], window: int = 21) -> pd.Series:
+    """The universe's volatility by day: the cross-sectional median, over the tickers quoted
+    that day, of each ticker's ``window``-day mean Parkinson range variance, as an annualized
+    volatility in %. What a pooled fit sees that one ticker does not: one regime for all
+    (notebook 06 shows where the validation dates fall in it)."""
+    from stock_lstm.evaluation.har import range_variance
+
+    columns = {}
+    for ticker, frame in frames.items():
+        variance = range_variance(
+            frame["close"].to_numpy(),
+            frame["high"].to_numpy() if "high" in frame else None,
+            frame["low"].to_numpy() if "low" in frame else None,
+        )
+        rolling = pd.Series(variance, index=frame.index).rolling(window, min_periods=window)
+        columns[ticker] = rolling.mean()
+    panel = pd.DataFrame(columns)
+    return (100.0 * np.sqrt(252.0 * panel.median(axis=1, skipna=True))).dropna()
+
+
+def universe_frames(
+    directory: Path, tickers: Iterable[str] | None = None
+) -> dict[str, pd.DataFrame]:
+    """Every (or each named) ticker's prices in a universe folder, by ticker."""
+    from stock_lstm.data.sources import CsvSource
+
+    source = CsvSource(Path(directory)).check_folder()
+    names = list(tickers) if tickers is not None else source.available_tickers()
+    return {ticker: source.fetch(ticker).frame for ticker in names}

@@ -38,6 +38,8 @@ from stock_lstm.tickers import ticker_file_stem, validate_ticker
 
 log = logging.getLogger(__name__)
 
+#: Stages whose notebook may register a version, linked to its report by ``report_path``.
+REGISTERING_STAGES = ("train", "universe")
 #: Parameters the runner fills in itself; users cannot override them with ``-p``.
 RUNNER_PARAMETERS = ("ticker", "report_path", "output_dir")
 
@@ -215,6 +217,7 @@ def kernel_environment(settings: Settings) -> dict[str, str]:
         "STOCK_LSTM_SOURCE": settings.source,
         "STOCK_LSTM_MODELS_DIR": str(Path(settings.models_dir).resolve()),
         "STOCK_LSTM_REPORTS_DIR": str(Path(settings.reports_dir).resolve()),
+        "STOCK_LSTM_UNIVERSE_DIR": str(Path(settings.universe_dir).resolve()),
         "STOCK_LSTM_CACHE_EXPIRY_HOURS": str(settings.cache_expiry_hours),
         "STOCK_LSTM_HISTORY_YEARS": str(settings.history_years),
     }
@@ -346,7 +349,7 @@ def run_pipeline(
             job_id = stage_parameters.get("job_id") if stage == "train" else None
             if job_id:
                 _take_job(database(), str(job_id), ticker, stage_parameters)
-            if stage == "train":
+            if stage in REGISTERING_STAGES:
                 stage_parameters["report_path"] = str(html_path)
             if stage == "backtest":
                 stage_parameters["output_dir"] = str(run_dir)
@@ -381,7 +384,7 @@ def run_pipeline(
                 except Exception as exc:
                     log.warning("could not render %s: %s", output, exc)
             result.stages.append(stage_result)
-            if stage == "train" and stage_result.status == "ok":
+            if stage in REGISTERING_STAGES and stage_result.status == "ok":
                 result.version_id, result.metrics = _registered_version(database(), str(html_path))
             if job_id:
                 rendered = html_path if stage_result.html else None

@@ -13,9 +13,11 @@ STAGES: dict[str, str] = {
     "train": "03_train",
     "predict": "04_predict",
     "backtest": "05_backtest",
+    "universe": "06_universe",
 }
 ALL = "all"
-#: What ``all`` runs: the backtest refits many times, so it is asked for by name.
+#: What ``all`` runs: the backtest refits many times and the universe trains on hundreds of
+#: tickers, so they are asked for by name.
 ALL_STAGES = ("sync", "eda", "train", "predict")
 KERNEL_NAME = "stock-lstm"
 

@@ -12,8 +12,11 @@ from stock_lstm.api.deps import (
     no_active_model,
 )
 from stock_lstm.api.schemas import ErrorResponse, ModelList, ModelResponse
-from stock_lstm.errors import ModelNotFoundError
+from stock_lstm.errors import InvalidParameterError, ModelNotFoundError
 from stock_lstm.models import registry
+from stock_lstm.models.universal import is_universal_id
+from stock_lstm.tickers import validate_ticker
+from stock_lstm.universal_workflows import activate_universal
 
 router = APIRouter(prefix="/models", tags=["models"])
 
@@ -49,10 +52,44 @@ def active_model(ticker: TickerPath, ctx: ContextDep) -> ModelResponse:
 @router.post(
     "/{version_id}/activate",
     dependencies=[TokenRequired],
-    responses={401: {"model": ErrorResponse}, 404: {"model": ErrorResponse}},
+    responses={
+        401: {"model": ErrorResponse},
+        404: {"model": ErrorResponse},
+        422: {"model": ErrorResponse},
+    },
 )
-def activate_model(version_id: VersionId, ctx: ContextDep) -> ModelResponse:
-    """Make ``version_id`` its ticker's active model; the next prediction uses it."""
+def activate_model(
+    version_id: VersionId,
+    ctx: ContextDep,
+    ticker: Annotated[
+        str | None,
+        Query(
+            description="With a universal version (UNIVERSAL_...): the ticker to serve it for. "
+            "It gets its own version (its encoder, gate, test scores and calibration), "
+            "active if the promotion gate passes."
+        ),
+    ] = None,
+    force: Annotated[
+        bool, Query(description="With ticker: activate even if the gate fails.")
+    ] = False,
+) -> ModelResponse:
+    """Make ``version_id`` its ticker's active model; the next prediction uses it. A universal
+    version belongs to no ticker: name one with ``?ticker=`` (``stock-lstm activate VERSION
+    --ticker X``); scoring it on that ticker's rows takes a few seconds."""
+    if is_universal_id(version_id):
+        if not ticker:
+            raise InvalidParameterError(
+                f"{version_id} is a universal version: name the ticker to serve it for, "
+                f"e.g. POST /api/v1/models/{version_id}/activate?ticker=AAPL"
+            )
+        outcome = activate_universal(ctx, version_id, validate_ticker(ticker), force=force)
+        assert outcome.record is not None
+        return ModelResponse.from_record(outcome.record)
+    if ticker:
+        raise InvalidParameterError(
+            "?ticker= goes with a universal version (UNIVERSAL_...): a ticker's own version "
+            "is activated without it"
+        )
     try:
         return ModelResponse.from_record(registry.activate_version(ctx.db, version_id))
     except ModelNotFoundError:
