@@ -4,6 +4,7 @@ by cut-off, and its forecasts are scale-free (a ticker's prices x 100 give forec
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
