@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from api_helpers import TINY_PARAMS
+from api_helpers import TINY_PARAMS, wait_until
 
 from stock_lstm.data.frames import normalize_ohlcv
 from stock_lstm.data.synthetic import synthetic_prices, write_flat_csv
@@ -256,3 +256,71 @@ def test_the_api_activates_a_universal_version_for_a_ticker(ctx: Any, tmp_path: 
         assert again.status_code == 422
         bad = client.post(f"/api/v1/models/{version}/activate", params={"ticker": "../x"})
         assert bad.status_code == 422
+
+
+# --- a universal training started from the API ----------------------------------------------
+
+
+def test_a_universal_training_job_runs_notebook_06_and_serves_the_ticker(
+    ctx: Any, tmp_path: Path
+) -> None:
+    """The API's job runs the real notebook 06 through the runner: the job follows the pooled
+    epochs, completes with the ticker's new version (built from the universal one) and its
+    report, and that version serves the ticker."""
+    from stock_lstm.api.training_pool import TrainingTask, run_notebook_training
+    from stock_lstm.models import jobs
+    from stock_lstm.models.registry import get_active_model
+
+    universe = _universe(tmp_path / "u")
+    ctx.settings = ctx.settings.model_copy(update={"universe_dir": str(universe)})
+    jobs.create_job(ctx.db, "TEST", TrainParams(epochs=2).to_dict(), job_id="JU")
+    run_notebook_training(
+        ctx, TrainingTask("JU", "TEST", {"epochs": 2, "held_out": 1}, stage="universe")
+    )
+    job = jobs.get_job(ctx.db, "JU")
+    assert job.status == "completed", job.error
+    assert 1 <= job.current_epoch <= 2 and job.losses
+    active = get_active_model(ctx.db, "TEST")
+    assert active.version_id == job.version_id
+    assert str(active.params["universal_version"]).startswith("UNIVERSAL_")
+    assert active.report_path and Path(active.report_path).is_file()
+
+
+def test_the_api_starts_a_universal_training_for_a_ticker(ctx: Any, tmp_path: Path) -> None:
+    """POST /training/universe queues a universe-stage job for the ticker with the notebook's
+    parameters (never a folder from the request); bad input is a 422 that queues nothing."""
+    from fastapi.testclient import TestClient
+
+    from stock_lstm.api import create_app
+    from stock_lstm.api.training_pool import TrainingTask
+    from stock_lstm.models import jobs
+
+    seen: list[TrainingTask] = []
+
+    def record_only(context: Any, task: TrainingTask) -> None:
+        seen.append(task)
+        jobs.mark_failed(context.db, task.job_id, "not trained in this test")
+
+    with TestClient(create_app(context=ctx, run_training=record_only)) as client:
+        for body in (
+            {"ticker": "KO", "epochs": 101},
+            {"ticker": "KO", "held_out": -1},
+            {"ticker": "../x"},
+            {"ticker": "KO", "universe_dir": "/etc"},
+            {"ticker": "KO", "until": "2020-13-01"},
+        ):
+            response = client.post("/api/v1/training/universe", json=body)
+            assert response.status_code == 422, (body, response.text)
+        assert jobs.list_jobs(ctx.db) == []
+        body = {"ticker": "KO", "until": "2020-01-01", "epochs": 3, "seed": 7}
+        response = client.post("/api/v1/training/universe", json=body)
+        assert response.status_code == 202, response.text
+        job_id = response.json()["job_id"]
+        status_url = response.json()["status_url"]
+        wait_until(
+            lambda: jobs.get_job(ctx.db, job_id).status == "failed", timeout=10, what="the job"
+        )
+        assert client.get(status_url).json()["status"] == "failed"
+    (task,) = seen
+    assert task.stage == "universe" and task.ticker == "KO"
+    assert task.hyperparameters == {"held_out": 40, "epochs": 3, "seed": 7, "until": "2020-01-01"}

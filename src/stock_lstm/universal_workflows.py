@@ -25,6 +25,7 @@ from typing import Any
 import pandas as pd
 
 from stock_lstm.errors import InvalidParameterError
+from stock_lstm.models import jobs
 from stock_lstm.models.training import TrainParams
 from stock_lstm.models.universal import (
     UniversalRecord,
@@ -44,8 +45,13 @@ def train_universe(
     until: date | None = None,
     tickers: list[str] | None = None,
     progress: Any = None,
+    job_id: str | None = None,
 ) -> UniversalRecord:
-    """Fit one network on every ticker of ``csv_dir`` (or ``tickers`` of it) and keep it."""
+    """Fit one network on every ticker of ``csv_dir`` (or ``tickers`` of it) and keep it.
+
+    ``progress(epoch, train_loss, val_loss)`` after each pooled epoch; with ``job_id`` (a
+    universal training started by the API) the job records each epoch too, and a cancelled
+    job stops the fit at its next epoch (``JobCancelledError``)."""
     from stock_lstm.data.sources import CsvSource
     from stock_lstm.models.pooled import prepare_universe, train_pooled
 
@@ -60,7 +66,21 @@ def train_universe(
     frames = {name: source.fetch(name).frame for name in names}
     cutoff = pd.Timestamp(until) if until else None
     data = prepare_universe(frames, params, until=cutoff)
-    result = train_pooled(data, params, threads=ctx.settings.torch_threads, progress=progress)
+
+    def report(epoch: int, train_loss: float, val_loss: float) -> None:
+        if job_id:
+            jobs.record_epoch(
+                ctx.db,
+                job_id,
+                epoch=epoch,
+                total_epochs=params.epochs,
+                train_loss=train_loss,
+                val_loss=val_loss,
+            )
+        if progress:
+            progress(epoch, train_loss, val_loss)
+
+    result = train_pooled(data, params, threads=ctx.settings.torch_threads, progress=report)
     return save_universal(
         Path(ctx.settings.models_dir),
         result.model,
@@ -92,19 +112,22 @@ def activate_universal(
     *,
     force: bool = False,
     report_path: str | None = None,
+    job_id: str | None = None,
 ) -> TrainOutcome:
     """Register universal version ``version_id`` as ``ticker``'s model (see the module doc);
     the promotion gate decides whether it becomes the active one, as for any training.
-    ``report_path``: the report that did it (notebook 06), linked from the registry row."""
+    ``report_path``: the report that did it (notebook 06), linked from the registry row;
+    ``job_id``: the API job it finishes (the version is recorded in the job)."""
     ticker = validate_ticker(ticker)
     record, network, params = _universal(ctx, version_id)
-    outcome = train_ticker(ctx, ticker, params, start_from=network, fine_tune=False)
+    outcome = train_ticker(ctx, ticker, params, start_from=network, fine_tune=False, job_id=job_id)
     register_outcome(
         ctx,
         outcome,
         force=force,
         universal_version=record.version_id,
         report_path=report_path,
+        job_id=job_id,
     )
     return outcome
 

@@ -161,6 +161,48 @@ TrainingStartRequest = create_model(
 )
 
 
+#: A pooled epoch reads every universe ticker (about 160 per-ticker epochs' work), so a
+#: universal job may ask for at most the design's default budget; early stopping (3 epochs
+#: without improvement) usually ends it within ten.
+UNIVERSE_MAX_EPOCHS = 100
+
+
+class UniverseTrainingRequest(RequestModel):
+    """Train the universal model on the server's universe folder (``STOCK_LSTM_UNIVERSE_DIR``,
+    never a path from the request) and serve it for ``ticker``, as ``make universe`` does."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"ticker": "KO", "until": "2020-01-01", "seed": 1}]},
+    )
+
+    ticker: Ticker = Field(description="The ticker the universal model is activated for.")
+    until: date | None = Field(
+        None, description="Read no universe row dated on or after this day (YYYY-MM-DD)."
+    )
+    held_out: StrictInt = Field(
+        40, ge=0, le=1000, description="Universe tickers never trained on (at most a fifth)."
+    )
+    epochs: StrictInt = Field(
+        UNIVERSE_MAX_EPOCHS,
+        ge=1,
+        le=UNIVERSE_MAX_EPOCHS,
+        description=f"Maximum pooled epochs (1..{UNIVERSE_MAX_EPOCHS}).",
+    )
+    seed: StrictInt = Field(42, ge=PARAM_RANGES["seed"][0], le=PARAM_RANGES["seed"][1])
+
+    def notebook_parameters(self) -> dict[str, Any]:
+        """The parameters of notebook 06 this request sets."""
+        values: dict[str, Any] = {
+            "held_out": self.held_out,
+            "epochs": self.epochs,
+            "seed": self.seed,
+        }
+        if self.until is not None:
+            values["until"] = self.until.isoformat()
+        return values
+
+
 class TrainingStarted(BaseModel):
     job_id: str
     ticker: str

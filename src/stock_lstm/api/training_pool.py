@@ -1,10 +1,11 @@
 """Training jobs off the event loop: a small pool of worker threads and a bounded queue.
 
-A job is the same train notebook ``make train`` runs (``run_pipeline(["train"], ...)``); the
-notebook's kernel is a separate process and torch releases the GIL, so a thread per worker
-is enough. The worker marks the job running when it takes it; the notebook records each
-epoch and marks the job completed when it registers the model. The worker makes sure a job
-that ends any other way is marked failed with the reason.
+A job is the same notebook ``make train`` runs (``run_pipeline(["train"], ...)``), or for a
+universal training the one ``make universe`` runs (stage ``universe``: a pooled fit served for
+the job's ticker); the notebook's kernel is a separate process and torch releases the GIL,
+so a thread per worker is enough. The worker marks the job running when it takes it; the
+notebook records each epoch and marks the job completed when it registers the model. The
+worker makes sure a job that ends any other way is marked failed with the reason.
 
 Workers are daemon threads: stopping the server does not wait for a training that may take
 an hour. Such a job stays "running" in the database, owned by the process that trains it; the
@@ -51,9 +52,11 @@ class TrainingTask:
 
     job_id: str
     ticker: str
-    hyperparameters: dict[str, int | float]
+    hyperparameters: dict[str, Any]
     start: date | None = None
     end: date | None = None
+    #: The pipeline stage that trains: ``train`` (one ticker) or ``universe`` (pooled).
+    stage: str = "train"
 
 
 #: Runs one training to the end; raises on failure. Injectable so tests can train in-process.
@@ -70,7 +73,7 @@ def run_notebook_training(ctx: AppContext, task: TrainingTask) -> None:
     if task.end is not None:
         parameters["end"] = task.end.isoformat()
     run_pipeline(
-        ["train"],
+        [task.stage],
         task.ticker,
         ctx.settings,
         parameters,
@@ -122,11 +125,12 @@ class TrainingPool:
     def submit(
         self,
         ticker: str,
-        hyperparameters: dict[str, int | float],
+        hyperparameters: dict[str, Any],
         job_params: dict[str, Any],
         *,
         start: date | None = None,
         end: date | None = None,
+        stage: str = "train",
     ) -> JobRecord:
         """Create the queued job row and hand it to a worker.
 
@@ -150,7 +154,7 @@ class TrainingPool:
                     f"{self._max_queued} training jobs are already waiting: retry later"
                 )
             job = jobs.create_job(self.ctx.db, ticker, job_params, clock=self.ctx.clock)
-            self._dispatch(TrainingTask(job.job_id, ticker, hyperparameters, start, end))
+            self._dispatch(TrainingTask(job.job_id, ticker, hyperparameters, start, end, stage))
         return job
 
     def _pending(self) -> int:
@@ -306,12 +310,12 @@ class ClusterTrainingPool(TrainingPool):
             self._task,
             self._worker_settings,
             task.ticker,
-            ["train"],
+            [task.stage],
             parameters,
             new_run_id(self.ctx.clock),
             task.job_id,
             execution_timeout=job_timeout_seconds(self.ctx),
-            key=f"train-{task.ticker}-{task.job_id}",
+            key=f"{task.stage}-{task.ticker}-{task.job_id}",
             retries=TASK_RETRIES,
             pure=False,
         )

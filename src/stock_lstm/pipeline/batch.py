@@ -30,7 +30,12 @@ from stock_lstm.config import Settings, temporary_environment
 from stock_lstm.errors import InvalidParameterError, StockLSTMError
 from stock_lstm.models.records import TrainingMetrics
 from stock_lstm.pipeline.reports import RUN_MANIFEST, build_index, write_manifest
-from stock_lstm.pipeline.stages import STAGES, default_notebooks_dir, resolve_stages
+from stock_lstm.pipeline.stages import (
+    REGISTERING_STAGES,
+    STAGES,
+    default_notebooks_dir,
+    resolve_stages,
+)
 from stock_lstm.tickers import ticker_file_stem, validate_ticker
 
 if TYPE_CHECKING:
@@ -174,9 +179,9 @@ def run_stages_task(
         return row
     reused = _completed_model(config, job_id) if job_id else None
     row["reused"] = reused is not None
-    to_run = [stage for stage in stages if not (reused and stage == "train")]
+    to_run = [stage for stage in stages if not (reused and stage in REGISTERING_STAGES)]
     stage_parameters = dict(parameters)
-    if "train" in to_run and job_id:
+    if job_id and any(stage in REGISTERING_STAGES for stage in to_run):
         stage_parameters["job_id"] = job_id
     run_dir: Path | None = None
     metrics = reused["metrics"] if reused else None

@@ -33,13 +33,17 @@ from stock_lstm.clock import Clock, utc_now
 from stock_lstm.config import Settings, load_settings, temporary_environment
 from stock_lstm.errors import InvalidParameterError, StockLSTMError
 from stock_lstm.pipeline.reports import build_index, render_html, write_manifest
-from stock_lstm.pipeline.stages import KERNEL_NAME, STAGES, default_notebooks_dir, resolve_stages
+from stock_lstm.pipeline.stages import (
+    KERNEL_NAME,
+    REGISTERING_STAGES,
+    STAGES,
+    default_notebooks_dir,
+    resolve_stages,
+)
 from stock_lstm.tickers import ticker_file_stem, validate_ticker
 
 log = logging.getLogger(__name__)
 
-#: Stages whose notebook may register a version, linked to its report by ``report_path``.
-REGISTERING_STAGES = ("train", "universe")
 #: Parameters the runner fills in itself; users cannot override them with ``-p``.
 RUNNER_PARAMETERS = ("ticker", "report_path", "output_dir")
 
@@ -346,7 +350,7 @@ def run_pipeline(
             output = run_dir / f"{stem}.ipynb"
             html_path = output.with_suffix(".html")
             stage_parameters = {"ticker": ticker, **per_stage[stage]}
-            job_id = stage_parameters.get("job_id") if stage == "train" else None
+            job_id = stage_parameters.get("job_id") if stage in REGISTERING_STAGES else None
             if job_id:
                 _take_job(database(), str(job_id), ticker, stage_parameters)
             if stage in REGISTERING_STAGES:

@@ -15,6 +15,9 @@ STAGES: dict[str, str] = {
     "backtest": "05_backtest",
     "universe": "06_universe",
 }
+#: Stages whose notebook may register a version (linked to its report by ``report_path``)
+#: and so may run for a training job (``job_id``).
+REGISTERING_STAGES = ("train", "universe")
 ALL = "all"
 #: What ``all`` runs: the backtest refits many times and the universe trains on hundreds of
 #: tickers, so they are asked for by name.

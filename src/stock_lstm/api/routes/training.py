@@ -11,6 +11,7 @@ from stock_lstm.api.schemas import (
     JobResponse,
     TrainingStarted,
     TrainingStartRequest,
+    UniverseTrainingRequest,
     job_status_url,
 )
 from stock_lstm.errors import InvalidParameterError, ModelNotFoundError
@@ -61,6 +62,32 @@ def start_training(
     job = pool.submit(
         body.ticker, hyperparameters, resolved.to_dict(), start=body.start, end=body.end
     )
+    response.headers["Location"] = job_status_url(job.job_id)
+    return TrainingStarted(
+        job_id=job.job_id, ticker=job.ticker, status_url=job_status_url(job.job_id)
+    )
+
+
+@router.post(
+    "/universe",
+    status_code=status.HTTP_202_ACCEPTED,
+    dependencies=[TokenRequired],
+    responses={
+        401: {"model": ErrorResponse},
+        409: {"model": ErrorResponse, "description": "The ticker is already training."},
+        422: {"model": ErrorResponse},
+        503: {"model": ErrorResponse, "description": "The training queue is full."},
+    },
+)
+def start_universe_training(
+    body: UniverseTrainingRequest, pool: PoolDep, response: Response
+) -> TrainingStarted:
+    """Queue a universal training (notebook 06, the same run as `make universe`): one network
+    fitted on the server's universe folder, then activated for `ticker` under the promotion
+    gate. The job is the ticker's: poll `status_url`; once completed it names the ticker's
+    new version (built from the universal one) and links the report."""
+    params = TrainParams(epochs=body.epochs, seed=body.seed).validate()
+    job = pool.submit(body.ticker, body.notebook_parameters(), params.to_dict(), stage="universe")
     response.headers["Location"] = job_status_url(job.job_id)
     return TrainingStarted(
         job_id=job.job_id, ticker=job.ticker, status_url=job_status_url(job.job_id)
