@@ -81,6 +81,7 @@ PARAMETERS: dict[str, dict[str, str]] = {
         "seed": "42",
         "activate": "True",
         "force": "False",
+        "job_id": "None",
         "report_path": "None",
     },
 }

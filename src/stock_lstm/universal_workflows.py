@@ -24,6 +24,8 @@ from typing import Any
 
 import pandas as pd
 
+from stock_lstm.data.encoding import needs_market
+from stock_lstm.data.market import MARKET_TICKER, attach_market, market_frames
 from stock_lstm.errors import InvalidParameterError
 from stock_lstm.models import jobs
 from stock_lstm.models.training import TrainParams
@@ -64,6 +66,8 @@ def train_universe(
             "<TICKER>.csv files"
         )
     frames = {name: source.fetch(name).frame for name in names}
+    if needs_market(params.inputs):
+        frames = market_frames(frames, _market_from(source, csv_dir))
     cutoff = pd.Timestamp(until) if until else None
     data = prepare_universe(frames, params, until=cutoff)
 
@@ -96,6 +100,16 @@ def train_universe(
         train_seconds=result.train_seconds,
         history=result.history,
     )
+
+
+def _market_from(source: Any, csv_dir: Path) -> pd.DataFrame:
+    """The market ticker's prices from the universe folder (one clear line if it lacks it)."""
+    if MARKET_TICKER not in source.available_tickers():
+        raise InvalidParameterError(
+            f"inputs 'ohlcv_market' read the market ticker {MARKET_TICKER}, which {csv_dir} "
+            f"does not hold: add {MARKET_TICKER}.csv or use inputs 'ohlcv'"
+        )
+    return source.fetch(MARKET_TICKER).frame
 
 
 def _universal(ctx: AppContext, version_id: str) -> tuple[UniversalRecord, Any, TrainParams]:
@@ -194,8 +208,11 @@ def score_on_tickers(
     source = CsvSource(csv_dir).check_folder()
     horizon = params.horizon if params.strategy == "direct" else MAX_HORIZON
     rows = []
+    market = _market_from(source, csv_dir) if needs_market(params.inputs) else None
     for index, ticker in enumerate(validate_ticker(t) for t in tickers):
         frame = source.fetch(ticker).frame
+        if market is not None:
+            frame = attach_market(frame, market)
         data = prepare_data(
             frame,
             sequence_length=params.sequence_length,

@@ -25,7 +25,12 @@ from stock_lstm.data.cache import PriceStore, SyncResult
 from stock_lstm.data.price_frames import PriceFrames
 from stock_lstm.data.sources import PriceSource, source_from_spec
 from stock_lstm.db import Database
-from stock_lstm.errors import InvalidParameterError, ModelNotFoundError, StockLSTMError
+from stock_lstm.errors import (
+    DataSourceError,
+    InvalidParameterError,
+    ModelNotFoundError,
+    StockLSTMError,
+)
 from stock_lstm.evaluation.combination import anchor_log_bounds
 from stock_lstm.models import jobs
 from stock_lstm.models.forecasting import Forecast, ModelCache, make_forecast, validate_days
@@ -165,6 +170,32 @@ def load_prices(
     return ctx.prices.get(
         ticker, force=force, start=start, end=end, min_rows=min_rows, purpose=purpose
     )
+
+
+def with_market(
+    ctx: AppContext,
+    prices: pd.DataFrame,
+    inputs: str,
+    *,
+    force: bool = False,
+    start: date | None = None,
+    end: date | None = None,
+) -> pd.DataFrame:
+    """``prices`` with the market ticker's columns when ``inputs`` reads them: the market is
+    synced through the same source and cache rule as any ticker (``data.market``)."""
+    from stock_lstm.data.encoding import needs_market
+    from stock_lstm.data.market import MARKET_TICKER, attach_market
+
+    if not needs_market(inputs):
+        return prices
+    try:
+        market, _sync = load_prices(ctx, MARKET_TICKER, force=force, start=start, end=end)
+    except DataSourceError as exc:
+        raise DataSourceError(
+            f"inputs {inputs!r} read the market ticker {MARKET_TICKER} beside every ticker, "
+            f"and it could not be loaded: {exc}"
+        ) from exc
+    return attach_market(prices, market)
 
 
 @lru_cache(maxsize=1)
@@ -326,6 +357,7 @@ def train_ticker(
             purpose=f"training with sequence_length {params.sequence_length} and a "
             f"{fractions.label()} split",
         )
+        prices = with_market(ctx, prices, params.inputs, force=force_sync, start=start, end=end)
         data = prepare_data(
             prices,
             sequence_length=params.sequence_length,
@@ -610,6 +642,7 @@ def predict_ticker(
         if loaded is None:
             loaded = ctx.model_cache.get(get_active_model(ctx.db, ticker))
         prices, sync = load_prices(ctx, ticker)
+        prices = with_market(ctx, prices, loaded.encoder.inputs)
         if on_sync is not None:
             on_sync(sync.from_cache)
         forecast = make_forecast(
@@ -689,6 +722,7 @@ def backtest_ticker(
     params = params.validate()
     config = config.validate()
     prices, _sync = load_prices(ctx, ticker, start=start, end=end)
+    prices = with_market(ctx, prices, params.inputs, start=start, end=end)
     with fit_progress_bar(config, enabled=show_progress) as progress:
         result = walk_forward(
             prices,

@@ -18,6 +18,7 @@ from stock_lstm.cli.common import (
     _source_option,
 )
 from stock_lstm.cli.formatting import format_backtest_intervals
+from stock_lstm.models.params import PARAM_CHOICES
 
 
 def add_backtest(
@@ -161,7 +162,9 @@ def add_evaluate(
         help="the evaluated model's target (default: the project default, log_return)",
     )
     evaluate.add_argument(
-        "--inputs", choices=("ohlcv", "close"), help="the evaluated model's inputs (ohlcv)"
+        "--inputs",
+        choices=PARAM_CHOICES["inputs"],
+        help="the evaluated model's inputs (ohlcv)",
     )
     evaluate.add_argument(
         "--output",

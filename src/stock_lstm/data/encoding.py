@@ -309,17 +309,89 @@ class ReturnFeaturesEncoder(LogReturnEncoder):
         return LogReturnEncoder.encode_targets(self, _as_2d(values)[:, 3:4], origins, horizon)
 
 
+#: Raw columns of the market ticker the ``ohlcv_market`` input set reads besides the
+#: ticker's own OHLCV (``data.market.attach_market`` adds them; 0 where the market has no row).
+MARKET_COLUMNS: tuple[str, ...] = ("market_high", "market_low", "market_close")
+#: Names of the two market inputs, after the five OHLCV ones.
+MARKET_FEATURES: tuple[str, ...] = ("market_log_return", "market_log_range")
+
+
+def market_features(values: np.ndarray) -> np.ndarray:
+    """Raw (n, 3) market high/low/close -> unscaled (n, 2) market log-return and log range,
+    NaN where unknown (a day the market had no row, or the first row). Row ``t`` reads rows
+    ``<= t`` only."""
+    raw = np.asarray(values, dtype=np.float64)
+    high, low, close = raw.T
+    known = close > 0
+    previous = np.concatenate([[np.nan], np.where(known, close, np.nan)[:-1]])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_return = np.where(known, np.log(close / previous), np.nan)
+        log_range = np.where((high > low) & (low > 0), np.log(high / low), np.nan)
+    return np.column_stack([log_return, log_range])
+
+
+class MarketFeaturesEncoder(ReturnFeaturesEncoder):
+    """:class:`ReturnFeaturesEncoder`'s five inputs plus the market ticker's log-return and
+    log range on the same day: the market-wide state a pooled network can condition on and a
+    per-ticker HAR cannot. Both are standardized by their mean and standard deviation over
+    the *ticker's* training rows, so they stay scale-free; unknown values are 0 (the mean)."""
+
+    inputs: ClassVar[str] = "ohlcv_market"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mean_ = np.zeros(len(OHLCV_FEATURES) + len(MARKET_FEATURES))
+        self.std_ = np.ones(len(OHLCV_FEATURES) + len(MARKET_FEATURES))
+
+    @property
+    def n_features(self) -> int:
+        return len(OHLCV_FEATURES) + len(MARKET_FEATURES)
+
+    def fit(self, train_values: np.ndarray, target_index: int = 3) -> MarketFeaturesEncoder:
+        values = _as_2d(train_values)
+        if values.shape[1] != len(OHLCV_COLUMNS) + len(MARKET_COLUMNS) or target_index != 3:
+            raise InvalidParameterError(
+                "inputs 'ohlcv_market' read the ticker's OHLCV and the market's high, low and "
+                "close, with the close as target"
+            )
+        own = ReturnFeaturesEncoder.fit(ReturnFeaturesEncoder(), values[:, :5], target_index)
+        self.scale_, self.target_index = own.scale_, own.target_index
+        self.mean_[:5], self.std_[:5] = own.mean_, own.std_
+        market = market_features(values[:, 5:])[self.first_valid_row :]
+        for offset in range(len(MARKET_FEATURES)):
+            known = market[:, offset][np.isfinite(market[:, offset])]
+            if known.size >= 2:
+                self.mean_[5 + offset] = float(np.mean(known))
+                self.std_[5 + offset] = max(float(np.std(known, ddof=1)), MIN_RETURN_SCALE)
+        return self
+
+    def encode_inputs(self, values: np.ndarray) -> np.ndarray:
+        """(n, 8) raw ticker OHLCV + market high/low/close -> (n, 7) scaled inputs."""
+        raw = _as_2d(values)
+        features = np.column_stack([ohlcv_features(raw[:, :5]), market_features(raw[:, 5:])])
+        scaled = (features - self.mean_) / self.std_
+        scaled[:, 4] = features[:, 4]
+        return np.nan_to_num(scaled, nan=0.0)
+
+
 Encoder = PriceEncoder | LogReturnEncoder
-INPUT_SETS = ("close", "ohlcv")
+INPUT_SETS = ("close", "ohlcv", "ohlcv_market")
 
 
 def input_columns(inputs: str) -> tuple[str, ...]:
-    """The raw price columns an input set reads (``close`` or ``ohlcv``)."""
+    """The raw price columns an input set reads (``close``, ``ohlcv`` or ``ohlcv_market``)."""
     if inputs == "close":
         return ("close",)
     if inputs == "ohlcv":
         return OHLCV_COLUMNS
+    if inputs == "ohlcv_market":
+        return OHLCV_COLUMNS + MARKET_COLUMNS
     raise InvalidParameterError(f"inputs must be one of {', '.join(INPUT_SETS)}, got {inputs!r}")
+
+
+def needs_market(inputs: str) -> bool:
+    """Whether an input set reads a market ticker's prices beside the ticker's own."""
+    return inputs == "ohlcv_market"
 
 
 def make_encoder(target: str, inputs: str = "close") -> Encoder:
@@ -330,6 +402,8 @@ def make_encoder(target: str, inputs: str = "close") -> Encoder:
             raise InvalidParameterError("target 'price' reads the close only: use inputs 'close'")
         return PriceEncoder()
     if target == "log_return":
+        if inputs == "ohlcv_market":
+            return MarketFeaturesEncoder()
         return ReturnFeaturesEncoder() if inputs == "ohlcv" else LogReturnEncoder()
     raise InvalidParameterError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
 
@@ -339,6 +413,7 @@ ENCODER_KINDS: dict[str, type] = {
     "PriceEncoder": PriceEncoder,
     "LogReturnEncoder": LogReturnEncoder,
     "ReturnFeaturesEncoder": ReturnFeaturesEncoder,
+    "MarketFeaturesEncoder": MarketFeaturesEncoder,
 }
 
 
@@ -410,12 +485,12 @@ def encoder_from_state(state: object) -> Encoder:
         price.scaler.data_min_, price.scaler.data_max_ = data_min, data_max
         price.target_index = target_index
         return price
-    encoder = ReturnFeaturesEncoder() if kind == "ReturnFeaturesEncoder" else LogReturnEncoder()
+    encoder = ENCODER_KINDS[kind]()
     encoder.scale_ = _positive_number(state, "scale")
     encoder.target_index = target_index
     if isinstance(encoder, ReturnFeaturesEncoder):
-        encoder.mean_ = _finite_vector(state, "mean", len(OHLCV_FEATURES))
-        encoder.std_ = _finite_vector(state, "std", len(OHLCV_FEATURES))
+        encoder.mean_ = _finite_vector(state, "mean", encoder.n_features)
+        encoder.std_ = _finite_vector(state, "std", encoder.n_features)
         if not (encoder.std_ > 0).all():
             raise ValueError("encoder state field 'std' must be positive")
     return encoder

@@ -118,8 +118,9 @@ class PreparedData:
 
     @property
     def n_features(self) -> int:
-        """Number of input features per time step."""
-        return len(self.feature_columns)
+        """Number of encoded inputs per time step (the network's input size; not the raw
+        columns read, which differ when inputs are derived, e.g. 8 columns -> 7 inputs)."""
+        return int(self.X_train.shape[2])
 
     @property
     def scaler(self) -> Encoder:

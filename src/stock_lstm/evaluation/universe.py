@@ -28,6 +28,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from stock_lstm.data.encoding import needs_market
+from stock_lstm.data.market import MARKET_TICKER, market_frames
+
 #: Universe tickers no universal fit sees, scored as the "never seen" set.
 HELD_OUT_TICKERS = 40
 #: Seed of the held-out draw: fixed once, never tuned (written beside every result).
@@ -107,6 +110,8 @@ def train_universal(
         saved = torch.load(path, weights_only=True)
         return dict(saved["run"], cached=True)
     frames = _frames(spec, spec.training_tickers())
+    if needs_market(params.inputs):
+        frames = market_frames(frames, _frames(spec, [MARKET_TICKER])[MARKET_TICKER])
     until = cutoff + pd.Timedelta(days=1)  # nothing dated after the cut-off day is read
     data = prepare_universe(frames, params, until=until)
     result = train_pooled(data, params, threads=threads)

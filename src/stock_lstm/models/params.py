@@ -63,8 +63,9 @@ PARAMETERS: dict[str, ParamSpec] = {
     ),
     "inputs": ParamSpec(
         "what each day shows the network: ohlcv (return, high/low range, overnight gap, volume "
-        "against its 20-day mean) or close (its log-return alone)",
-        choices=("ohlcv", "close"),
+        "against its 20-day mean), ohlcv_market (the same plus the market ticker's return and "
+        "range that day) or close (its log-return alone)",
+        choices=("ohlcv", "close", "ohlcv_market"),
         group="data",
     ),
     "output": ParamSpec(
@@ -229,10 +230,10 @@ class TrainParams:
                 f"output {self.output!r} needs strategy 'direct' (a recursive model cannot feed a "
                 "distribution back as its input): set output to 'point' for a recursive model"
             )
-        if self.inputs == "ohlcv" and self.target != "log_return":
+        if self.inputs != "close" and self.target != "log_return":
             raise InvalidParameterError(
-                "inputs 'ohlcv' needs target 'log_return': set inputs to 'close' for the "
-                "price target"
+                f"inputs {self.inputs!r} needs target 'log_return': set inputs to 'close' for "
+                "the price target"
             )
         return self
 

@@ -27,14 +27,19 @@ if TYPE_CHECKING:
 
 def run_task(task: EvaluationTask) -> dict[str, Any]:
     """One backtest; returns the headline numbers (never raises: errors become a row)."""
+    from stock_lstm.data.encoding import needs_market
+    from stock_lstm.data.market import MARKET_TICKER, attach_market
     from stock_lstm.data.sources import CsvSource
     from stock_lstm.evaluation.backtest import BacktestConfig, headline, walk_forward
     from stock_lstm.models.training import TrainParams
 
     began = time.perf_counter()
     try:
-        prices = CsvSource(Path(task.source_dir)).fetch(task.ticker).frame
+        source = CsvSource(Path(task.source_dir))
+        prices = source.fetch(task.ticker).frame
         params = TrainParams.from_dict(task.params)
+        if needs_market(params.inputs):
+            prices = attach_market(prices, source.fetch(MARKET_TICKER).frame)
         config = BacktestConfig(
             horizon=task.horizon,
             origins=task.origins,
@@ -150,7 +155,7 @@ def backtest_point_task(
 
     from stock_lstm.evaluation.backtest import BacktestConfig, walk_forward
     from stock_lstm.models.training import TrainParams
-    from stock_lstm.workflows import AppContext, load_prices
+    from stock_lstm.workflows import AppContext, load_prices, with_market
 
     began = time.perf_counter()
     ctx = AppContext.create(settings_from_dict(settings))
@@ -162,6 +167,7 @@ def backtest_point_task(
             start=date.fromisoformat(start) if start else None,
             end=date.fromisoformat(end) if end else None,
         )
+        prices = with_market(ctx, prices, TrainParams.from_dict(params).inputs)
         result = walk_forward(
             prices,
             TrainParams.from_dict(params),
