@@ -20,6 +20,8 @@ from stock_lstm.pipeline.stages import default_notebooks_dir
 
 TOKEN = "integration-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+#: What a server beyond loopback accepts: 32+ characters, not a pattern.
+STRONG_TOKEN = "Zk3q-9vXw_Lr2mTb8Yc5Hn7Jp4Ds6Fa1"
 #: Real training, real notebook: kernel start-up plus a few seconds of training and rendering.
 TRAINING_TIMEOUT_SECONDS = 120
 
@@ -105,7 +107,7 @@ def test_serve_refuses_a_public_host_without_a_token(
 
 @pytest.mark.parametrize(
     ("host", "insecure", "token"),
-    [("127.0.0.1", False, None), ("0.0.0.0", True, None), ("0.0.0.0", False, TOKEN)],
+    [("127.0.0.1", False, None), ("0.0.0.0", True, None), ("0.0.0.0", False, STRONG_TOKEN)],
 )
 def test_serve_runs_uvicorn_when_allowed(
     settings: Settings,

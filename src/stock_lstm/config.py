@@ -300,10 +300,15 @@ def _quoted(field: str, value: Any) -> str:
     values cut."""
     if field in SECRET_FIELDS:
         return "(hidden)"
-    text = _URL_PASSWORD.sub(r"\1***@", str(value))
+    text = mask_url(str(value))
     if len(text) > MAX_QUOTED_CHARS:
         text = text[:MAX_QUOTED_CHARS] + "..."
     return repr(text)
+
+
+def mask_url(url: str) -> str:
+    """A database URL with its password replaced by ``***`` (safe to print or log)."""
+    return _URL_PASSWORD.sub(r"\1***@", url)
 
 
 def describe_settings_error(error: ValidationError, labels: Mapping[str, str] | None = None) -> str:
@@ -338,6 +343,12 @@ def load_settings(
         return Settings(**extra, **dict(overrides or {}))
     except ValidationError as exc:
         raise SettingsError(describe_settings_error(exc, labels)) from None
+    except UnicodeDecodeError as exc:
+        where = Path(env_file or ".env").resolve()
+        raise SettingsError(
+            f"{where} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+            f"{exc.start}): save it as UTF-8 or remove that byte"
+        ) from None
 
 
 @lru_cache(maxsize=1)

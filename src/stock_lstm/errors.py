@@ -81,6 +81,14 @@ class DatabaseBusyError(StockLSTMError):
     http_status = 503
 
 
+class DatabaseUnavailableError(StockLSTMError):
+    """The database server cannot be reached (down, restarting, wrong host or port): worth
+    retrying; the API answers 503 with ``Retry-After`` and recovers once it is back."""
+
+    http_status = 503
+    retry_after_seconds = 5
+
+
 class DatabaseFileError(StockLSTMError):
     """The database file is damaged or is not a database: a person must restore or move it."""
 

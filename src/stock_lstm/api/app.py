@@ -90,7 +90,9 @@ async def _stock_lstm_error(request: Request, exc: Exception) -> JSONResponse:
         if not may_see_server_details(request.scope, token):
             log.warning("%s %s: %s", request.method, request.url.path, detail)
             detail = GENERIC_ARTIFACT_ERROR
-    return JSONResponse(status_code=exc.http_status, content={"detail": detail})
+    retry_after = getattr(exc, "retry_after_seconds", None)
+    headers = {"Retry-After": str(retry_after)} if retry_after else None
+    return JSONResponse(status_code=exc.http_status, content={"detail": detail}, headers=headers)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:

@@ -11,8 +11,10 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from stock_lstm.config import mask_url
 from stock_lstm.db.integrity import (
     check_database_file,
     note_open,
@@ -20,6 +22,7 @@ from stock_lstm.db.integrity import (
 )
 from stock_lstm.db.migrate import upgrade_to_head
 from stock_lstm.db.retry import begin_write
+from stock_lstm.errors import DatabaseUnavailableError, SettingsError
 
 
 def _prepare_sqlite_file(url: str) -> None:
@@ -61,6 +64,10 @@ def make_engine(url: str, *, busy_timeout_seconds: float = 30.0) -> Engine:
     if is_sqlite:
         _prepare_sqlite_file(url)
         kwargs["connect_args"] = {"timeout": busy_timeout_seconds, "check_same_thread": False}
+    else:
+        # A server restarted under a running API leaves dead pooled connections: test each
+        # one before use, so the first request after the restart works instead of failing.
+        kwargs["pool_pre_ping"] = True
     engine = create_engine(url, **kwargs)
     if is_sqlite:
 
@@ -76,6 +83,23 @@ def make_engine(url: str, *, busy_timeout_seconds: float = 30.0) -> Engine:
     return engine
 
 
+def translate_connection_errors(engine: Engine, url: str) -> None:
+    """Make ``engine`` raise ``DatabaseUnavailableError`` (one line, the URL's password
+    masked; a 503 with Retry-After in the API) when a database server cannot be reached."""
+    if make_url(url).get_backend_name() == "sqlite":
+        return  # a file: damage and locks have their own errors
+
+    @event.listens_for(engine, "handle_error")
+    def _unreachable(context: Any) -> None:
+        original = context.original_exception
+        if context.is_disconnect or isinstance(context.sqlalchemy_exception, OperationalError):
+            reason = str(original).strip().splitlines()[0] if str(original).strip() else ""
+            raise DatabaseUnavailableError(
+                f"the database at {mask_url(url)} cannot be reached ({reason}): start it, or "
+                "point STOCK_LSTM_DATABASE_URL at one that runs"
+            ) from original
+
+
 class Database:
     """An engine plus a session factory; opening it migrates the schema to the newest revision.
 
@@ -87,9 +111,17 @@ class Database:
     def __init__(self, url: str, *, busy_timeout_seconds: float = 30.0) -> None:
         self.url = url
         check_database_file(url)  # a damaged file: one clear error, before SQLite touches it
-        self.engine = make_engine(url, busy_timeout_seconds=busy_timeout_seconds)
+        try:
+            self.engine = make_engine(url, busy_timeout_seconds=busy_timeout_seconds)
+        except (ImportError, NoSuchModuleError) as exc:
+            raise SettingsError(
+                f"STOCK_LSTM_DATABASE_URL={mask_url(url)!r} needs a database driver that is "
+                f"not installed ({exc}): use sqlite:///PATH or postgresql+psycopg://USER:"
+                "PASSWORD@HOST:5432/DBNAME (both are installed)"
+            ) from None
         note_open(url)
         translate_corruption_errors(self.engine, url)
+        translate_connection_errors(self.engine, url)
         upgrade_to_head(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 

@@ -1,0 +1,141 @@
+"""Hardening, second round (issue 23): each reproduction of the issue, as a test that failed
+on the main of before. Settings and the database first: one line and exit 2, never a
+traceback; the API answers 503 with Retry-After while the database is unreachable."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from stock_lstm.api import create_app
+from stock_lstm.api import serve as serve_module
+from stock_lstm.cli import main
+from stock_lstm.config import Settings
+from stock_lstm.db.session import make_engine, translate_connection_errors
+from stock_lstm.errors import DatabaseUnavailableError, StockLSTMError
+from stock_lstm.workflows import AppContext
+
+#: Nothing listens on port 1 of the loopback address: a refused connection, at once.
+UNREACHABLE = "postgresql+psycopg://user:secret-pw@127.0.0.1:1/nothing"
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    code = main(list(argv))
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (UNREACHABLE, "cannot be reached"),
+        ("mysql://user:secret-pw@127.0.0.1:1/nothing", "driver that is not installed"),
+    ],
+)
+def test_a_database_that_cannot_be_used_is_one_line_with_the_password_masked(
+    cli_env: object,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    url: str,
+    expected: str,
+) -> None:
+    from stock_lstm.config import get_settings
+
+    monkeypatch.setenv("STOCK_LSTM_DATABASE_URL", url)
+    get_settings.cache_clear()
+    try:
+        code, err = _run(capsys, "models")
+    finally:
+        get_settings.cache_clear()
+    assert code == 2 and expected in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "secret-pw" not in err and "***" in err
+
+
+def test_a_lost_database_server_is_a_503_with_retry_after(ctx: AppContext) -> None:
+    """Once the app runs, a database server that stops answering is a 503 with Retry-After
+    on every route that needs it, never a 500: the app's engine is swapped for one whose
+    server refuses connections, as a stopped PostgreSQL does."""
+    from sqlalchemy.orm import sessionmaker
+
+    engine = make_engine(UNREACHABLE)
+    translate_connection_errors(engine, UNREACHABLE)
+    with pytest.raises(DatabaseUnavailableError, match=r"\*\*\*@127\.0\.0\.1:1"):
+        engine.connect()
+    with TestClient(create_app(context=ctx)) as client:
+        working = ctx.db.engine
+        ctx.db.engine, ctx.db._sessions = engine, sessionmaker(engine)  # type: ignore[attr-defined]
+        try:
+            for method, path, body in (
+                ("GET", "/api/v1/models", None),
+                ("GET", "/api/v1/training/jobs", None),
+                ("GET", "/api/v1/cache/KO", None),
+                ("POST", "/api/v1/predict", {"ticker": "KO", "days_ahead": 1}),
+            ):
+                response = client.request(method, path, json=body)
+                assert response.status_code == 503, (path, response.text)
+                assert response.headers["Retry-After"] == "5"
+                assert "cannot be reached" in response.json()["detail"]
+                assert "secret-pw" not in response.text
+        finally:
+            ctx.db.engine, ctx.db._sessions = working, sessionmaker(working)  # type: ignore[attr-defined]
+        assert client.get("/api/v1/models").status_code == 200  # back by itself
+    engine.dispose()
+
+
+def test_a_non_utf8_env_file_is_one_line(
+    cli_env: object, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from stock_lstm.config import get_settings
+
+    (tmp_path / ".env").write_bytes(b"STOCK_LSTM_CACHE_EXPIRY_HOURS=5\nNOTE=caf\xe9\n")
+    cwd = Path.cwd()
+    os.chdir(tmp_path)
+    get_settings.cache_clear()
+    try:
+        code, err = _run(capsys, "models")
+    finally:
+        os.chdir(cwd)
+        get_settings.cache_clear()
+    assert code == 2 and "is not UTF-8 text (byte 0xe9" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        ("1", "1 characters"),
+        ("a" * 40, "only 1 different"),
+        ("abcabcabcabcabcabcabcabcabcabcabc", "3"),
+    ],
+)
+def test_a_weak_token_is_refused_beyond_loopback(
+    settings: Settings, token: str, reason: str
+) -> None:
+    weak = settings.model_copy(update={"api_token": token})
+    with pytest.raises(StockLSTMError, match=reason):
+        serve_module.check_exposure("0.0.0.0", insecure=False, settings=weak)
+    serve_module.check_exposure("127.0.0.1", insecure=False, settings=weak)  # a local choice
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "expected"),
+    [("127.0.0.1 ", 0, "not an address"), ("nope.invalid", 0, "not an address")],
+)
+def test_a_host_that_cannot_be_listened_on_is_one_line(host: str, port: int, expected: str) -> None:
+    with pytest.raises(StockLSTMError, match=expected):
+        serve_module.check_bindable(host, port)
+
+
+def test_a_port_in_use_is_one_line() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(StockLSTMError, match=f"cannot listen on 127.0.0.1:{port}"):
+            serve_module.check_bindable("127.0.0.1", port)
