@@ -138,3 +138,30 @@ def test_a_port_in_use_is_one_line() -> None:
         port = taken.getsockname()[1]
         with pytest.raises(StockLSTMError, match=f"cannot listen on 127.0.0.1:{port}"):
             serve_module.check_bindable("127.0.0.1", port)
+
+
+def test_wrong_tokens_are_slowed_per_client(ctx: AppContext) -> None:
+    """Ten wrong tokens in a minute, then 429s with Retry-After without checking the token;
+    the limit is the guesser's own (another client is not slowed) and ends with its window."""
+    from stock_lstm.api.guards import AuthFailureLimiter
+
+    ctx.settings = ctx.settings.model_copy(update={"api_token": "right-token"})
+    body = {"ticker": "AAPL", "epochs": 1}
+    with TestClient(create_app(context=ctx)) as client:
+        wrong = {"Authorization": "Bearer wrong"}
+        codes = [
+            client.post("/api/v1/cache/AAPL/sync", json=body, headers=wrong).status_code
+            for _ in range(12)
+        ]
+        assert codes[:10] == [401] * 10 and codes[10:] == [429, 429]
+        refused = client.post("/api/v1/cache/AAPL/sync", headers={"Authorization": "Bearer x"})
+        assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+    now = [0.0]
+    limiter = AuthFailureLimiter(max_failures=2, window_seconds=60, clock=lambda: now[0])
+    limiter.failed("a")
+    limiter.failed("a")
+    assert limiter.retry_after("a") == 60 and limiter.retry_after("b") is None
+    now[0] = 59.5
+    assert limiter.retry_after("a") == 1
+    now[0] = 60.0
+    assert limiter.retry_after("a") is None  # the first failure left the window

@@ -24,7 +24,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stock_lstm import __version__
 from stock_lstm.api import routes
-from stock_lstm.api.guards import RequestGuardMiddleware, may_see_server_details, send_refusal
+from stock_lstm.api.guards import (
+    AuthFailureLimiter,
+    RequestGuardMiddleware,
+    may_see_server_details,
+    send_refusal,
+)
 from stock_lstm.api.schemas import API_PREFIX
 from stock_lstm.api.training_pool import RunTraining, make_training_pool
 from stock_lstm.config import Settings
@@ -292,6 +297,7 @@ def create_app(
     )
     app.state.context = ctx
     app.state.metrics = metrics
+    app.state.auth_failures = AuthFailureLimiter()
     app.state.training_pool = None
 
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import Depends, HTTPException, Path, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from stock_lstm.api.guards import may_see_server_details
+from stock_lstm.api.guards import AuthFailureLimiter, may_see_server_details
 from stock_lstm.api.training_pool import TrainingPool
 from stock_lstm.errors import ModelNotFoundError
 from stock_lstm.monitoring.metrics import ApiMetrics
@@ -51,17 +51,29 @@ _bearer = HTTPBearer(
 
 
 def require_token(
+    request: Request,
     context: ContextDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
     """Guard a state-changing endpoint when ``STOCK_LSTM_API_TOKEN`` is set (else open).
 
     Runs before the body is validated, so a request without the token learns nothing else
-    and writes nothing.
+    and writes nothing. A client that sent ten wrong tokens in a minute is refused (429)
+    without its next guesses being checked (``guards.AuthFailureLimiter``).
     """
     expected = context.settings.api_token
     if not expected:
         return
+    limiter: AuthFailureLimiter = request.app.state.auth_failures
+    client = request.client.host if request.client else "local"
+    wait = limiter.retry_after(client)
+    if wait is not None:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            detail=f"too many wrong tokens from this client: wait {wait} s, then send the "
+            "server's STOCK_LSTM_API_TOKEN",
+            headers={"Retry-After": str(wait)},
+        )
     if credentials is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
@@ -70,6 +82,7 @@ def require_token(
             headers={"WWW-Authenticate": "Bearer"},
         )
     if not hmac.compare_digest(credentials.credentials.encode(), expected.encode()):
+        limiter.failed(client)
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             detail="the bearer token is wrong: send the server's STOCK_LSTM_API_TOKEN",

@@ -13,7 +13,11 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import json
-from collections.abc import Iterable
+import math
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes, urlsplit
 
@@ -219,6 +223,59 @@ class RequestGuardMiddleware:
                 await send_refusal(send, *refused)
                 return
         await self.app(scope, receive, send)
+
+
+# --- guessing the token ---------------------------------------------------------------------
+
+
+class AuthFailureLimiter:
+    """Wrong tokens per client: after ``max_failures`` within ``window_seconds`` a client's
+    further attempts are refused (429 with Retry-After) without being checked, until its
+    oldest failure leaves the window. A guesser gets ten tries a minute instead of a thousand
+    a second; a client that sends the right token is never slowed. At most ``max_clients``
+    are remembered (the least recently failing are forgotten), so spoofed sources cannot
+    fill the memory."""
+
+    def __init__(
+        self,
+        max_failures: int = 10,
+        window_seconds: float = 60.0,
+        *,
+        max_clients: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_failures = max_failures
+        self.window_seconds = window_seconds
+        self.max_clients = max_clients
+        self._clock = clock
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _recent(self, client: str, now: float) -> deque[float]:
+        times = self._failures.get(client, deque())
+        while times and now - times[0] >= self.window_seconds:
+            times.popleft()
+        return times
+
+    def retry_after(self, client: str) -> int | None:
+        """Seconds until ``client`` may try again, or ``None`` when it may now."""
+        with self._lock:
+            now = self._clock()
+            times = self._recent(client, now)
+            if len(times) < self.max_failures:
+                return None
+            return max(1, math.ceil(self.window_seconds - (now - times[0])))
+
+    def failed(self, client: str) -> None:
+        """Count one wrong token from ``client``."""
+        with self._lock:
+            now = self._clock()
+            times = self._recent(client, now)
+            times.append(now)
+            self._failures[client] = times
+            self._failures.move_to_end(client)
+            while len(self._failures) > self.max_clients:
+                self._failures.popitem(last=False)
 
 
 # --- who may read server details ------------------------------------------------------------
