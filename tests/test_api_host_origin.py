@@ -125,17 +125,29 @@ def test_configured_allowed_hosts_are_served(settings: Settings, ctx: AppContext
         assert client.get("/health", headers={"Host": "other.internal:9"}).status_code == 400
 
 
-def test_with_a_token_any_host_and_origin_are_answered(ctx: AppContext) -> None:
-    """A browser never attaches the bearer token by itself; behind a proxy any name is fine."""
+def test_with_a_token_the_host_and_origin_checks_still_apply(ctx: AppContext) -> None:
+    """A token protects state; the Host check protects reads against DNS rebinding (a page
+    whose own name resolves to the server would read every GET): both apply. A proxy's name
+    is served once it is listed in STOCK_LSTM_ALLOWED_HOSTS."""
     ctx.settings.api_token = "secret"
     older, _active = _two_versions(ctx)
     app = create_app(context=ctx, run_training=fast_training)
-    with TestClient(app, base_url="http://api.example.org") as client:
-        assert client.get("/health").status_code == 200
+    rebound = {"Host": "evil.example"}
+    with TestClient(app, base_url=LOCAL) as client:
+        assert client.get("/api/v1/models", headers=rebound).status_code == 400
+        assert client.get(f"/api/v1/reports/{older}", headers=rebound).status_code == 400
+    ctx.settings.allowed_hosts = ("api.example.org",)
+    app = create_app(context=ctx, run_training=fast_training)
+    with TestClient(app, base_url=LOCAL) as client:
+        proxy = {"Host": "api.example.org"}
+        assert client.get("/health", headers=proxy).status_code == 200
         foreign = client.post(
-            f"/api/v1/models/{older}/activate", headers={"Origin": "https://evil.example"}
+            f"/api/v1/models/{older}/activate",
+            headers={**proxy, "Origin": "https://evil.example", "Authorization": "Bearer secret"},
         )
-        assert foreign.status_code == 401  # still needs the token, and a page has none
+        assert foreign.status_code == 403
+        tokenless = client.post(f"/api/v1/models/{older}/activate", headers=proxy)
+        assert tokenless.status_code == 401
 
 
 @pytest.mark.parametrize(

@@ -163,7 +163,7 @@ def test_an_artifact_error_names_server_files_only_to_who_may_see_them(
 ) -> None:
     """The refusal names the models folder: a token holder reads it, any other client of a
     server with a token gets a generic sentence (the full text goes to the server log)."""
-    from stock_lstm.api.app import GENERIC_ARTIFACT_ERROR
+    from stock_lstm.api.redaction import GENERIC_ARTIFACT_ERROR
 
     moved = tmp_path / "elsewhere.pt"
     shutil.copyfile(record.model_path, moved)

@@ -165,3 +165,41 @@ def test_wrong_tokens_are_slowed_per_client(ctx: AppContext) -> None:
     assert limiter.retry_after("a") == 1
     now[0] = 60.0
     assert limiter.retry_after("a") is None  # the first failure left the window
+
+
+def test_an_anonymous_client_reads_no_absolute_path(ctx: AppContext, tmp_path: Path) -> None:
+    """With a token, a client without it reads the models' parameters, the batch's errors and
+    the reports with the server's folders replaced; the token holder reads them as they are."""
+    from api_helpers import TINY_PARAMS
+
+    from stock_lstm.models.training import TrainParams
+    from stock_lstm.workflows import register_outcome, train_ticker
+
+    outcome = train_ticker(ctx, "AAPL", TrainParams.from_dict(TINY_PARAMS))
+    report = Path(ctx.settings.reports_dir) / "AAPL" / "run" / "03_train.html"
+    report.parent.mkdir(parents=True)
+    report.write_text(
+        f"<html><body>models in {Path(ctx.settings.models_dir).resolve()}/x.pt, source "
+        f"{ctx.settings.source}, report {report}; see POST /api/v1/training/start</body></html>"
+    )
+    record = register_outcome(ctx, outcome, force=True, report_path=str(report))
+    Path(record.model_path).unlink()  # a damaged version: its error names the models folder
+    ctx.settings = ctx.settings.model_copy(update={"api_token": "secret"})
+    folders = [str(Path(ctx.settings.models_dir).resolve()), str(Path(ctx.settings.reports_dir))]
+    folders.append(ctx.settings.source.removeprefix("csv:"))
+    holder = {"Authorization": "Bearer secret"}
+    batch = {"tickers": ["AAPL"], "days_ahead": 2}
+    with TestClient(create_app(context=ctx)) as client:
+        anonymous = [
+            client.get("/api/v1/models").text,
+            client.get("/api/v1/models/AAPL/active").text,
+            client.post("/api/v1/predict/batch", json=batch).text,
+            client.get(f"/api/v1/reports/{record.version_id}").text,
+        ]
+        full = client.get("/api/v1/models", headers=holder).text
+        full_report = client.get(f"/api/v1/reports/{record.version_id}", headers=holder).text
+    for text in anonymous:
+        assert not [folder for folder in folders if folder in text], text[:300]
+    assert '"source":"csv:[folder]"' in anonymous[0]
+    assert "[models]/x.pt" in anonymous[3] and "POST /api/v1/training/start" in anonymous[3]
+    assert ctx.settings.source in full and str(report) in full_report

@@ -30,10 +30,11 @@ from stock_lstm.api.guards import (
     may_see_server_details,
     send_refusal,
 )
+from stock_lstm.api.redaction import client_detail
 from stock_lstm.api.schemas import API_PREFIX
 from stock_lstm.api.training_pool import RunTraining, make_training_pool
 from stock_lstm.config import Settings
-from stock_lstm.errors import ArtifactError, StockLSTMError
+from stock_lstm.errors import StockLSTMError
 from stock_lstm.models import jobs, registry
 from stock_lstm.monitoring.metrics import UNMATCHED_ROUTE, ApiMetrics
 from stock_lstm.workflows import AppContext
@@ -79,22 +80,13 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=422, content={"detail": f"invalid request: {problems}"})
 
 
-#: What a client that may not see server details reads instead of an artifact error's text
-#: (which names the models folder and the files in it).
-GENERIC_ARTIFACT_ERROR = (
-    "the model files of this version cannot be loaded (the reason is in the server log): "
-    "retrain the ticker or activate another version"
-)
-
-
 async def _stock_lstm_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StockLSTMError)
-    detail = str(exc)
-    if isinstance(exc, ArtifactError):
-        token = request.app.state.context.settings.api_token
-        if not may_see_server_details(request.scope, token):
-            log.warning("%s %s: %s", request.method, request.url.path, detail)
-            detail = GENERIC_ARTIFACT_ERROR
+    settings = request.app.state.context.settings
+    show = may_see_server_details(request.scope, settings.api_token)
+    detail = client_detail(exc, show_details=show, settings=settings)
+    if not show and detail != str(exc):
+        log.warning("%s %s: %s", request.method, request.url.path, exc)
     retry_after = getattr(exc, "retry_after_seconds", None)
     headers = {"Retry-After": str(retry_after)} if retry_after else None
     return JSONResponse(status_code=exc.http_status, content={"detail": detail}, headers=headers)

@@ -144,14 +144,14 @@ def origin_matches(origin: str, host: HostPort, scheme: str) -> bool:
 
 
 def host_origin_problem(scope: Scope, allowed: Iterable[str]) -> tuple[int, str] | None:
-    """(status, detail) when a token-less server must refuse the request, else None."""
+    """(status, detail) when the Host or Origin says the request must be refused, else None."""
     raw_host = _header(scope, b"host")
     host = HostPort.parse(raw_host) if raw_host else None
     if host is None or not host_is_allowed(host, scope, allowed):
         return 400, (
-            f"the Host header {raw_host!r:.80} is not this server's address: without "
-            "STOCK_LSTM_API_TOKEN the API answers only to 127.0.0.1, localhost and [::1] "
-            "(and the hosts in STOCK_LSTM_ALLOWED_HOSTS)"
+            f"the Host header {raw_host!r:.80} is not this server's address: the API "
+            "answers only to 127.0.0.1, localhost, [::1], the address it listens on and the "
+            "hosts in STOCK_LSTM_ALLOWED_HOSTS"
         )
     origin = _header(scope, b"origin")
     if scope.get("method") not in STATE_CHANGING_METHODS or origin is None:
@@ -191,12 +191,13 @@ def content_type_problem(scope: Scope) -> str | None:
 
 
 class RequestGuardMiddleware:
-    """Refuse, before routing: control characters in the path or query (400); without a
-    token, a foreign Host (400) or a state-changing request from a foreign Origin (403); a
-    state-changing request whose body is not declared JSON (415).
+    """Refuse, before routing: control characters in the path or query (400); a foreign
+    Host (400) or a state-changing request from a foreign Origin (403); a state-changing
+    request whose body is not declared JSON (415).
 
-    With a token the Host and Origin checks are off: a browser never attaches a bearer token
-    on its own, so a foreign page cannot use one, and the server may sit behind any name.
+    With a token too: the token protects state, the Host check protects every GET against
+    DNS rebinding (a page whose own name resolves to this server reads what the server
+    answers); a server behind a proxy or a DNS name lists it in STOCK_LSTM_ALLOWED_HOSTS.
     """
 
     def __init__(self, app: ASGIApp, *, token: str | None, allowed_hosts: Iterable[str]) -> None:
@@ -209,10 +210,9 @@ class RequestGuardMiddleware:
         text = control_character_problem(scope)
         if text:
             return 400, text
-        if not self.token:
-            refused = host_origin_problem(scope, self.allowed_hosts)
-            if refused:
-                return refused
+        refused = host_origin_problem(scope, self.allowed_hosts)
+        if refused:
+            return refused
         body = content_type_problem(scope)
         return (415, body) if body else None
 

@@ -311,6 +311,16 @@ class ModelResponse(RecordResponse):
         url = report_url(record.version_id) if record.report_path else None
         return cls.model_validate(_WithDerived(record, report_url=url))
 
+    def for_client(self, show_details: bool, settings: Any) -> ModelResponse:
+        """This version as a client may see it: without ``show_details`` its parameters
+        name no server folder (``csv:/abs/dir`` becomes ``csv:[folder]``; see
+        ``api.redaction``)."""
+        if show_details:
+            return self
+        from stock_lstm.api.redaction import redact_value
+
+        return self.model_copy(update={"params": redact_value(self.params, settings)})
+
 
 class ModelList(BaseModel):
     models: list[ModelResponse]

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Query
 
 from stock_lstm.api.deps import (
     ContextDep,
+    ServerDetailsDep,
     TickerPath,
     TokenRequired,
     id_path,
@@ -33,20 +34,27 @@ VersionId = Annotated[str, id_path("A version from GET /models.")]
 @router.get("", responses={422: {"model": ErrorResponse}})
 def list_models(
     ctx: ContextDep,
+    details: ServerDetailsDep,
     ticker: Annotated[str | None, Query(description="Only this ticker's versions.")] = None,
 ) -> ModelList:
     """Registered versions, newest first, with their test metrics beside persistence."""
     records = registry.list_models(ctx.db, ticker)
-    return ModelList(models=[ModelResponse.from_record(record) for record in records])
+    return ModelList(
+        models=[
+            ModelResponse.from_record(record).for_client(details, ctx.settings)
+            for record in records
+        ]
+    )
 
 
 @router.get("/{ticker}/active", responses={404: {"model": ErrorResponse}})
-def active_model(ticker: TickerPath, ctx: ContextDep) -> ModelResponse:
+def active_model(ticker: TickerPath, ctx: ContextDep, details: ServerDetailsDep) -> ModelResponse:
     """The version that answers predictions for ``ticker``."""
     try:
-        return ModelResponse.from_record(registry.get_active_model(ctx.db, ticker))
+        record = registry.get_active_model(ctx.db, ticker)
     except ModelNotFoundError:
         raise no_active_model(ticker) from None
+    return ModelResponse.from_record(record).for_client(details, ctx.settings)
 
 
 @router.post(
@@ -61,6 +69,7 @@ def active_model(ticker: TickerPath, ctx: ContextDep) -> ModelResponse:
 def activate_model(
     version_id: VersionId,
     ctx: ContextDep,
+    details: ServerDetailsDep,
     ticker: Annotated[
         str | None,
         Query(
@@ -84,13 +93,14 @@ def activate_model(
             )
         outcome = activate_universal(ctx, version_id, validate_ticker(ticker), force=force)
         assert outcome.record is not None
-        return ModelResponse.from_record(outcome.record)
+        return ModelResponse.from_record(outcome.record).for_client(details, ctx.settings)
     if ticker:
         raise InvalidParameterError(
             "?ticker= goes with a universal version (UNIVERSAL_...): a ticker's own version "
             "is activated without it"
         )
     try:
-        return ModelResponse.from_record(registry.activate_version(ctx.db, version_id))
+        record = registry.activate_version(ctx.db, version_id)
     except ModelNotFoundError:
         raise unknown_version(version_id) from None
+    return ModelResponse.from_record(record).for_client(details, ctx.settings)

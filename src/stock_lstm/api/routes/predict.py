@@ -5,7 +5,8 @@ import time
 
 from fastapi import APIRouter
 
-from stock_lstm.api.deps import ContextDep, MetricsDep, no_active_model
+from stock_lstm.api.deps import ContextDep, MetricsDep, ServerDetailsDep, no_active_model
+from stock_lstm.api.redaction import client_detail
 from stock_lstm.api.schemas import (
     BatchError,
     BatchItem,
@@ -67,7 +68,7 @@ def predict(body: PredictRequest, ctx: ContextDep, metrics: MetricsDep) -> Forec
 
 @router.post("/batch", responses={422: {"model": ErrorResponse}})
 def predict_batch(
-    body: BatchPredictRequest, ctx: ContextDep, metrics: MetricsDep
+    body: BatchPredictRequest, ctx: ContextDep, metrics: MetricsDep, details: ServerDetailsDep
 ) -> BatchPredictResponse:
     """Forecast several tickers; each answers on its own (``ok`` with a forecast or an error
     with the status a single prediction would have had)."""
@@ -76,7 +77,8 @@ def predict_batch(
         try:
             forecast = forecast_one(ctx, metrics, raw, body.days_ahead)
         except StockLSTMError as exc:
-            error = BatchError(status=exc.http_status, detail=str(exc))
+            detail = client_detail(exc, show_details=details, settings=ctx.settings)
+            error = BatchError(status=exc.http_status, detail=detail)
             results.append(BatchItem(ticker=raw, ok=False, error=error))
         except Exception:
             log.exception("batch prediction of %r failed", raw)

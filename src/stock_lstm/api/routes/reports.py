@@ -4,10 +4,11 @@ import logging
 from pathlib import Path as FilePath
 from typing import Annotated
 
-from fastapi import APIRouter
-from fastapi.responses import FileResponse
+from fastapi import APIRouter, Response
+from fastapi.responses import FileResponse, HTMLResponse
 
-from stock_lstm.api.deps import ContextDep, id_path
+from stock_lstm.api.deps import ContextDep, ServerDetailsDep, id_path
+from stock_lstm.api.redaction import redact
 from stock_lstm.api.schemas import ErrorResponse
 from stock_lstm.errors import ModelNotFoundError
 from stock_lstm.models import registry
@@ -33,10 +34,13 @@ router = APIRouter(prefix="/reports", tags=["reports"])
 def get_report(
     version_id: Annotated[str, id_path("A model version.")],
     ctx: ContextDep,
-) -> FileResponse:
+    details: ServerDetailsDep,
+) -> Response:
     """The executed train notebook of ``version_id`` as HTML (plots embedded).
 
-    Only files under the reports folder are served, whatever the registry row says.
+    Only files under the reports folder are served, whatever the registry row says; a
+    client that may not see server details gets it with the server's folders replaced
+    (``api.redaction``).
     """
     try:
         record = registry.get_model(ctx.db, version_id)
@@ -63,4 +67,7 @@ def get_report(
             f"the report of {version_id} is not on disk yet (the run renders it right after "
             "training) or was deleted: retry in a few seconds, or retrain"
         )
-    return FileResponse(report, media_type="text/html", headers=REPORT_HEADERS)
+    if details:
+        return FileResponse(report, media_type="text/html", headers=REPORT_HEADERS)
+    text = redact(report.read_text(encoding="utf-8", errors="replace"), ctx.settings)
+    return HTMLResponse(text, headers=REPORT_HEADERS)
