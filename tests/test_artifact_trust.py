@@ -121,25 +121,43 @@ def _legacy_scaler(ctx: AppContext, record: ModelRecord, content: Any) -> Path:
     return legacy
 
 
-def test_a_legacy_joblib_scaler_still_predicts(ctx: AppContext, record: ModelRecord) -> None:
-    _legacy_scaler(ctx, record, "encoder")
-    assert len(predict_ticker(ctx, "AAPL", 3).predictions) == 3
-
-
-def test_a_legacy_pickle_of_another_type_is_refused_and_not_cached(
-    ctx: AppContext, record: ModelRecord
+def test_a_legacy_pickle_is_never_loaded_and_names_the_migration(
+    ctx: AppContext, record: ModelRecord, tmp_path: Path
 ) -> None:
-    legacy = _legacy_scaler(ctx, record, {"not": "an encoder"})
-    refused(ctx, "not an encoder")
+    """Even a legacy pickle whose sha256 matches the row (someone who can write the database
+    and the models folder) is refused before it is read: its payload never runs."""
+    marker = tmp_path / "pwned"
+    _legacy_scaler(ctx, record, CreatesAFile(marker))
+    refused(ctx, "stock-lstm migrate-artifacts")
     with TestClient(create_app(context=ctx)) as client:
         response = client.post("/api/v1/predict", json={"ticker": "AAPL", "days_ahead": 3})
-        assert response.status_code == 409
-        # The operator puts a good file back: the next request loads it (nothing cached
-        # the failure), without a restart or a cache clear.
-        _legacy_scaler(ctx, record, "encoder")
-        assert legacy.exists()
-        response = client.post("/api/v1/predict", json={"ticker": "AAPL", "days_ahead": 3})
-        assert response.status_code == 200, response.text
+    assert response.status_code == 409
+    assert not marker.exists()
+
+
+def test_migrate_artifacts_converts_encoders_and_refuses_anything_else(
+    ctx: AppContext, record: ModelRecord, tmp_path: Path
+) -> None:
+    from stock_lstm.models.legacy import migrate_artifacts
+
+    models = Path(ctx.settings.models_dir)
+    legacy = _legacy_scaler(ctx, record, "encoder")
+    assert migrate_artifacts(ctx.db, models, dry_run=True).converted == [record.version_id]
+    assert legacy.exists()
+    report = migrate_artifacts(ctx.db, models)
+    assert report.converted == [record.version_id] and report.refused == {}
+    assert not legacy.exists()
+    ctx.model_cache.clear()
+    assert len(predict_ticker(ctx, "AAPL", 3).predictions) == 3
+    assert migrate_artifacts(ctx.db, models).converted == []  # once is enough
+
+    marker = tmp_path / "pwned"
+    evil = _legacy_scaler(ctx, record, CreatesAFile(marker))
+    report = migrate_artifacts(ctx.db, models)
+    assert report.converted == [] and "names" in report.refused[record.version_id]
+    assert not marker.exists() and evil.exists()  # refused, and left for a person to see
+    _legacy_scaler(ctx, record, {"not": "an encoder"})
+    assert "not an encoder" in migrate_artifacts(ctx.db, models).refused[record.version_id]
 
 
 @pytest.mark.parametrize(

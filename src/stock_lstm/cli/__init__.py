@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_predict(commands, common)
     models.add_models(commands, common)
     models.add_activate(commands, common)
+    models.add_migrate_artifacts(commands, common)
     runs.add_run(commands, common)
     experiments.add_backtest(commands, common)
     experiments.add_sweep(commands, common)

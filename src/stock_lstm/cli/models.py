@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from stock_lstm.cli.common import _context, _emit, _source_option
+from stock_lstm.cli.common import EXIT_USER_ERROR, _context, _emit, _source_option
 from stock_lstm.cli.formatting import _number, format_interval_table
 
 
@@ -67,6 +67,46 @@ def add_activate(
     )
     _source_option(activate)
     activate.set_defaults(handler=_cmd_activate)
+
+
+def add_migrate_artifacts(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+) -> None:
+    """``migrate-artifacts``: convert legacy pickled scalers to JSON, once."""
+    migrate = commands.add_parser(
+        "migrate-artifacts",
+        parents=[common],
+        help="convert versions saved with a pickled scaler (_scaler.joblib) to JSON, once",
+        description="Versions saved before the JSON scaler format are refused by predict (a "
+        "pickle can run code). This reads each one with an unpickler that accepts only the "
+        "encoder classes and numpy arrays, and only the version's own file in the models "
+        "folder with its recorded sha256; it writes <version>_scaler.json, points the registry "
+        "row at it and deletes the pickle. Anything else is refused and left as it was.",
+    )
+    migrate.add_argument(
+        "--dry-run", action="store_true", help="say what would be converted; change nothing"
+    )
+    migrate.set_defaults(handler=_cmd_migrate_artifacts)
+
+
+def _cmd_migrate_artifacts(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from stock_lstm.models.legacy import migrate_artifacts
+
+    ctx = _context(args)
+    report = migrate_artifacts(ctx.db, Path(ctx.settings.models_dir), dry_run=args.dry_run)
+    verb = "would convert" if args.dry_run else "converted"
+
+    def human() -> str:
+        lines = [f"{verb} {len(report.converted)} legacy scaler(s) to JSON"]
+        lines += [f"  {version}" for version in report.converted]
+        lines += [f"refused {version}: {why}" for version, why in report.refused.items()]
+        return "\n".join(lines)
+
+    _emit(args, {"converted": report.converted, "refused": report.refused}, human)
+    return EXIT_USER_ERROR if report.refused else 0
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:

@@ -4,16 +4,16 @@ The registry is data, not code: a row names the files to load, so a database wri
 people than the model host must not be able to make it run anything. Files load only from
 inside the models folder, under their version's own name, with a recorded sha256 that matches;
 the weights load with ``torch.load(weights_only=True)`` and the scaler is plain JSON numbers
-(``{version}_scaler.json``). Versions saved before that format (``_scaler.joblib``, a pickle)
-still load after the same checks and must unpickle to one of the encoder classes.
+(``{version}_scaler.json``). Nothing on the load path unpickles: a version saved before that
+format (``_scaler.joblib``, a pickle) is refused with one line until the operator converts it
+once with ``stock-lstm migrate-artifacts`` (``models.legacy``).
 
 A crash while saving never leaves a half file under the final name: each file is written to
 a temporary name in the same folder (``.<name>.<random>.tmp``), fsynced, renamed, and the
 folder is fsynced so the rename itself survives a power cut; only then does the caller commit
 the registry row. A process killed mid-save leaves at worst a temporary file nobody reads
 (the next save removes it once it is ``STALE_TEMP_SECONDS`` old) or final files no registry
-row names. Loading checks the sha256 recorded in the registry *before* unpickling anything,
-because a joblib file is a pickle and a replaced one could run code.
+row names. Loading checks the sha256 recorded in the registry *before* reading anything.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ from stock_lstm.errors import ArtifactError
 from stock_lstm.tickers import ticker_file_stem
 
 ARTIFACT_FORMAT = 1
-#: The scaler file of versions saved now (plain numbers) and of older ones (a joblib pickle).
+#: The scaler file of versions saved now (plain numbers) and of older ones (a joblib pickle,
+#: converted by ``stock-lstm migrate-artifacts``, never loaded).
 SCALER_SUFFIX = "_scaler.json"
 LEGACY_SCALER_SUFFIX = "_scaler.joblib"
 _HASH_CHUNK = 1 << 20
@@ -305,27 +306,25 @@ def load_model_payload(
 def load_scaler(
     path: Path, expected_sha256: str | None, version_id: str, *, models_dir: Path
 ) -> Any:
-    """The verified encoder: rebuilt from JSON numbers, or (versions saved before that
-    format) unpickled from a verified ``_scaler.joblib`` and accepted only if it is one of the
-    encoder classes."""
-    from stock_lstm.data.encoding import ENCODER_KINDS, encoder_from_state
+    """The verified encoder, rebuilt from its JSON numbers. A legacy ``_scaler.joblib`` is a
+    pickle, which could run code however it was checked: refused, naming the one command
+    that converts it."""
+    from stock_lstm.data.encoding import encoder_from_state
 
     path = _checked_path(
         path, models_dir, version_id, "scaler", (SCALER_SUFFIX, LEGACY_SCALER_SUFFIX)
     )
+    if path.name.endswith(LEGACY_SCALER_SUFFIX):
+        raise ArtifactError(
+            f"the scaler of version {version_id} is a legacy pickle ({path.name}), which is "
+            "never loaded: run `stock-lstm migrate-artifacts` once to convert it, or retrain "
+            "the ticker"
+        )
     _verify(path, expected_sha256, version_id, "scaler")
-    unreadable = (
-        f"scaler file {path} of version {version_id} is unreadable or not an encoder; "
-        "retrain the ticker or activate another version"
-    )
     try:
-        if path.name.endswith(SCALER_SUFFIX):
-            return encoder_from_state(json.loads(path.read_bytes()))
-        import joblib
-
-        encoder = joblib.load(path)
+        return encoder_from_state(json.loads(path.read_bytes()))
     except Exception as exc:
-        raise ArtifactError(f"{unreadable} ({type(exc).__name__})") from exc
-    if type(encoder) not in ENCODER_KINDS.values():
-        raise ArtifactError(f"{unreadable} (it holds a {type(encoder).__name__})")
-    return encoder
+        raise ArtifactError(
+            f"scaler file {path} of version {version_id} is unreadable or not an encoder "
+            f"({type(exc).__name__}); retrain the ticker or activate another version"
+        ) from exc
