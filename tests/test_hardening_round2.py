@@ -203,3 +203,58 @@ def test_an_anonymous_client_reads_no_absolute_path(ctx: AppContext, tmp_path: P
     assert '"source":"csv:[folder]"' in anonymous[0]
     assert "[models]/x.pt" in anonymous[3] and "POST /api/v1/training/start" in anonymous[3]
     assert ctx.settings.source in full and str(report) in full_report
+
+
+def test_a_job_cost_counts_chunk_length_and_batch_size(ctx: AppContext) -> None:
+    """{"epochs":1000,"patience":0,"chunk_length":1,"batch_size":1} was a 202 whose first
+    epoch had not ended after 34 s; it costs 300x the default now, a 422."""
+    from stock_lstm.models import jobs
+    from stock_lstm.models.training import TrainParams
+
+    assert TrainParams(chunk_length=1, batch_size=1).relative_cost == pytest.approx(30.25, 0.01)
+    assert TrainParams(batch_size=1024).relative_cost == 1.0  # wider steps: no more work
+    body = {"ticker": "IBM", "epochs": 1000, "patience": 0, "chunk_length": 1, "batch_size": 1}
+    with TestClient(create_app(context=ctx)) as client:
+        response = client.post("/api/v1/training/start", json=body)
+    assert response.status_code == 422 and "chunk_length" in response.json()["detail"]
+    assert jobs.list_jobs(ctx.db) == []
+
+
+def test_the_queue_and_each_client_are_bounded(ctx: AppContext) -> None:
+    """40 starts for distinct tickers were all 202; now the queue holds
+    STOCK_LSTM_MAX_QUEUED_JOBS (503 with Retry-After beyond) and one client at most
+    STOCK_LSTM_MAX_JOBS_PER_CLIENT unfinished jobs (429)."""
+    from api_helpers import GatedTraining
+
+    gated = GatedTraining()
+    ctx.settings = ctx.settings.model_copy(
+        update={"max_queued_jobs": 2, "max_jobs_per_client": 100}
+    )
+    try:
+        with TestClient(create_app(context=ctx, run_training=gated)) as client:
+            first = client.post("/api/v1/training/start", json={"ticker": "AAPL"})
+            assert first.status_code == 202 and gated.started.wait(10)  # the worker has it
+            codes = [
+                client.post("/api/v1/training/start", json={"ticker": t}).status_code
+                for t in ("MSFT", "TEST", "KO", "IBM")
+            ]
+            # Two wait, the rest are refused.
+            assert codes == [202, 202, 503, 503], codes
+            full = client.post("/api/v1/training/start", json={"ticker": "XOM"})
+            assert full.headers["Retry-After"] == "60"
+            assert "STOCK_LSTM_MAX_QUEUED_JOBS" in full.json()["detail"]
+            gated.release()
+    finally:
+        gated.release()
+    ctx.settings = ctx.settings.model_copy(update={"max_queued_jobs": 50, "max_jobs_per_client": 2})
+    gated = GatedTraining()
+    try:
+        with TestClient(create_app(context=ctx, run_training=gated)) as client:
+            codes = [
+                client.post("/api/v1/training/start", json={"ticker": t}).status_code
+                for t in ("JPM", "HD", "PG")
+            ]
+            assert codes == [202, 202, 429], codes
+            gated.release()
+    finally:
+        gated.release()

@@ -220,4 +220,4 @@ def test_a_training_request_beyond_one_jobs_cost_is_refused_naming_the_bound(
 
 def test_the_default_training_costs_one_unit_and_the_bound_is_a_setting() -> None:
     assert TrainParams().relative_cost == 1.0
-    assert TrainParams(epochs=200, hidden_size=128).relative_cost == 8.0
+    assert TrainParams(epochs=200, hidden_size=128).relative_cost == pytest.approx(8.0)

@@ -64,6 +64,8 @@ ACCEPTED: dict[str, str] = {
     "local cluster",
     "job_timeout_hours": "a number of hours above 0, at most 168",
     "max_job_cost": "a number above 0 (multiples of the default training), at most 1e6",
+    "max_queued_jobs": "a whole number of jobs from 1 to 1000",
+    "max_jobs_per_client": "a whole number of jobs from 1 to 1000",
     "allowed_hosts": "host names or host:port, comma-separated (e.g. stock.example.org), or "
     "empty for loopback only",
     "api_concurrency_limit": "a whole number from 1 to 100000",
@@ -159,7 +161,21 @@ class Settings(BaseSettings):
         gt=0,
         le=1e6,
         description="Largest training an API request may ask for, in multiples of the default "
-        "training's compute (epochs x sequence_length x num_layers x hidden_size^2).",
+        "training's compute (TrainParams.relative_cost: epochs, layers, hidden size, window, "
+        "chunk length and batch size).",
+    )
+    max_queued_jobs: int = Field(
+        8,
+        ge=1,
+        le=1000,
+        description="API training jobs that may wait for a worker; more are a 503 with "
+        "Retry-After (each may run for up to STOCK_LSTM_JOB_TIMEOUT_HOURS).",
+    )
+    max_jobs_per_client: int = Field(
+        4,
+        ge=1,
+        le=1000,
+        description="Unfinished API training jobs one client address may have; more are a 429.",
     )
 
     @field_validator(

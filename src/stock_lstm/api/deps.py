@@ -50,6 +50,11 @@ _bearer = HTTPBearer(
 )
 
 
+def client_address(request: Request) -> str:
+    """The client's address, the key of every per-client limit ("local" in-process)."""
+    return request.client.host if request.client else "local"
+
+
 def require_token(
     request: Request,
     context: ContextDep,
@@ -65,7 +70,7 @@ def require_token(
     if not expected:
         return
     limiter: AuthFailureLimiter = request.app.state.auth_failures
-    client = request.client.host if request.client else "local"
+    client = client_address(request)
     wait = limiter.retry_after(client)
     if wait is not None:
         raise HTTPException(

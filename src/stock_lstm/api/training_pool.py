@@ -40,8 +40,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_WORKERS = 1
-#: Jobs that may wait for a worker; one per ticker at most, so this is plenty.
-DEFAULT_MAX_QUEUED = 64
 #: Seconds shutdown waits for idle workers to exit (busy ones are daemons and left running).
 SHUTDOWN_JOIN_SECONDS = 2.0
 
@@ -91,6 +89,14 @@ class TrainingUnavailableError(StockLSTMError):
     """The pool takes no job now: the queue is full or the server is shutting down."""
 
     http_status = 503
+    retry_after_seconds = 60
+
+
+class TooManyJobsError(StockLSTMError):
+    """This client already has as many unfinished jobs as one client may."""
+
+    http_status = 429
+    retry_after_seconds = 60
 
 
 class TrainingPool:
@@ -103,18 +109,17 @@ class TrainingPool:
         metrics: ApiMetrics,
         *,
         workers: int = DEFAULT_WORKERS,
-        max_queued: int = DEFAULT_MAX_QUEUED,
     ) -> None:
         self.ctx = ctx
         self.run_training = run_training
         self.metrics = metrics
         # Bounded by ``submit`` rather than ``maxsize``, so shutdown sentinels never block.
         self._queue: queue.Queue[TrainingTask | None] = queue.Queue()
-        self._max_queued = max_queued
         # Serializes "is this ticker busy?" with "create its job", so two concurrent starts
         # for one ticker cannot both pass the check.
         self._submit_lock = threading.Lock()
         self._closed = False
+        self._clients: dict[str, str] = {}  # unfinished job id -> the client that started it
         self._threads = [
             threading.Thread(target=self._work, name=f"training-{n}", daemon=True)
             for n in range(workers)
@@ -131,11 +136,14 @@ class TrainingPool:
         start: date | None = None,
         end: date | None = None,
         stage: str = "train",
+        client: str | None = None,
     ) -> JobRecord:
         """Create the queued job row and hand it to a worker.
 
-        Raises ``ConflictError`` (409) when the ticker already has a queued or running job and
-        ``TrainingUnavailableError`` (503) when the queue is full; neither writes anything.
+        Raises ``ConflictError`` (409) when the ticker already has a queued or running job,
+        ``TooManyJobsError`` (429) when ``client`` has ``STOCK_LSTM_MAX_JOBS_PER_CLIENT``
+        unfinished jobs and ``TrainingUnavailableError`` (503) when
+        ``STOCK_LSTM_MAX_QUEUED_JOBS`` wait already; none of them writes anything.
         """
         with self._submit_lock:
             if self._closed:
@@ -149,13 +157,34 @@ class TrainingPool:
                     f"it with GET /api/v1/training/status/{busy.job_id} and start again when "
                     "it has finished"
                 )
-            if self._pending() >= self._max_queued:
+            per_client = self.ctx.settings.max_jobs_per_client
+            if client is not None and self._client_jobs(client) >= per_client:
+                raise TooManyJobsError(
+                    f"this client already has {per_client} unfinished training jobs "
+                    "(STOCK_LSTM_MAX_JOBS_PER_CLIENT): wait for one to finish"
+                )
+            queued = self.ctx.settings.max_queued_jobs
+            if self._pending() >= queued:
                 raise TrainingUnavailableError(
-                    f"{self._max_queued} training jobs are already waiting: retry later"
+                    f"{queued} training jobs are already waiting (STOCK_LSTM_MAX_QUEUED_JOBS): "
+                    "retry later"
                 )
             job = jobs.create_job(self.ctx.db, ticker, job_params, clock=self.ctx.clock)
+            if client is not None:
+                self._clients[job.job_id] = client
             self._dispatch(TrainingTask(job.job_id, ticker, hyperparameters, start, end, stage))
         return job
+
+    def _client_jobs(self, client: str) -> int:
+        """Unfinished jobs ``client`` started (finished ones are forgotten here)."""
+        for job_id in list(self._clients):
+            try:
+                finished = jobs.get_job(self.ctx.db, job_id).status not in jobs.UNFINISHED
+            except StockLSTMError:
+                finished = True
+            if finished:
+                del self._clients[job_id]
+        return sum(owner == client for owner in self._clients.values())
 
     def _pending(self) -> int:
         """Jobs accepted but not taken by a worker yet."""
@@ -274,7 +303,6 @@ class ClusterTrainingPool(TrainingPool):
         *,
         scheduler: str,
         task: Callable[..., dict[str, Any]] | None = None,
-        max_queued: int = DEFAULT_MAX_QUEUED,
     ) -> None:
         from stock_lstm.cluster import connect_scheduler, worker_settings
         from stock_lstm.pipeline.batch import run_stages_task
@@ -282,9 +310,9 @@ class ClusterTrainingPool(TrainingPool):
         # No threads and no queue of our own (no super().__init__): the cluster is both.
         self.ctx = ctx
         self.metrics = metrics
-        self._max_queued = max_queued
         self._submit_lock = threading.Lock()
         self._closed = False
+        self._clients = {}
         self._worker_settings = worker_settings(ctx.settings)
         self._task = task or run_stages_task
         self._futures: dict[Future, TrainingTask] = {}

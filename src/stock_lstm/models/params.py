@@ -241,19 +241,25 @@ class TrainParams:
     def relative_cost(self) -> float:
         """Compute of a full training (no early stop) in multiples of the default's.
 
-        An LSTM step costs about ``num_layers x hidden_size^2`` per time step, each window has
-        ``sequence_length`` steps and the loop runs up to ``epochs`` passes: the product is a
-        fair bound on what a request can make one worker do (the data's length is fixed by
-        the ticker, not the request).
+        A chunk of ``c`` origins runs ``sequence_length + c - 1`` LSTM time steps (``c = 1``
+        window by window: ``chunk_length`` 0), each costing about ``num_layers x
+        hidden_size^2``: that is the arithmetic. A gradient step of ``max(batch_size, c)``
+        origins runs its time steps one after another whatever its width: that is the
+        latency, which small batches and chunks multiply. The cost is the larger of the two
+        ratios to the default's, times ``epochs``: a bound on what one request can make a
+        worker do (the data's length is fixed by the ticker, not the request);
+        ``chunk_length 1, batch_size 1`` costs 30x the default per epoch.
         """
-        default = TrainParams()
 
-        def units(params: TrainParams) -> float:
-            return float(
-                params.epochs * params.sequence_length * params.num_layers * params.hidden_size**2
-            )
+        def work(params: TrainParams) -> tuple[float, float]:
+            chunk = max(1, params.chunk_length)
+            steps = (params.sequence_length + chunk - 1) * params.num_layers * params.epochs
+            arithmetic = steps / chunk * params.hidden_size**2
+            latency = steps / max(params.batch_size, chunk)
+            return arithmetic, latency
 
-        return units(self) / units(default)
+        (mine_a, mine_l), (default_a, default_l) = work(self), work(TrainParams())
+        return max(mine_a / default_a, mine_l / default_l)
 
     def to_dict(self) -> dict[str, int | float | str]:
         """Plain ``{name: value}`` for JSON, the registry and reports (floats as ``float``)."""

@@ -2,9 +2,16 @@
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 
-from stock_lstm.api.deps import ContextDep, PoolDep, ServerDetailsDep, TokenRequired, id_path
+from stock_lstm.api.deps import (
+    ContextDep,
+    PoolDep,
+    ServerDetailsDep,
+    TokenRequired,
+    client_address,
+    id_path,
+)
 from stock_lstm.api.schemas import (
     ErrorResponse,
     JobList,
@@ -27,10 +34,11 @@ def check_job_cost(params: TrainParams, limit: float) -> None:
     cost = params.relative_cost
     if cost > limit:
         raise InvalidParameterError(
-            f"this training would cost {cost:.3g}x the default's compute (epochs x "
-            f"sequence_length x num_layers x hidden_size^2); one job may cost at most "
-            f"{limit:g}x (STOCK_LSTM_MAX_JOB_COST): lower epochs, hidden_size, num_layers or "
-            "sequence_length"
+            f"this training would cost {cost:.3g}x the default's compute (epochs, "
+            "num_layers, hidden_size, sequence_length, and small chunk_length or batch_size "
+            f"multiply it); one job may cost at most {limit:g}x (STOCK_LSTM_MAX_JOB_COST): "
+            "lower epochs or the network's size, or keep chunk_length and batch_size at "
+            "their defaults"
         )
 
 
@@ -45,11 +53,12 @@ JobId = Annotated[str, id_path("The id POST /training/start returned.")]
         401: {"model": ErrorResponse},
         409: {"model": ErrorResponse, "description": "The ticker is already training."},
         422: {"model": ErrorResponse},
+        429: {"model": ErrorResponse, "description": "This client has too many jobs."},
         503: {"model": ErrorResponse, "description": "The training queue is full."},
     },
 )
 def start_training(
-    body: TrainingStartRequest, pool: PoolDep, response: Response
+    body: TrainingStartRequest, pool: PoolDep, request: Request, response: Response
 ) -> TrainingStarted:
     """Queue a training of the train notebook (the same run as `make train`).
 
@@ -60,7 +69,12 @@ def start_training(
     resolved = TrainParams.from_dict(hyperparameters)
     check_job_cost(resolved, pool.ctx.settings.max_job_cost)
     job = pool.submit(
-        body.ticker, hyperparameters, resolved.to_dict(), start=body.start, end=body.end
+        body.ticker,
+        hyperparameters,
+        resolved.to_dict(),
+        start=body.start,
+        end=body.end,
+        client=client_address(request),
     )
     response.headers["Location"] = job_status_url(job.job_id)
     return TrainingStarted(
@@ -76,18 +90,25 @@ def start_training(
         401: {"model": ErrorResponse},
         409: {"model": ErrorResponse, "description": "The ticker is already training."},
         422: {"model": ErrorResponse},
+        429: {"model": ErrorResponse, "description": "This client has too many jobs."},
         503: {"model": ErrorResponse, "description": "The training queue is full."},
     },
 )
 def start_universe_training(
-    body: UniverseTrainingRequest, pool: PoolDep, response: Response
+    body: UniverseTrainingRequest, pool: PoolDep, request: Request, response: Response
 ) -> TrainingStarted:
     """Queue a universal training (notebook 06, the same run as `make universe`): one network
     fitted on the server's universe folder, then activated for `ticker` under the promotion
     gate. The job is the ticker's: poll `status_url`; once completed it names the ticker's
     new version (built from the universal one) and links the report."""
     params = TrainParams(epochs=body.epochs, seed=body.seed).validate()
-    job = pool.submit(body.ticker, body.notebook_parameters(), params.to_dict(), stage="universe")
+    job = pool.submit(
+        body.ticker,
+        body.notebook_parameters(),
+        params.to_dict(),
+        stage="universe",
+        client=client_address(request),
+    )
     response.headers["Location"] = job_status_url(job.job_id)
     return TrainingStarted(
         job_id=job.job_id, ticker=job.ticker, status_url=job_status_url(job.job_id)
