@@ -258,3 +258,38 @@ def test_the_queue_and_each_client_are_bounded(ctx: AppContext) -> None:
             gated.release()
     finally:
         gated.release()
+
+
+def test_a_cancel_is_before_registration_or_refused_never_both(ctx: AppContext) -> None:
+    """A cancel 3-4.5 s after the last epoch answered 200 `cancelled` while the job's model
+    was registered and active. At each boundary now: after the last epoch and before
+    registration the cancel wins (nothing registered, no files left); once registered (the
+    report being written) it is a 409 naming the version, and the job completes."""
+    from api_helpers import TINY_PARAMS
+
+    from stock_lstm.errors import ConflictError, JobCancelledError
+    from stock_lstm.models import jobs
+    from stock_lstm.models.registry import list_models
+    from stock_lstm.models.training import TrainParams
+    from stock_lstm.workflows import register_outcome, train_ticker
+
+    params = TrainParams.from_dict(TINY_PARAMS)
+    models = Path(ctx.settings.models_dir)
+    jobs.create_job(ctx.db, "AAPL", params.to_dict(), job_id="before")
+    outcome = train_ticker(ctx, "AAPL", params, job_id="before")  # every epoch done
+    jobs.cancel_job(ctx.db, "before")
+    with pytest.raises(JobCancelledError):
+        register_outcome(ctx, outcome, report_path="r.html", job_id="before")
+    assert list_models(ctx.db) == [] and not list(models.glob("*.pt"))
+    assert jobs.get_job(ctx.db, "before").status == "cancelled"
+
+    jobs.create_job(ctx.db, "AAPL", params.to_dict(), job_id="after")
+    outcome = train_ticker(ctx, "AAPL", params, job_id="after")
+    record = register_outcome(ctx, outcome, report_path="r.html", job_id="after", force=True)
+    with pytest.raises(ConflictError, match=f"already registered model {record.version_id}"):
+        jobs.cancel_job(ctx.db, "after")
+    job = jobs.get_job(ctx.db, "after")
+    assert job.status == "running" and job.version_id == record.version_id
+    with TestClient(create_app(context=ctx)) as client:
+        refused = client.post("/api/v1/training/after/cancel")
+    assert refused.status_code == 409 and record.version_id in refused.json()["detail"]

@@ -253,7 +253,11 @@ def cancel_job(db: Database, job_id: str, *, clock: Clock = utc_now) -> JobRecor
     """Cancel a queued or running job; ``ConflictError`` (409) if it has already finished.
 
     A queued job never starts; a running one stops at its next epoch (its training reads the
-    status) and can no longer register a model, whatever cell it is in.
+    status) and can no longer register a model, whatever cell it is in: registration checks
+    the status in the transaction that activates. Once the job has registered its model
+    (and its runner is writing the report) the cancel is a 409 naming that version: the one
+    row lock orders the two, so a cancel is either before registration (nothing registered)
+    or refused (never "cancelled" with a live model).
     """
     with db.transaction() as session:
         row = session.get(TrainingJob, job_id, with_for_update=True)
@@ -264,6 +268,12 @@ def cancel_job(db: Database, job_id: str, *, clock: Clock = utc_now) -> JobRecor
         if row.status not in UNFINISHED:
             raise ConflictError(
                 f"training job {job_id} has already finished ({row.status}): nothing to cancel"
+            )
+        if row.version_id:
+            raise ConflictError(
+                f"training job {job_id} has already registered model {row.version_id} (its "
+                "report is being written): nothing to cancel; to stop it serving, activate "
+                "another version"
             )
         row.status, row.error, row.finished_at = CANCELLED, CANCELLED_REASON, clock()
         session.flush()
