@@ -8,6 +8,7 @@ the CSV folder and its files) and ``/health``'s database exception were readable
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import sys
 import time
@@ -60,10 +61,16 @@ def test_the_limits_have_safe_defaults() -> None:
 
 @pytest.fixture
 def live_server(settings: Settings, tmp_path: Path) -> Iterator[str]:
-    """``stock-lstm serve`` on a free loopback port, with a 1 s header timeout."""
+    """``stock-lstm serve`` on a free loopback port, with 1 s head and body timeouts and 5
+    connections per client."""
     port = free_port()
     argv = [sys.executable, "-m", "stock_lstm.cli", "serve", "--port", str(port)]
-    env = server_env(settings, STOCK_LSTM_API_HEADER_TIMEOUT_SECONDS="1")
+    env = server_env(
+        settings,
+        STOCK_LSTM_API_HEADER_TIMEOUT_SECONDS="1",
+        STOCK_LSTM_API_BODY_TIMEOUT_SECONDS="1",
+        STOCK_LSTM_API_CONNECTIONS_PER_CLIENT="5",
+    )
     log = tmp_path / "serve.log"
     with running_process(argv, log_path=log, cwd=tmp_path, env=env) as process:
         base_url = f"http://127.0.0.1:{port}"
@@ -137,6 +144,37 @@ def test_a_normal_request_still_works(live_server: str) -> None:
     with socket.create_connection((host, int(port)), timeout=5) as sock:
         sock.sendall(b"GET /health HTTP/1.1\r\nHost: " + live_server.encode() + b"\r\n\r\n")
         assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+
+
+def test_slow_bodies_are_cut_off_and_one_client_cannot_take_every_slot(live_server: str) -> None:
+    """99 connections declaring a 60,000-byte body and sending a byte every 5 s made /health
+    a 503 for as long as they went on (issue 23, item 3). Now one client holds at most 5
+    connections (the rest are closed at once), each body must arrive within 1 s of its
+    headers, and another client is answered meanwhile."""
+    host, port = live_server.split(":")
+    head = (
+        b"POST /api/v1/predict HTTP/1.1\r\nHost: " + live_server.encode() + b"\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 60000\r\n\r\n{"
+    )
+    socks = [socket.create_connection((host, int(port)), timeout=5) for _ in range(10)]
+    try:
+        for sock in socks:
+            with contextlib.suppress(OSError):
+                sock.sendall(head)
+        began = time.monotonic()
+        other = socket.socket()
+        other.bind(("127.0.0.2", 0))  # another client address on the loopback network
+        other.settimeout(5)
+        other.connect((host, int(port)))
+        with other:
+            other.sendall(b"GET /health HTTP/1.1\r\nHost: " + live_server.encode() + b"\r\n\r\n")
+            assert other.recv(4096).startswith(b"HTTP/1.1 200")
+        closed = [_closed_within(sock, 4.0) for sock in socks]
+        assert all(after is not None for after in closed), closed
+        assert time.monotonic() - began < 4.0
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 # --- what unauthenticated clients read ------------------------------------------------------

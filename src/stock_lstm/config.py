@@ -71,6 +71,8 @@ ACCEPTED: dict[str, str] = {
     "api_concurrency_limit": "a whole number from 1 to 100000",
     "api_keep_alive_seconds": "a whole number of seconds from 1 to 3600",
     "api_header_timeout_seconds": "a number of seconds above 0, at most 3600",
+    "api_body_timeout_seconds": "a number of seconds above 0, at most 3600",
+    "api_connections_per_client": "a whole number from 1 to 100000",
 }
 #: Settings whose value is never quoted back (it is a secret).
 SECRET_FIELDS = frozenset({"api_token"})
@@ -237,6 +239,20 @@ class Settings(BaseSettings):
         le=3600,
         description="A request's line and headers must arrive within this long of the "
         "connection opening (or the request starting), else the connection is closed.",
+    )
+    api_body_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="A request's body must arrive within this long of its headers, else the "
+        "connection is closed (bodies here are at most 64 KiB of JSON).",
+    )
+    api_connections_per_client: int = Field(
+        20,
+        ge=1,
+        le=100000,
+        description="Open connections one client address may hold; more are closed at once, "
+        "so one host cannot take every slot of STOCK_LSTM_API_CONCURRENCY_LIMIT.",
     )
 
     @field_validator("interval_level")

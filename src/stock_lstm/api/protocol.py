@@ -1,4 +1,5 @@
-"""uvicorn's HTTP protocol with a deadline and a size limit on each request's head.
+"""uvicorn's HTTP protocol with deadlines on each request's head and body, a size limit on the
+head, and a cap on one client's connections.
 
 Why: uvicorn has no header timeout. A client that opens a connection and sends nothing, or
 one header byte every few seconds (slowloris), holds a connection slot for ever, and with a
@@ -8,13 +9,19 @@ after a response. Here the request line and headers must be complete within
 and at most ``max_head_bytes`` long (httptools has no limit of its own), or the connection
 is closed. The C parser (httptools) stays: it was a third of the served time when it was not
 used (docs/benchmarks.md).
+
+The body has its own deadline (``body_timeout`` from the end of the head): 99 connections
+that declared ``Content-Length: 60000`` and sent a byte every 5 s held every slot for as long
+as they liked, and ``/health`` was a 503. And one client address may hold at most
+``max_per_client`` connections (more are closed at once), so a single host cannot take all
+of ``limit_concurrency`` from the others.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -33,20 +40,46 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     """``HttpToolsProtocol`` whose request heads have a deadline and a size limit."""
 
     header_timeout: float = 10.0
+    body_timeout: float = 10.0
     max_head_bytes: int = MAX_HEAD_BYTES
+    max_per_client: int = 20
+    #: Open connections by client address, shared by every connection of one server.
+    open_by_client: ClassVar[dict[str, int]] = {}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._head_deadline: asyncio.TimerHandle | None = None
+        self._body_deadline: asyncio.TimerHandle | None = None
         self._head_bytes = 0
+        self._peer: str | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._peer = self.client[0] if self.client else None
+        if self._peer is not None:
+            count = self.open_by_client.get(self._peer, 0) + 1
+            self.open_by_client[self._peer] = count
+            if count > self.max_per_client:
+                log.info("closing a connection: %s holds %d already", self._peer, count - 1)
+                transport.close()
+                return
         self._await_head()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._head_arrived()
+        self._body_arrived()
+        if self._peer is not None:
+            left = self.open_by_client.get(self._peer, 1) - 1
+            if left > 0:
+                self.open_by_client[self._peer] = left
+            else:
+                self.open_by_client.pop(self._peer, None)
+            self._peer = None
         super().connection_lost(exc)
+
+    def on_message_complete(self) -> None:
+        self._body_arrived()
+        super().on_message_complete()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -63,6 +96,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._head_arrived()
+        if self._body_deadline is None:
+            self._body_deadline = self.loop.call_later(self.body_timeout, self._body_too_slow)
         super().on_headers_complete()
 
     def _count(self, size: int) -> None:
@@ -85,11 +120,35 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             log.info("closing a connection whose request head took over %ss", self.header_timeout)
             self.transport.close()
 
+    def _body_arrived(self) -> None:
+        if self._body_deadline is not None:
+            self._body_deadline.cancel()
+            self._body_deadline = None
 
-def guarded_protocol(header_timeout: float, max_head_bytes: int = MAX_HEAD_BYTES) -> type:
-    """A ``GuardedHttpToolsProtocol`` subclass with these limits, for ``uvicorn.run(http=...)``."""
+    def _body_too_slow(self) -> None:
+        self._body_deadline = None
+        if not self.transport.is_closing():
+            log.info("closing a connection whose request body took over %ss", self.body_timeout)
+            self.transport.close()
+
+
+def guarded_protocol(
+    header_timeout: float,
+    max_head_bytes: int = MAX_HEAD_BYTES,
+    *,
+    body_timeout: float = 10.0,
+    max_per_client: int = 20,
+) -> type:
+    """A ``GuardedHttpToolsProtocol`` subclass with these limits, for ``uvicorn.run(http=...)``
+    (its own count of connections by client)."""
     return type(
         "GuardedHttpToolsProtocol",
         (GuardedHttpToolsProtocol,),
-        {"header_timeout": header_timeout, "max_head_bytes": max_head_bytes},
+        {
+            "header_timeout": header_timeout,
+            "body_timeout": body_timeout,
+            "max_head_bytes": max_head_bytes,
+            "max_per_client": max_per_client,
+            "open_by_client": {},
+        },
     )

@@ -95,13 +95,18 @@ def check_bindable(host: str, port: int) -> None:
 
 def server_limits(settings: Settings) -> dict[str, Any]:
     """uvicorn options that bound what clients can hold: connections and requests in flight
-    (503 beyond), idle keep-alive time, and each request head's time and size."""
+    (503 beyond), connections per client, idle keep-alive time, each request head's time and
+    size and each body's time."""
     from stock_lstm.api.protocol import MAX_HEAD_BYTES, guarded_protocol
 
     return {
         "limit_concurrency": settings.api_concurrency_limit,
         "timeout_keep_alive": settings.api_keep_alive_seconds,
-        "http": guarded_protocol(settings.api_header_timeout_seconds),
+        "http": guarded_protocol(
+            settings.api_header_timeout_seconds,
+            body_timeout=settings.api_body_timeout_seconds,
+            max_per_client=settings.api_connections_per_client,
+        ),
         "h11_max_incomplete_event_size": MAX_HEAD_BYTES,  # if h11 is ever chosen instead
     }
 
