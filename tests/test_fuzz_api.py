@@ -28,6 +28,7 @@ from hypothesis.strategies import SearchStrategy
 from schemathesis import APIOperation, BaseSchema, Case, GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.python.asgi import shutdown_lifespans
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from stock_lstm.api import create_app
 from stock_lstm.api.training_pool import TrainingTask
@@ -51,9 +52,29 @@ HOSTILE_TEXT: SearchStrategy[str] = st.one_of(
 )
 
 
-@pytest.fixture
-def api_schema(ctx: AppContext) -> Iterator[BaseSchema]:
-    """The schema of an app whose AAPL has an active model; trainings are only recorded."""
+#: The token of the fuzzed server in its token mode (its requests carry it).
+FUZZ_TOKEN = "fuzz-token-Zk3q9vXwLr2mTb8Yc5Hn7Jp4Ds6Fa1"
+
+
+def _with_token(app: ASGIApp, token: str) -> ASGIApp:
+    """``app`` as a client holding ``token`` reaches it: every request carries the header."""
+
+    async def call(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"authorization"]
+            headers.append((b"authorization", f"Bearer {token}".encode()))
+            scope = {**scope, "headers": headers}
+        await app(scope, receive, send)
+
+    return call
+
+
+@pytest.fixture(params=[None, FUZZ_TOKEN], ids=["no-token", "token"])
+def api_schema(ctx: AppContext, request: pytest.FixtureRequest) -> Iterator[BaseSchema]:
+    """The schema of an app whose AAPL has an active model; trainings are only recorded.
+    Twice: a server without a token, and one with a token whose client sends it (every
+    route then runs its token check, its redaction rule and its real code)."""
+    ctx.settings = ctx.settings.model_copy(update={"api_token": request.param})
     fast_training(ctx, TrainingTask("fixture-job", "AAPL", {}))
     assert get_active_model(ctx.db, "AAPL").is_active
     # Random in-range hyperparameters mostly ask for more than one job may cost (a 422, see
@@ -65,7 +86,8 @@ def api_schema(ctx: AppContext) -> Iterator[BaseSchema]:
         started.append(task)
 
     app = create_app(context=ctx, run_training=record_only)
-    yield schemathesis.openapi.from_asgi("/openapi.json", app)
+    served = _with_token(app, request.param) if request.param else app
+    yield schemathesis.openapi.from_asgi("/openapi.json", served)
     shutdown_lifespans()  # stop the pool and the app schemathesis started
 
 
