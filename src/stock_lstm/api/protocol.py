@@ -20,6 +20,7 @@ of ``limit_concurrency`` from the others.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import Any, ClassVar
 
@@ -29,6 +30,21 @@ log = logging.getLogger(__name__)
 
 #: The longest request line plus headers accepted; real requests are well under 2 KiB.
 MAX_HEAD_BYTES = 32 * 1024
+
+
+def _too_many_connections(limit: int) -> bytes:
+    """The whole answer to a connection over the per-client cap, sent before closing it (the
+    request is not read: a client reads this as the response to whatever it sent)."""
+    detail = (
+        f"this address already holds {limit} connections to the server "
+        "(STOCK_LSTM_API_CONNECTIONS_PER_CLIENT): close idle ones and retry"
+    )
+    body = json.dumps({"detail": detail}).encode()
+    head = (
+        "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\n"
+        f"retry-after: 5\r\nconnection: close\r\ncontent-length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
 
 
 class RequestHeadTooLarge(Exception):
@@ -60,7 +76,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             count = self.open_by_client.get(self._peer, 0) + 1
             self.open_by_client[self._peer] = count
             if count > self.max_per_client:
-                log.info("closing a connection: %s holds %d already", self._peer, count - 1)
+                log.info("refusing a connection: %s holds %d already", self._peer, count - 1)
+                transport.write(_too_many_connections(self.max_per_client))
                 transport.close()
                 return
         self._await_head()
