@@ -248,7 +248,7 @@ class Settings(BaseSettings):
         "connection is closed (bodies here are at most 64 KiB of JSON).",
     )
     api_connections_per_client: int = Field(
-        20,
+        32,
         ge=1,
         le=100000,
         description="Open connections one client address may hold; more are closed at once, "

@@ -58,7 +58,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     header_timeout: float = 10.0
     body_timeout: float = 10.0
     max_head_bytes: int = MAX_HEAD_BYTES
-    max_per_client: int = 20
+    max_per_client: int = 32
     #: Open connections by client address, shared by every connection of one server.
     open_by_client: ClassVar[dict[str, int]] = {}
 
@@ -154,7 +154,7 @@ def guarded_protocol(
     max_head_bytes: int = MAX_HEAD_BYTES,
     *,
     body_timeout: float = 10.0,
-    max_per_client: int = 20,
+    max_per_client: int = 32,
 ) -> type:
     """A ``GuardedHttpToolsProtocol`` subclass with these limits, for ``uvicorn.run(http=...)``
     (its own count of connections by client)."""
