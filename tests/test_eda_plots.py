@@ -286,19 +286,34 @@ def test_baseline_comparison_table() -> None:
 @pytest.mark.parametrize(
     ("model", "p_value", "expected"),
     [
-        ((1.0, 2.0, 0.5), None, "The model beats persistence"),
-        ((1.0, 2.0, 0.5), 0.01, "The model beats persistence"),
-        ((1.0, 2.0, 0.5), 0.40, "cannot be told apart"),  # lower errors, but within noise
-        ((2.5, 3.0, 1.2), 0.01, "it is worse"),
-        ((1.9, 2.6, 1.0), None, "cannot be told apart"),  # MAE lower, RMSE higher
+        # Lower errors without a test are not "better": a verdict needs one.
+        ((1.0, 2.0, 0.5), None, "no different from persistence beyond chance (not tested)"),
+        ((1.0, 2.0, 0.5), 0.01, "better than persistence (Diebold-Mariano p = 0.010)"),
+        ((1.0, 2.0, 0.5), 0.40, "no different from persistence beyond chance"),  # noise
+        ((2.5, 3.0, 1.2), 0.01, "worse than persistence (Diebold-Mariano p = 0.010)"),
+        ((1.9, 2.6, 1.0), 0.30, "no different from persistence beyond chance"),
     ],
 )
 def test_baseline_verdict(
     model: tuple[float, float, float], p_value: float | None, expected: str
 ) -> None:
     verdict = eda.baseline_verdict(metrics(model, (2.0, 2.5, 1.0), p_value))
-    assert expected in verdict
-    assert verdict.startswith("The model beats") or "does NOT beat persistence" in verdict
+    assert verdict.startswith("The model is ") and expected in verdict, verdict
+
+
+def test_one_rule_decides_every_verdict() -> None:
+    """The index's "0.994 better" beside p = 0.255 is the case: a ratio is never a verdict."""
+    from stock_lstm.evaluation.verdicts import paired_verdict, point_verdict
+
+    assert point_verdict(0.994, 0.255).word == "no difference"
+    assert point_verdict(0.994, 0.01).word == "better"
+    assert point_verdict(1.02, 0.01).short() == "worse (p = 0.010)"
+    assert point_verdict(0.9, None).short() == "no difference (not tested)"
+    assert point_verdict(0.9, float("nan")).word == "no difference"
+    lower = paired_verdict([1.0 + k / 100 for k in range(20)], [1.5 + k / 100 for k in range(20)])
+    assert lower.word == "better" and lower.p_value is not None and lower.p_value < 0.001
+    same = paired_verdict([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], [1.1, 1.9, 3.1, 3.9, 5.1, 5.9])
+    assert same.word == "no difference"
 
 
 def test_baseline_comparison_names_what_is_missing() -> None:

@@ -169,7 +169,17 @@ def test_index_of_an_empty_reports_folder(tmp_path: Path) -> None:
     assert "no runs yet" in build_index(tmp_path / "reports").read_text()
 
 
-def test_a_backtest_run_shows_its_scores_in_the_index(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("p_value", "shown", "css"),
+    [
+        (0.01, "0.976 better (p = 0.010)", "better"),
+        (0.255, "0.976 no difference (p = 0.255)", "same"),  # the 0.994-"better" report
+        (None, "0.976 no difference (not tested)", "same"),
+    ],
+)
+def test_a_backtest_run_shows_its_scores_in_the_index(
+    tmp_path: Path, p_value: float | None, shown: str, css: str
+) -> None:
     import json
 
     run_dir = tmp_path / "reports" / "KO" / "20260101_000000_abcdef"
@@ -190,14 +200,16 @@ def test_a_backtest_run_shows_its_scores_in_the_index(tmp_path: Path) -> None:
     (run_dir / "summary.json").write_text(
         json.dumps(
             {
-                "horizons": [{"model": {"mae": 0.5}, "persistence": {"mae": 0.5125}}],
+                "horizons": [
+                    {"model": {"mae": 0.5}, "persistence": {"mae": 0.5125}, "dm_p_value": p_value}
+                ],
                 "probabilistic": {"model": [{"0.9": {"coverage": 0.8912}}]},
             }
         )
     )
     index = build_index(tmp_path / "reports").read_text()
     assert "<td>0.5000</td><td>0.5125</td>" in index
-    assert "0.976 better" in index and "<td>0.891</td>" in index
+    assert f"<td class='{css}'" in index and shown in index and "<td>0.891</td>" in index
 
 
 def test_a_rendered_report_loads_nothing_from_the_network(tmp_path: Path) -> None:

@@ -308,10 +308,6 @@ def _to_date(stamp: pd.Timestamp) -> date:
     return pd.Timestamp(stamp).date()
 
 
-#: Diebold-Mariano p-value below which a difference from persistence counts as real.
-SIGNIFICANCE_LEVEL = 0.05
-
-
 def baseline_comparison(
     metrics: TrainingMetrics | Mapping[str, Any], *, currency: str | None = None
 ) -> pd.DataFrame:
@@ -360,32 +356,32 @@ def _next_day_dm_p_value(metrics: TrainingMetrics | Mapping[str, Any]) -> float 
 
 
 def baseline_verdict(metrics: TrainingMetrics | Mapping[str, Any]) -> str:
-    """One plain sentence: does the model beat persistence on next-day test forecasts?
+    """One plain sentence: is the model better than persistence on next-day test forecasts?
 
-    "Beats" needs a lower MAE *and* RMSE than persistence and, when the Diebold-Mariano test
-    was recorded (``metrics.next_day.dm_p_value``), a p-value below
-    ``SIGNIFICANCE_LEVEL``: a 1 % lower error on 90 test days is usually noise.
+    The words come from ``evaluation.verdicts``: "better" or "worse" only when the
+    Diebold-Mariano test recorded with the metrics (``metrics.next_day.dm_p_value``) says
+    so at ``SIGNIFICANCE_LEVEL``; a 1 % lower error on 90 test days is usually noise.
     """
+    from stock_lstm.evaluation.verdicts import point_verdict
+
     table = baseline_comparison(metrics)
     mae_ratio, rmse_ratio = float(table.loc["MAE", "ratio"]), float(table.loc["RMSE", "ratio"])
-    p_value = _next_day_dm_p_value(metrics)
+    tested = point_verdict(mae_ratio, _next_day_dm_p_value(metrics))
     detail = f"MAE ratio {mae_ratio:.3f}, RMSE ratio {rmse_ratio:.3f}"
-    if p_value is not None:
-        detail += f", Diebold-Mariano p = {p_value:.3f}"
-    significant = p_value is None or p_value < SIGNIFICANCE_LEVEL
-    if mae_ratio < 1 and rmse_ratio < 1 and significant:
+    phrase = tested.phrase("persistence")
+    if tested.word == "better":
         return (
-            f"The model beats persistence on next-day test forecasts ({detail}): its mean "
-            f"absolute error is {1 - mae_ratio:.1%} lower than repeating yesterday's close."
+            f"The model is {phrase} on next-day test forecasts ({detail}): its mean absolute "
+            f"error is {1 - mae_ratio:.1%} lower than repeating yesterday's close."
         )
-    if mae_ratio > 1 and rmse_ratio > 1 and significant:
+    if tested.word == "worse":
         return (
-            f"The model does NOT beat persistence: it is worse on next-day test forecasts "
-            f"({detail}). Repeating yesterday's close would have been more accurate."
+            f"The model is {phrase} on next-day test forecasts ({detail}): repeating "
+            "yesterday's close would have been more accurate."
         )
     return (
-        f"The model does NOT beat persistence: on next-day test forecasts the two cannot be "
-        f"told apart ({detail}), so the model adds nothing over repeating yesterday's close."
+        f"The model is {phrase} on next-day test forecasts ({detail}), so it adds nothing "
+        "over repeating yesterday's close."
     )
 
 

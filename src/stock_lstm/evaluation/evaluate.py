@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from stock_lstm.evaluation.verdicts import Verdict
+
 ORIGINAL_DESIGN = {"target": "price", "strategy": "recursive"}
 #: The model before probabilistic forecasts: a point head on the close alone, whose
 #: intervals are static split-conformal bands (scored with online calibration too).
@@ -252,14 +254,12 @@ def _short(anchor: Any) -> str:
     return f"({anchor})" if isinstance(anchor, str) else ""
 
 
-def _wilcoxon(first: pd.Series, second: pd.Series) -> str:
-    """Two-sided p of the paired difference across tickers (each ticker one pair)."""
-    from scipy.stats import wilcoxon
+def _paired(first: pd.Series, second: pd.Series) -> Verdict:
+    """``first`` against ``second`` across tickers (each ticker one pair), Wilcoxon-tested."""
+    from stock_lstm.evaluation.verdicts import paired_verdict
 
     pairs = pd.concat([first, second], axis=1).dropna()
-    if len(pairs) < 6:
-        return "n/a"
-    return f"{wilcoxon(pairs.iloc[:, 0], pairs.iloc[:, 1]).pvalue:.2g}"
+    return paired_verdict(pairs.iloc[:, 0].tolist(), pairs.iloc[:, 1].tolist())
 
 
 def _cost(frame: pd.DataFrame) -> list[str]:
@@ -303,12 +303,13 @@ def strongest_anchor(table: pd.DataFrame, horizon: int) -> str | None:
 def _comparison(table: pd.DataFrame, first: str, other: str, what: str) -> str:
     """``first`` against ``other`` over the tickers: ratio of means, count, Wilcoxon p."""
     ratio = table[first].mean() / table[other].mean()
-    direction = "lower (better)" if ratio < 1 else "higher (worse)"
-    better = int((table[first] < table[other]).sum())
+    direction = "lower" if ratio < 1 else "higher"
+    lower = int((table[first] < table[other]).sum())
+    tested = _paired(table[first], table[other])
     return (
         f"- {what}: {_fmt(table[first].mean(), 2)} vs {_fmt(table[other].mean(), 2)}, "
-        f"{abs(1 - ratio) * 100:.1f}% {direction}; lower on {better} of {len(table)} tickers "
-        f"(Wilcoxon signed-rank p = {_wilcoxon(table[first], table[other])})"
+        f"{abs(1 - ratio) * 100:.1f}% {direction}: {tested.word}; lower on {lower} of "
+        f"{len(table)} tickers (Wilcoxon signed-rank {tested.p_text()})"
     )
 
 

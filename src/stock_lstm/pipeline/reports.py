@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from stock_lstm.evaluation.verdicts import point_verdict
 from stock_lstm.models.records import TrainingMetrics
 
 RUN_MANIFEST = "run.json"
@@ -133,40 +134,34 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return f"{value:.{digits}f}" if isinstance(value, int | float) else "–"
 
 
-#: A test MAE ratio this close to 1 is reported as "≈ persistence", not better or worse.
-SAME_AS_PERSISTENCE = 0.005
-
-
 def _metrics_cells(metrics: dict[str, Any] | None, backtest: dict[str, Any] | None = None) -> str:
     """Cells for a run's model (its test slice, from the manifest's metrics in their JSON
     form) or, for a backtest run, its h=1 scores."""
     recorded = TrainingMetrics.from_json(metrics) if metrics else None
     first = recorded.next_day if recorded else None
     gate = recorded.gate if recorded else None
-    mae = base = coverage = None
+    mae = base = coverage = p_value = None
     if first is not None:
         mae, base = first.model.get("mae"), first.persistence.get("mae")
+        p_value = first.dm_p_value
         online = recorded.intervals_h1.get("model") if recorded else None
         coverage = online.coverage if online else None
     elif backtest and backtest.get("horizons"):
         # A backtest's summary.json (a plain document, not a training record).
         row = backtest["horizons"][0]
         mae, base = (row.get("model") or {}).get("mae"), (row.get("persistence") or {}).get("mae")
+        p_value = row.get("dm_p_value")
         coverage = ((backtest.get("probabilistic") or {}).get("model") or [{}])[0]
         coverage = (coverage.get("0.9") or {}).get("coverage")
     if mae is None:
         return "<td>–</td>" * 5
     ratio = mae / base if base else None
-    verdict, css = "", ""
-    if ratio is not None:
-        if abs(ratio - 1) < SAME_AS_PERSISTENCE:
-            verdict = " ≈ persistence"
-        else:
-            verdict = " better" if ratio < 1 else " worse"
-        css = verdict.strip() if verdict.strip() in ("better", "worse") else ""
+    # The word and colour come from the Diebold-Mariano test, never from the ratio alone.
+    tested = point_verdict(ratio, p_value)
     return (
         f"<td>{_fmt(mae)}</td><td>{_fmt(base)}</td>"
-        f"<td class='{css}'>{_fmt(ratio, 3)}{verdict}</td>"
+        f"<td class='{tested.css}' title='Diebold-Mariano test of the two errors'>"
+        f"{_fmt(ratio, 3)} {html.escape(tested.short())}</td>"
         f"<td>{_fmt(coverage, 3)}</td>"
         f"<td title='{html.escape(gate.reason if gate else '')}'>"
         f"{html.escape(gate.status if gate else '–')}</td>"
@@ -195,6 +190,7 @@ body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #222; }}
 table {{ border-collapse: collapse; width: 100%; }}
 th, td {{ border-bottom: 1px solid #ddd; padding: .4rem .6rem; text-align: left; }}
 th {{ background: #f4f4f4; }} td.better {{ color: #1a7f37; }} td.worse {{ color: #b35900; }}
+td.same {{ color: #555; }}
 .failed {{ color: #c62828; font-weight: bold; }} .ok {{ color: #1a7f37; }}
 </style></head><body>
 <h1>stock-lstm runs</h1>
