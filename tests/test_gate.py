@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stock_lstm.models.registry import get_active_model, list_models
+from stock_lstm.models.registry import get_active_model, list_models, registry_outcome
 from stock_lstm.models.training import TrainParams
 from stock_lstm.workflows import AppContext, gate_decision, register_outcome, train_ticker
 
@@ -45,6 +45,14 @@ def test_gate_keeps_the_old_model_active_when_the_new_one_is_worse(ctx: AppConte
     assert not worse.is_active and worse.metrics.gate.status == "failed"
     assert "registered inactive" in worse.metrics.gate.reason
     assert get_active_model(ctx.db, "AAPL").version_id == first.version_id
+    # What the train commands print: the registry's state, read back, not inferred.
+    line = registry_outcome(ctx.db, worse.version_id)
+    assert line.startswith(f"AAPL: {worse.version_id} was registered inactive (gate failed")
+    assert line.endswith(f"{first.version_id} keeps serving AAPL")
+    assert registry_outcome(ctx.db, first.version_id) == (
+        f"AAPL: {first.version_id} is now the active model (gate "
+        f"{first.metrics.gate.status}: {first.metrics.gate.reason})"
+    )
 
     forced = register_outcome(strict, train_ticker(strict, "AAPL", SMALL), force=True)
     assert forced.is_active and forced.metrics.gate.status == "forced"

@@ -246,17 +246,17 @@ def _activate_universal(args: argparse.Namespace) -> int:
             "list them with `stock-lstm models`"
         )
 
-    outcome = activate_universal(_context(args), args.version_id, args.ticker, force=args.force)
+    ctx = _context(args)
+    outcome = activate_universal(ctx, args.version_id, args.ticker, force=args.force)
     payload = outcome.to_dict()
-    gate = payload["gate"] or {}
 
     def human() -> str:
-        state = "the active model" if payload["active"] else "registered inactive"
+        from stock_lstm.models.registry import registry_outcome
+
         return "\n".join(
             [
-                f"{payload['ticker']}: {args.version_id} registered as {payload['version_id']} "
-                f"({state})",
-                f"gate: {gate.get('status')} ({gate.get('reason')})",
+                f"{payload['ticker']}: {args.version_id} registered as {payload['version_id']}",
+                registry_outcome(ctx.db, payload["version_id"]),
                 format_interval_table(outcome.metrics) or "",
             ]
         ).rstrip()

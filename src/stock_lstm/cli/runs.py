@@ -23,6 +23,7 @@ from stock_lstm.cli.formatting import (
     format_metrics_table,
 )
 from stock_lstm.models.records import TrainingMetrics
+from stock_lstm.models.registry import registry_outcome
 
 
 def add_run(
@@ -160,11 +161,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             lines.append(f"  {stage.stage:<8} {stage.status:<7} {result.run_dir / str(stage.html)}")
         if result.version_id and result.metrics:
             metrics = TrainingMetrics.from_json(result.metrics)
-            gate = metrics.gate
-            lines.append(
-                f"model {result.version_id}: gate {gate.status if gate else None}: "
-                f"{gate.reason if gate else None}"
-            )
+            lines.append(registry_outcome(_context(args).db, result.version_id))
             lines.append("test set beside persistence:")
             lines.append(format_metrics_table(metrics))
             lines.extend(filter(None, [format_interval_table(metrics)]))

@@ -116,6 +116,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"warning: gate: {gate.get('status')}: {gate.get('reason')}", file=sys.stderr)
 
     def human() -> str:
+        from stock_lstm.evaluation.eda import baseline_verdict
+        from stock_lstm.models.registry import registry_outcome
+
         data = payload["data"]
         return "\n".join(
             [
@@ -133,7 +136,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 "(tomorrow = today):",
                 format_metrics_table(outcome.metrics),
                 *filter(None, [format_interval_table(outcome.metrics)]),
-                f"gate: {gate.get('status')} ({gate.get('reason')})",
+                baseline_verdict(outcome.metrics),
+                registry_outcome(ctx.db, payload["version_id"]),
                 f"artifacts: {payload['model_path']}, {payload['scaler_path']}",
             ]
         )

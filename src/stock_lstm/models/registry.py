@@ -301,6 +301,23 @@ def count_active(db: Database) -> int:
         return int(session.scalar(query.where(ModelRegistry.is_active.is_(True))) or 0)
 
 
+def registry_outcome(db: Database, version_id: str) -> str:
+    """One line on what a registration left serving, read from the registry (not inferred):
+    ``KO: KO_... is now the active model (gate passed: ...)``, or registered inactive and
+    which version keeps serving (or that none does)."""
+    record = get_model(db, version_id)
+    gate = record.metrics.gate
+    why = f"gate {gate.status}: {gate.reason}" if gate else "no gate recorded"
+    if record.is_active:
+        return f"{record.ticker}: {version_id} is now the active model ({why})"
+    try:
+        serving = active_version_id(db, record.ticker)
+        now = f"{serving} keeps serving {record.ticker}"
+    except ModelNotFoundError:
+        now = f"no model serves {record.ticker}"
+    return f"{record.ticker}: {version_id} was registered inactive ({why}); {now}"
+
+
 def active_version_ids(db: Database) -> set[str]:
     """The ids of the versions that serve now, all tickers.
 
