@@ -27,8 +27,9 @@ KNOWN_VARS := TICKER SOURCE $(PARAM_VARS) TICKERS TICKERS_FILE WORKERS EVAL_DIR 
 	BENCH_ARGS MSG PYTHON
 COMMAND_LINE_VARS := $(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $(v))),$(v)))
 UNKNOWN_VARS := $(filter-out $(KNOWN_VARS),$(COMMAND_LINE_VARS))
+SUGGEST = $(shell python3 scripts/did_you_mean.py $(1) $(2) 2>/dev/null)
 ifneq ($(UNKNOWN_VARS),)
-$(error unknown variable(s) $(UNKNOWN_VARS): known are $(sort $(KNOWN_VARS)))
+$(error unknown variable(s) $(foreach v,$(UNKNOWN_VARS),$(v)$(if $(call SUGGEST,$(v),$(KNOWN_VARS)), ($(call SUGGEST,$(v),$(KNOWN_VARS))),)): known are $(sort $(KNOWN_VARS)))
 endif
 
 .DEFAULT_GOAL := help
@@ -36,8 +37,13 @@ endif
 	test-unit test-notebooks test-postgres migration bench \
 	lint format clean
 
+# A target no rule makes: one line with the closest target and `make help`, exit 2.
+TARGETS := $(shell sed -n 's/^\([a-zA-Z_-]*\):.*\#\# .*/\1/p' $(firstword $(MAKEFILE_LIST)))
+.DEFAULT:
+	$(error no target '$@':$(if $(call SUGGEST,$@,$(TARGETS)), $(call SUGGEST,$@,$(TARGETS)),) `make help` lists them)
+
 help: ## List the targets
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-14s %s\n", $$1, $$2}'
 
 setup: $(STAMP) ## Create .venv, install the package (+dev) and the Jupyter kernel
 

@@ -107,7 +107,12 @@ def _check_csv_ticker(settings: Any, ticker: str) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from stock_lstm.errors import InvalidParameterError
-    from stock_lstm.pipeline.runner import coerce_parameter, run_pipeline, validate_run_id
+    from stock_lstm.pipeline.runner import (
+        check_training_parameters,
+        coerce_parameter,
+        run_pipeline,
+        validate_run_id,
+    )
     from stock_lstm.tickers import validate_ticker
 
     if args.run_id:
@@ -125,6 +130,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.workers is not None:
         raise InvalidParameterError("--workers sizes the cluster of a --tickers run: drop it")
     parameters = {name: coerce_parameter(value) for name, value in args.parameter}
+    check_training_parameters(parameters)  # a bad value: one line before anything else
     settings = _settings_from(args)
     _check_csv_ticker(settings, args.ticker)  # seconds before a kernel would find out
     _reconcile_database(settings)

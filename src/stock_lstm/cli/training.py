@@ -64,7 +64,7 @@ def add_train(
 
 
 def _train_params(args: argparse.Namespace) -> Any:
-    from stock_lstm.models.training import TrainParams
+    from stock_lstm.models.params import TrainParams  # no torch: checked in milliseconds
 
     given = {
         name: getattr(args, name) for name in TRAIN_PARAM_HELP if getattr(args, name) is not None
@@ -73,6 +73,7 @@ def _train_params(args: argparse.Namespace) -> Any:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    params = _train_params(args)  # a bad value is one line before torch is even imported
     from stock_lstm.workflows import register_outcome, train_ticker
 
     ctx = _context(args)
@@ -92,7 +93,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         outcome = train_ticker(
             ctx,
             args.ticker,
-            _train_params(args),
+            params,
             start=args.start,
             end=args.end,
             force_sync=args.force_sync,

@@ -295,6 +295,20 @@ def _registered_version(db: Any, report_path: str) -> tuple[str | None, dict | N
     return (record.version_id, record.metrics.to_json()) if record else (None, None)
 
 
+def check_training_parameters(parameters: Mapping[str, Any]) -> None:
+    """The training parameters among a run's, checked as the notebook will check them
+    (``TrainParams``): a value out of range is one line in milliseconds, not a failed run
+    after a kernel's start."""
+    from dataclasses import fields
+
+    from stock_lstm.models.params import TrainParams
+
+    names = {field.name for field in fields(TrainParams)}
+    given = {name: value for name, value in parameters.items() if name in names}
+    if given:
+        TrainParams.from_dict(given)
+
+
 def run_pipeline(
     stages: list[str],
     ticker: str,
@@ -312,12 +326,14 @@ def run_pipeline(
 
     ``execution_timeout``: seconds any one cell may run (``None``: no limit).
     """
+    ticker = validate_ticker(ticker)
+    stages = resolve_stages(stages)
+    check_training_parameters(parameters or {})  # before a kernel starts or a run is listed
+
     import papermill
     from nbclient.exceptions import CellTimeoutError
     from papermill.exceptions import PapermillExecutionError
 
-    ticker = validate_ticker(ticker)
-    stages = resolve_stages(stages)
     notebooks_dir = notebooks_dir or default_notebooks_dir()
     per_stage = split_parameters(stages, dict(parameters or {}), notebooks_dir)
     reports_dir = Path(settings.reports_dir).resolve()
