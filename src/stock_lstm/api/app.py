@@ -275,9 +275,11 @@ def create_app(
             if owns_context:
                 ctx.db.dispose()
 
-    # FastAPIOffline serves Swagger UI and ReDoc from files in its package: /docs works with
-    # no network (FastAPI's own pages load their scripts from a CDN and stay blank offline).
+    # FastAPIOffline serves Swagger UI from files in its package: /docs works with no network
+    # (FastAPI's own pages load their scripts from a CDN and stay blank offline). No /redoc:
+    # its bundled script still fetches a logo from cdn.redoc.ly, and /docs shows the same.
     app = FastAPIOffline(
+        redoc_url=None,
         title="stock-lstm",
         version=__version__,
         description="Daily stock close forecasts from per-ticker LSTM models, always reported "
