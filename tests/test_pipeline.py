@@ -406,3 +406,39 @@ def test_a_run_folder_must_resolve_inside_the_reports_folder(tmp_path: Path) -> 
     assert run_folder(reports, "MSFT", "20260105_120000_ab12cd-attempt2") == (
         reports.resolve() / "MSFT" / "20260105_120000_ab12cd-attempt2"
     )
+
+
+def test_a_report_leads_with_its_answer() -> None:
+    """03's verdict sat 2,700 px down: the cells tagged ``summary`` (the notebook's last,
+    since they need its results) come right after the title in the rendered report."""
+    import nbformat
+
+    from stock_lstm.pipeline.summaries import lead_with_summary
+
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_markdown_cell("# Title"),
+        nbformat.v4.new_code_cell("setup()"),
+        nbformat.v4.new_code_cell("train()"),
+        nbformat.v4.new_code_cell("answer()", metadata={"tags": ["summary"]}),
+    ]
+    lead_with_summary(notebook)
+    assert [cell.source for cell in notebook.cells] == ["# Title", "answer()", "setup()", "train()"]
+
+
+def test_the_forecast_answer_says_when_it_is_not_this_runs_model() -> None:
+    from types import SimpleNamespace
+
+    from stock_lstm.models.records import GateDecision
+    from stock_lstm.pipeline.summaries import forecast_answer
+
+    forecast = SimpleNamespace(
+        predictions=[1, 2], last_date="2020-01-02", version_id="KO_1", combined_with=["HAR"]
+    )
+    record = SimpleNamespace(ticker="KO", first_date="2010", last_date="2020")
+    gate = GateDecision(status="failed", reason="validation rMAE 1.01 > 1.0")
+    trained = SimpleNamespace(version_id="KO_2", metrics=SimpleNamespace(gate=gate))
+    text = forecast_answer(forecast, record, trained)
+    assert "Not this run's model: this run trained KO_2" in text and "1.01 > 1.0" in text
+    same = SimpleNamespace(version_id="KO_1", metrics=SimpleNamespace(gate=gate))
+    assert "It is the model this run trained." in forecast_answer(forecast, record, same)

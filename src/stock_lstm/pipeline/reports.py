@@ -13,6 +13,7 @@ from typing import Any
 
 from stock_lstm.evaluation.verdicts import point_verdict
 from stock_lstm.models.records import TrainingMetrics
+from stock_lstm.pipeline.summaries import lead_with_summary
 
 RUN_MANIFEST = "run.json"
 #: nbconvert templates shipped with the package (``offline_lab``: no script from a CDN).
@@ -30,7 +31,8 @@ REPORT_CSP = (
 def render_html(notebook_path: Path) -> Path:
     """Render an executed notebook to a self-contained HTML file beside it.
 
-    Plots are embedded (base64 PNG); prompts are hidden for a clean reading view; error
+    Plots are embedded (base64 PNG); cells tagged ``summary`` (the notebook's answer, its
+    last cell) come right after the title; prompts are hidden for a clean reading view; error
     outputs stay visible so a failed run shows the failing cell. Nothing is loaded from the
     network (see ``templates/offline_lab``): reports open on a machine without one.
     """
@@ -39,6 +41,7 @@ def render_html(notebook_path: Path) -> Path:
 
     notebook = nbformat.read(notebook_path, as_version=4)
     describe_figures(notebook)
+    lead_with_summary(notebook)  # the answer first (pipeline.summaries)
     exporter = HTMLExporter(
         template_name="offline_lab", extra_template_basedirs=[str(TEMPLATES_DIR)]
     )

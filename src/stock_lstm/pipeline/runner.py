@@ -45,7 +45,7 @@ from stock_lstm.tickers import ticker_file_stem, validate_ticker
 log = logging.getLogger(__name__)
 
 #: Parameters the runner fills in itself; users cannot override them with ``-p``.
-RUNNER_PARAMETERS = ("ticker", "report_path", "output_dir")
+RUNNER_PARAMETERS = ("ticker", "report_path", "output_dir", "trained_version")
 
 
 class PipelineError(StockLSTMError):
@@ -371,6 +371,10 @@ def run_pipeline(
                 _take_job(database(), str(job_id), ticker, stage_parameters)
             if stage in REGISTERING_STAGES:
                 stage_parameters["report_path"] = str(html_path)
+            if stage == "predict" and result.version_id:
+                # 04 says whether it forecast with this run's model (a gate may have kept
+                # the previous one active).
+                stage_parameters["trained_version"] = result.version_id
             if stage == "backtest":
                 stage_parameters["output_dir"] = str(run_dir)
             log.info("running %s for %s -> %s", stem, ticker, output)

@@ -1,0 +1,130 @@
+"""The answer a report opens with: a few sentences computed from the run, shown first.
+
+Why: 03's verdict sat 2,700 px down, after the how-to, the parameter table and the loss
+curves; MLflow's run page shows the metrics first. A notebook can only state its answer
+once it has computed it, so the answer cell is the notebook's last and is tagged
+``summary``; :func:`lead_with_summary` moves such cells to just after the title when the
+report is rendered, so the HTML answers in its first screen while the notebook still reads
+top to bottom in JupyterLab. The words "better", "worse" and "no difference" come from
+``evaluation.verdicts``, never from a ratio.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from stock_lstm.evaluation.verdicts import point_verdict
+
+#: The cell tag of an answer cell.
+SUMMARY_TAG = "summary"
+
+
+def lead_with_summary(notebook: Any) -> None:
+    """Move the cells tagged ``summary`` to just after the first (title) cell, in order."""
+    cells = list(notebook.cells)
+    tagged = [c for c in cells if SUMMARY_TAG in (c.get("metadata", {}).get("tags") or [])]
+    if not tagged or not cells:
+        return
+    rest = [c for c in cells if c not in tagged]
+    notebook.cells = rest[:1] + tagged + rest[1:]
+
+
+def _pct(value: float | None) -> str:
+    return f"{value:.0%}" if value is not None and math.isfinite(value) else "–"
+
+
+def _num(value: float | None, digits: int = 2) -> str:
+    return f"{value:.{digits}f}" if value is not None and math.isfinite(value) else "–"
+
+
+def training_answer(metrics: Any, registry_line: str) -> str:
+    """03's answer: the test verdict against persistence, the interval beside the strongest
+    anchor, and what the registry now serves."""
+    from stock_lstm.evaluation.anchors import ANCHORS
+    from stock_lstm.evaluation.intervals import FORECASTER_LABELS
+
+    first = metrics.next_day
+    parts = [registry_line + "."]
+    if first is not None:
+        tested = point_verdict(first.rmae, first.dm_p_value)
+        parts.append(
+            f"On the {first.n} test days the next-day forecast is "
+            f"{tested.phrase('persistence')}, rMAE {_num(first.rmae, 3)}."
+        )
+    rows = metrics.intervals_h1
+    model = rows.get("model")
+    anchors = {n: rows[n].winkler for n in ANCHORS if n in rows and rows[n].winkler is not None}
+    if model is not None and anchors:
+        strongest = min(anchors, key=anchors.__getitem__)
+        parts.append(
+            f"Its 90% interval held {_pct(model.coverage)} of the closes, Winkler score "
+            f"{_num(model.winkler)}% of the close against {_num(anchors[strongest])}% for "
+            f"{FORECASTER_LABELS[strongest]}, the strongest anchor here (one test slice: a "
+            "look; the backtest is the claim)."
+        )
+    return " ".join(parts)
+
+
+def backtest_answer(summary: dict[str, Any]) -> str:
+    """05's answer: per scored horizon, the verdict against persistence, and the interval
+    beside the strongest anchor."""
+    from stock_lstm.evaluation.backtest import headline
+    from stock_lstm.evaluation.intervals import FORECASTER_LABELS
+
+    rows = {row["horizon"]: row for row in summary.get("horizons", [])}
+    last = max(rows) if rows else 1
+    steps = sorted({1, last})
+    numbers = headline(summary, tuple(steps))
+    clauses = []
+    for h in steps:
+        row = rows.get(h, {})
+        tested = point_verdict(row.get("rmae"), row.get("dm_p_value"))
+        clauses.append(
+            f"at h={h} the model is {tested.phrase('persistence')}, rMAE {_num(row.get('rmae'), 3)}"
+        )
+    text = f"Over {summary.get('n_origins')} walk-forward origins, " + "; ".join(clauses) + "."
+    strongest = numbers.get("best_anchor_h1")
+    if strongest and numbers.get("model_winkler90_h1") is not None:
+        text += (
+            f" At h=1 its 90% interval held {_pct(numbers.get('model_coverage90_h1'))} of the "
+            f"closes, Winkler {_num(numbers.get('model_winkler90_h1'))}% of the close against "
+            f"{_num(numbers.get('best_anchor_winkler90_h1'))}% for {FORECASTER_LABELS[strongest]},"
+            " the strongest anchor on these origins."
+        )
+    return text
+
+
+def forecast_answer(forecast: Any, record: Any, trained: Any = None) -> str:
+    """04's answer: which version forecast (``record``, the active one), whether it is the
+    version this run trained (``trained``, its registry record, in a pipeline), and how its
+    interval is served."""
+    parts = [
+        f"{len(forecast.predictions)} trading days after {forecast.last_date} forecast by "
+        f"{forecast.version_id}, {record.ticker}'s active model (trained on "
+        f"{record.first_date}..{record.last_date})."
+    ]
+    if trained is not None and trained.version_id != forecast.version_id:
+        gate = trained.metrics.gate
+        why = f"{gate.status}: {gate.reason}" if gate else "no gate recorded"
+        parts.append(
+            f"Not this run's model: this run trained {trained.version_id}, which was "
+            f"registered inactive (gate {why}), so the version that already served forecasts."
+        )
+    elif trained is not None:
+        parts.append("It is the model this run trained.")
+    if forecast.combined_with:
+        parts.append(
+            f"Each day's interval averages the model's with {forecast.combined_with[0]} (the "
+            "serving rule in README)."
+        )
+    return " ".join(parts)
+
+
+__all__ = [
+    "SUMMARY_TAG",
+    "backtest_answer",
+    "forecast_answer",
+    "lead_with_summary",
+    "training_answer",
+]
