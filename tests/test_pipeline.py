@@ -433,12 +433,16 @@ def test_the_forecast_answer_says_when_it_is_not_this_runs_model() -> None:
     from stock_lstm.pipeline.summaries import forecast_answer
 
     forecast = SimpleNamespace(
-        predictions=[1, 2], last_date="2020-01-02", version_id="KO_1", combined_with=["HAR"]
+        predictions=[1, 2],
+        last_date="2020-01-02",
+        version_id="KO_1",
+        combined_with=["har_range", "har_range"],
     )
     record = SimpleNamespace(ticker="KO", first_date="2010", last_date="2020")
     gate = GateDecision(status="failed", reason="validation rMAE 1.01 > 1.0")
     trained = SimpleNamespace(version_id="KO_2", metrics=SimpleNamespace(gate=gate))
     text = forecast_answer(forecast, record, trained)
     assert "Not this run's model: this run trained KO_2" in text and "1.01 > 1.0" in text
+    assert "averages the model's with HAR on the range (" in text
     same = SimpleNamespace(version_id="KO_1", metrics=SimpleNamespace(gate=gate))
     assert "It is the model this run trained." in forecast_answer(forecast, record, same)

@@ -114,9 +114,12 @@ def forecast_answer(forecast: Any, record: Any, trained: Any = None) -> str:
     elif trained is not None:
         parts.append("It is the model this run trained.")
     if forecast.combined_with:
+        from stock_lstm.evaluation.intervals import FORECASTER_LABELS
+
+        names = dict.fromkeys(FORECASTER_LABELS.get(n, n) for n in forecast.combined_with)
         parts.append(
-            f"Each day's interval averages the model's with {forecast.combined_with[0]} (the "
-            "serving rule in README)."
+            f"Each day's interval averages the model's with {' / '.join(names)} (the serving "
+            "rule in README)."
         )
     return " ".join(parts)
 
