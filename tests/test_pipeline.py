@@ -172,9 +172,9 @@ def test_index_of_an_empty_reports_folder(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("p_value", "shown", "css"),
     [
-        (0.01, "0.976 better (p = 0.010)", "better"),
-        (0.255, "0.976 no difference (p = 0.255)", "same"),  # the 0.994-"better" report
-        (None, "0.976 no difference (not tested)", "same"),
+        (0.01, "0.976<br><small>better (p = 0.010)", "better"),
+        (0.255, "0.976<br><small>no difference (p = 0.255)", "same"),  # was "0.994 better"
+        (None, "0.976<br><small>no difference (not tested)", "same"),
     ],
 )
 def test_a_backtest_run_shows_its_scores_in_the_index(

@@ -164,10 +164,11 @@ def _metrics_cells(metrics: dict[str, Any] | None, backtest: dict[str, Any] | No
     return (
         f"<td>{_fmt(mae)}</td><td>{_fmt(base)}</td>"
         f"<td class='{tested.css}' title='Diebold-Mariano test of the two errors'>"
-        f"{_fmt(ratio, 3)} {html.escape(tested.short())}</td>"
+        f"{_fmt(ratio, 3)}<br><small>{html.escape(tested.short())}</small></td>"
         f"<td>{_fmt(coverage, 3)}</td>"
-        f"<td title='{html.escape(gate.reason if gate else '')}'>"
-        f"{html.escape(gate.status if gate else '–')}</td>"
+        f"<td>{html.escape(gate.status if gate else '–')}"
+        f"{f'<br><small>{html.escape(gate.reason)}</small>' if gate and gate.reason else ''}"
+        "</td>"
     )
 
 
@@ -195,14 +196,16 @@ th, td {{ border-bottom: 1px solid #ddd; padding: .4rem .6rem; text-align: left;
 th {{ background: #f4f4f4; }} td.better {{ color: #1a7f37; }} td.worse {{ color: #b35900; }}
 td.same {{ color: #555; }}
 .failed {{ color: #c62828; font-weight: bold; }} .ok {{ color: #1a7f37; }}
+td.when {{ white-space: nowrap; }} small {{ color: #555; font-weight: normal; }}
 </style></head><body>
 <h1>stock-lstm runs</h1>
 <p>One row per pipeline run, newest first. Test-set MAE of the model beside the persistence
-forecast (tomorrow = today) on the same dates; a ratio below 1 means the model beat it.
-Backtest runs show their next-day scores over every origin. 90% coverage is the share of
-closes inside the model's 90% interval (calibrated online; it should be near 0.90). The
-gate column says whether the model passed the promotion gate (hover for the reason); active
-says whether it is the model that serves the ticker now.</p>
+forecast (tomorrow = today) on the same dates, and their ratio; the word beside it comes from
+the Diebold-Mariano test of the two errors: "better" or "worse" only when p &lt; 0.05, else
+"no difference". Backtest runs show their next-day scores over every origin. 90% coverage is
+the share of closes inside the model's 90% interval (calibrated online; it should be near
+0.90). The gate column gives the promotion gate's verdict and reason; active says whether it
+is the model that serves the ticker now. A failed run names the stage and the error.</p>
 <table><thead><tr><th>ticker</th><th>run (UTC)</th><th>status</th><th>stages</th>
 <th>model MAE</th><th>persistence MAE</th><th>ratio</th><th>90% coverage</th><th>gate</th>
 <th>model version</th><th>active</th>
@@ -254,11 +257,18 @@ def build_index(reports_dir: Path, database_url: str | None = None) -> Path:
             else:
                 links.append(label)
         status = html.escape(str(manifest.get("status", "?")))
+        errors = [
+            f"{stage['stage']}: {stage['error']}"
+            for stage in manifest.get("stages", [])
+            if stage.get("status") == "failed" and stage.get("error")
+        ]
+        reason = f"<br><small>{html.escape(errors[0][:200])}</small>" if errors else ""
+        started = str(manifest.get("started_at", ""))[:16].replace("T", " ")
         rows.append(
             "<tr>"
             f"<td>{html.escape(str(manifest.get('ticker', '?')))}</td>"
-            f"<td>{html.escape(str(manifest.get('started_at', ''))[:19])}</td>"
-            f"<td class='{status}'>{status}</td>"
+            f"<td class='when'>{html.escape(started)}</td>"
+            f"<td class='{status}'>{status}{reason}</td>"
             f"<td>{' · '.join(links)}</td>"
             f"{_metrics_cells(manifest.get('metrics'), _backtest_summary(run_dir))}"
             f"<td>{html.escape(str(manifest.get('version_id') or '–'))}</td>"
