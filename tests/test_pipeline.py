@@ -446,3 +446,17 @@ def test_the_forecast_answer_says_when_it_is_not_this_runs_model() -> None:
     assert "averages the model's with HAR on the range (" in text
     same = SimpleNamespace(version_id="KO_1", metrics=SimpleNamespace(gate=gate))
     assert "It is the model this run trained." in forecast_answer(forecast, record, same)
+
+
+def test_tables_for_people_show_no_raw_python_values(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from stock_lstm.pipeline.notebook import readable
+
+    assert readable(True) == "yes" and readable(False) == "no"
+    assert readable(None) == readable({}) == readable([]) == readable("") == "–"
+    stamp = datetime(2026, 12, 7, 6, 30, 11, 767531, tzinfo=UTC)
+    assert readable(stamp) == "2026-12-07 06:30 UTC"
+    assert readable(560518000.0) == "560,518,000" and readable(0.123456789) == "0.1235"
+    assert readable(str(Path.cwd() / "reports" / "x.html")) == "reports/x.html"
+    assert readable({"no close": 3}) == "no close: 3"

@@ -58,6 +58,35 @@ def escape_markdown(text: object) -> str:
     return _MARKDOWN_SYNTAX.sub(r"\\\1", html.escape(flat, quote=False))
 
 
+def readable(value: object) -> str:
+    """A value as a table for people shows it: ``yes``/``no`` for booleans, a dash for
+    nothing (``None``, ``{}``, ``[]``, ``""``), times to the minute in UTC, paths relative
+    to the working folder (the project root in a report) when they are under it, floats
+    to four significant digits, whole floats (a volume of ``560518000.0``) as integers."""
+    if value is None or (isinstance(value, dict | list | tuple | str) and not value):
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M") + (" UTC" if value.tzinfo else "")
+    if isinstance(value, float):
+        return f"{value:,.0f}" if value.is_integer() and abs(value) >= 1000 else f"{value:.4g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{key}: {readable(item)}" for key, item in value.items())
+    text = str(value)
+    if text.startswith("/"):
+        try:
+            return str(Path(text).resolve().relative_to(Path.cwd().resolve()))
+        except ValueError:
+            return text
+    return text
+
+
+def for_people(values: dict[str, object]) -> dict[str, str]:
+    """:func:`readable` applied to every value of a key/value table."""
+    return {key: readable(value) for key, value in values.items()}
+
+
 def find_project_root(start: Path | None = None) -> Path | None:
     """The closest folder at or above ``start`` (default: cwd) holding this project's
     pyproject.toml, or ``None`` when ``start`` is not inside a checkout."""
