@@ -1,6 +1,6 @@
 """Start training jobs and follow them (``/api/v1/training``)."""
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response, status
 
@@ -44,19 +44,29 @@ def check_job_cost(params: TrainParams, limit: float) -> None:
 
 JobId = Annotated[str, id_path("The id POST /training/start returned.")]
 
-
-@router.post(
-    "/start",
-    status_code=status.HTTP_202_ACCEPTED,
-    dependencies=[TokenRequired],
-    responses={
+#: What both routes that queue a job declare: a 202, the token, the refusals.
+_STARTS_A_JOB: dict[str, Any] = {
+    "status_code": status.HTTP_202_ACCEPTED,
+    "dependencies": [TokenRequired],
+    "responses": {
         401: {"model": ErrorResponse},
         409: {"model": ErrorResponse, "description": "The ticker is already training."},
         422: {"model": ErrorResponse},
         429: {"model": ErrorResponse, "description": "This client has too many jobs."},
         503: {"model": ErrorResponse, "description": "The training queue is full."},
     },
-)
+}
+
+
+def _queued(job: Any, response: Response) -> TrainingStarted:
+    """The 202 answer to a queued job, its status URL also in ``Location``."""
+    response.headers["Location"] = job_status_url(job.job_id)
+    return TrainingStarted(
+        job_id=job.job_id, ticker=job.ticker, status_url=job_status_url(job.job_id)
+    )
+
+
+@router.post("/start", **_STARTS_A_JOB)
 def start_training(
     body: TrainingStartRequest, pool: PoolDep, request: Request, response: Response
 ) -> TrainingStarted:
@@ -76,24 +86,10 @@ def start_training(
         end=body.end,
         client=client_address(request),
     )
-    response.headers["Location"] = job_status_url(job.job_id)
-    return TrainingStarted(
-        job_id=job.job_id, ticker=job.ticker, status_url=job_status_url(job.job_id)
-    )
+    return _queued(job, response)
 
 
-@router.post(
-    "/universe",
-    status_code=status.HTTP_202_ACCEPTED,
-    dependencies=[TokenRequired],
-    responses={
-        401: {"model": ErrorResponse},
-        409: {"model": ErrorResponse, "description": "The ticker is already training."},
-        422: {"model": ErrorResponse},
-        429: {"model": ErrorResponse, "description": "This client has too many jobs."},
-        503: {"model": ErrorResponse, "description": "The training queue is full."},
-    },
-)
+@router.post("/universe", **_STARTS_A_JOB)
 def start_universe_training(
     body: UniverseTrainingRequest, pool: PoolDep, request: Request, response: Response
 ) -> TrainingStarted:
@@ -109,10 +105,7 @@ def start_universe_training(
         stage="universe",
         client=client_address(request),
     )
-    response.headers["Location"] = job_status_url(job.job_id)
-    return TrainingStarted(
-        job_id=job.job_id, ticker=job.ticker, status_url=job_status_url(job.job_id)
-    )
+    return _queued(job, response)
 
 
 @router.get("/status/{job_id}", responses={404: {"model": ErrorResponse}})
