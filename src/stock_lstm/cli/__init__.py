@@ -5,7 +5,7 @@ torch and friends are imported only by the commands that need them, so ``--help`
 
 One module per command group, each holding its commands' parsers (``add_<command>``) and
 handlers (``_cmd_<command>``): ``data`` (sync), ``training`` (train), ``models`` (predict,
-models, activate), ``runs`` (run, reports), ``experiments`` (backtest, sweep, evaluate) and
+models, activate), ``runs`` (run, reports, compare), ``experiments`` (backtest, sweep, evaluate) and
 ``serve``; ``common`` has what they share, ``formatting`` the tables they print. A new
 command is an ``add_<command>`` and its handler in its group's module, called below.
 """
@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     experiments.add_sweep(commands, common)
     experiments.add_evaluate(commands, common)
     runs.add_reports(commands, common)
+    runs.add_compare(commands, common)
     serve.add_serve(commands, common)
     return parser
 

@@ -96,6 +96,34 @@ def add_reports(
     reports.set_defaults(handler=_cmd_reports)
 
 
+def add_compare(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+) -> None:
+    """``compare RUN RUN...``: runs side by side, tested differences marked."""
+    compare = commands.add_parser(
+        "compare",
+        parents=[common],
+        help="compare two or more runs side by side (reports/compare/...html)",
+        description="Render two or more runs' parameters, metrics per horizon and interval "
+        "scores side by side into reports/compare/. The first run is the reference: another "
+        "run's difference is called better or worse only when the Diebold-Mariano test of the "
+        "two runs' errors on the same dates says so (p < 0.05). Run ids are the index's "
+        "second column (tick the runs there and it writes this command for you).",
+    )
+    compare.add_argument("run_ids", nargs="+", metavar="RUN", help="run ids, reference first")
+    compare.set_defaults(handler=_cmd_compare)
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from stock_lstm.pipeline.compare import build_comparison
+
+    settings = _settings_from(args)
+    page = build_comparison(Path(settings.reports_dir), list(args.run_ids), settings.database_url)
+    _emit(args, {"page": str(page)}, lambda: f"wrote {page}")
+    return 0
+
+
 def _check_csv_ticker(settings: Any, ticker: str) -> None:
     """With a CSV source, a ticker without a file is an error before anything starts."""
     from stock_lstm.data.sources import CsvSource, source_from_spec

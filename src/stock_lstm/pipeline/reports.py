@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import json
 import os
@@ -41,6 +43,7 @@ def render_html(notebook_path: Path) -> Path:
 
     notebook = nbformat.read(notebook_path, as_version=4)
     describe_figures(notebook)
+    hide_machine_paths(notebook, notebook_path)
     lead_with_summary(notebook)  # the answer first (pipeline.summaries)
     exporter = HTMLExporter(
         template_name="offline_lab", extra_template_basedirs=[str(TEMPLATES_DIR)]
@@ -55,6 +58,20 @@ def render_html(notebook_path: Path) -> Path:
     tmp.write_text(body, encoding="utf-8")
     os.replace(tmp, html_path)
     return html_path
+
+
+def hide_machine_paths(notebook: Any, notebook_path: Path) -> None:
+    """Show the runner's injected parameters (``report_path``, ``output_dir``) relative to
+    the project: a report shared with a colleague need not reveal the machine's folders."""
+    from stock_lstm.pipeline.notebook import find_project_root
+
+    root = find_project_root(notebook_path.parent)
+    if root is None:
+        return
+    prefix = str(root) + os.sep
+    for cell in notebook.cells:
+        if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
+            cell.source = cell.source.replace(prefix, "")
 
 
 def describe_figures(notebook: Any) -> None:
@@ -163,7 +180,8 @@ def _metrics_cells(metrics: dict[str, Any] | None, backtest: dict[str, Any] | No
     tested = point_verdict(ratio, p_value)
     return (
         f"<td>{_fmt(mae)}</td><td>{_fmt(base)}</td>"
-        f"<td class='{tested.css}' title='Diebold-Mariano test of the two errors'>"
+        f"<td class='{tested.css}' data-value='{_fmt(ratio, 6)}' "
+        "title='Diebold-Mariano test of the two errors'>"
         f"{_fmt(ratio, 3)}<br><small>{html.escape(tested.short())}</small></td>"
         f"<td>{_fmt(coverage, 3)}</td>"
         f"<td>{html.escape(gate.status if gate else '–')}"
@@ -186,17 +204,92 @@ def _backtest_summary(run_dir: Path) -> dict[str, Any] | None:
         return None
 
 
+#: The index's only script: sort by a column, filter rows, and tick runs to get the
+#: ``stock-lstm compare`` command (a page opened from disk cannot run it itself). Allowed by
+#: its hash in the index's policy, so nothing else (no inline handler, no injected script) runs.
+INDEX_SCRIPT = """
+(() => {
+  const table = document.getElementById("runs");
+  const rows = () => Array.from(table.tBodies[0].rows);
+  const shown = document.getElementById("shown");
+  const count = () => { shown.textContent = rows().filter(r => !r.hidden).length; };
+  document.getElementById("filter").addEventListener("input", event => {
+    const words = event.target.value.toLowerCase().split(/\\s+/).filter(Boolean);
+    for (const row of rows()) {
+      const text = row.textContent.toLowerCase();
+      row.hidden = !words.every(word => text.includes(word));
+    }
+    count();
+  });
+  const key = (row, column) => {
+    const cell = row.cells[column];
+    const value = cell.dataset.value ?? cell.textContent.trim();
+    const number = Number(value);
+    return value !== "" && Number.isFinite(number) ? number : value;
+  };
+  for (const th of table.tHead.querySelectorAll("th[data-sort]")) {
+    th.tabIndex = 0;
+    const sort = () => {
+      const up = th.getAttribute("aria-sort") !== "ascending";
+      for (const other of table.tHead.querySelectorAll("th")) other.removeAttribute("aria-sort");
+      th.setAttribute("aria-sort", up ? "ascending" : "descending");
+      const column = th.cellIndex;
+      const sorted = rows().sort((a, b) => {
+        const x = key(a, column), y = key(b, column);
+        if (x === "–" || y === "–") return (x === "–") - (y === "–");
+        const order = typeof x === "number" && typeof y === "number"
+          ? x - y : String(x).localeCompare(String(y));
+        return up ? order : -order;
+      });
+      table.tBodies[0].append(...sorted);
+    };
+    th.addEventListener("click", sort);
+    th.addEventListener("keydown", event => { if (event.key === "Enter") sort(); });
+  }
+  const picked = [];
+  const bar = document.getElementById("compare");
+  table.addEventListener("change", event => {
+    const box = event.target;
+    if (box.type !== "checkbox") return;
+    const at = picked.indexOf(box.value);
+    if (box.checked && at < 0) picked.push(box.value);
+    if (!box.checked && at >= 0) picked.splice(at, 1);
+    bar.hidden = picked.length < 2;
+    document.getElementById("command").textContent = "stock-lstm compare " + picked.join(" ");
+    document.getElementById("page").href = "compare/" + picked.join("__") + ".html";
+  });
+  document.getElementById("copy").addEventListener("click", () => {
+    navigator.clipboard?.writeText(document.getElementById("command").textContent);
+  });
+  count();
+})();
+"""
+INDEX_CSP = (
+    REPORT_CSP
+    + "; script-src 'sha256-"
+    + base64.b64encode(hashlib.sha256(INDEX_SCRIPT.encode()).digest()).decode()
+    + "'"
+)
+
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>stock-lstm runs</title>
 <meta http-equiv="Content-Security-Policy" content="{csp}">
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #222; }}
 table {{ border-collapse: collapse; width: 100%; }}
-th, td {{ border-bottom: 1px solid #ddd; padding: .4rem .6rem; text-align: left; }}
+th, td {{ border-bottom: 1px solid #ddd; padding: .4rem .5rem; text-align: left; }}
+table {{ font-size: .95rem; }}
 th {{ background: #f4f4f4; }} td.better {{ color: #1a7f37; }} td.worse {{ color: #b35900; }}
 td.same {{ color: #555; }}
+th[data-sort] {{ cursor: pointer; }} th[data-sort]::after {{ content: " ↕"; color: #999; }}
+th[aria-sort=ascending]::after {{ content: " ↑"; color: #222; }}
+th[aria-sort=descending]::after {{ content: " ↓"; color: #222; }}
 .failed {{ color: #c62828; font-weight: bold; }} .ok {{ color: #1a7f37; }}
 td.when {{ white-space: nowrap; }} small {{ color: #555; font-weight: normal; }}
+.tools {{ display: flex; gap: 1.5rem; align-items: center; margin: 1rem 0; flex-wrap: wrap; }}
+#filter {{ padding: .35rem .5rem; width: 22rem; font: inherit; }}
+#compare {{ background: #f4f8ff; padding: .5rem .8rem; }}
+#compare code {{ background: #fff; padding: .1rem .3rem; }}
 </style></head><body>
 <h1>stock-lstm runs</h1>
 <p>One row per pipeline run, newest first. Test-set MAE of the model beside the persistence
@@ -206,13 +299,25 @@ the Diebold-Mariano test of the two errors: "better" or "worse" only when p &lt;
 the share of closes inside the model's 90% interval (calibrated online; it should be near
 0.90). The gate column gives the promotion gate's verdict and reason; active says whether it
 is the model that serves the ticker now. A failed run names the stage and the error.</p>
-<table><thead><tr><th>ticker</th><th>run (UTC)</th><th>status</th><th>stages</th>
-<th>model MAE</th><th>persistence MAE</th><th>ratio</th><th>90% coverage</th><th>gate</th>
-<th>model version</th><th>active</th>
+<div class="tools">
+<label>Filter <input id="filter" type="search" placeholder="e.g. AAPL failed, KO backtest"></label>
+<span><span id="shown">{count}</span> of {count} runs shown · click a column's title to sort</span>
+</div>
+<p>Tick two or more runs to compare them side by side (the first ticked is the reference).</p>
+<div id="compare" class="tools" hidden>
+<span>Run <code id="command"></code> <button id="copy" type="button">copy</button>
+then open <a id="page" href="#">the comparison</a>.</span></div>
+<table id="runs"><thead><tr><th>compare</th><th data-sort>ticker</th>
+<th data-sort>run (UTC)</th><th data-sort>status</th><th>stages</th>
+<th data-sort>model MAE</th><th data-sort>persistence MAE</th><th data-sort>ratio</th>
+<th data-sort>90% coverage</th><th data-sort>gate</th>
+<th data-sort>model version</th><th data-sort>active</th>
 </tr></thead>
 <tbody>
 {rows}
-</tbody></table></body></html>
+</tbody></table>
+<script>{script}</script>
+</body></html>
 """
 
 
@@ -264,10 +369,12 @@ def build_index(reports_dir: Path, database_url: str | None = None) -> Path:
         ]
         reason = f"<br><small>{html.escape(errors[0][:200])}</small>" if errors else ""
         started = str(manifest.get("started_at", ""))[:16].replace("T", " ")
+        run_id = html.escape(str(manifest.get("run_id") or run_dir.name))
         rows.append(
             "<tr>"
+            f"<td><input type='checkbox' value='{run_id}' aria-label='compare {run_id}'></td>"
             f"<td>{html.escape(str(manifest.get('ticker', '?')))}</td>"
-            f"<td class='when'>{html.escape(started)}</td>"
+            f"<td class='when'>{html.escape(started)}<br><small>{run_id}</small></td>"
             f"<td class='{status}'>{status}{reason}</td>"
             f"<td>{' · '.join(links)}</td>"
             f"{_metrics_cells(manifest.get('metrics'), _backtest_summary(run_dir))}"
@@ -277,7 +384,10 @@ def build_index(reports_dir: Path, database_url: str | None = None) -> Path:
         )
     index = reports_dir / "index.html"
     body = _PAGE.format(
-        rows="\n".join(rows) or "<tr><td colspan='11'>no runs yet</td></tr>", csp=REPORT_CSP
+        rows="\n".join(rows) or "<tr><td colspan='12'>no runs yet</td></tr>",
+        count=len(rows),
+        csp=INDEX_CSP,
+        script=INDEX_SCRIPT,
     )
     # A temporary name of its own: workers of a --tickers run rebuild the index at once.
     tmp = index.with_name(f".index.{os.getpid()}.{uuid.uuid4().hex[:8]}.html.tmp")
