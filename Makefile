@@ -24,7 +24,7 @@ NBVAL = $(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax --nbval-kerne
 # A variable typed on the command line that no target reads is an error, not a silent
 # default: `make train TICKR=MSFT` would otherwise train AAPL.
 KNOWN_VARS := TICKER SOURCE $(PARAM_VARS) TICKERS TICKERS_FILE WORKERS EVAL_DIR SEEDS \
-	BENCH_ARGS MSG PYTHON
+	BENCH_ARGS MSG PYTHON RUNS
 COMMAND_LINE_VARS := $(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $(v))),$(v)))
 UNKNOWN_VARS := $(filter-out $(KNOWN_VARS),$(COMMAND_LINE_VARS))
 SUGGEST = $(shell python3 scripts/did_you_mean.py $(1) $(2) 2>/dev/null)
@@ -33,7 +33,7 @@ $(error unknown variable(s) $(foreach v,$(UNKNOWN_VARS),$(v)$(if $(call SUGGEST,
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help setup sync eda train train-all predict pipeline backtest universe evaluate reports lab api test \
+.PHONY: help setup sync eda train train-all predict pipeline backtest universe evaluate reports compare lab api test \
 	test-unit test-notebooks test-postgres migration bench \
 	lint format clean
 
@@ -111,6 +111,10 @@ api: $(STAMP) ## Serve the HTTP API on 127.0.0.1:8000 (docs at /docs)
 
 reports: $(STAMP) ## Rebuild reports/index.html
 	$(BIN)/stock-lstm reports
+
+compare: $(STAMP) ## Two or more runs side by side, tested differences marked (RUNS="id id")
+	$(if $(RUNS),,$(error give the runs: make compare RUNS="RUN_ID RUN_ID" (tick them in reports/index.html)))
+	$(BIN)/stock-lstm compare $(RUNS)
 
 # The notebooks folder also holds the nbval plumbing; the file browser hides it.
 LAB_HIDDEN := ["conftest.py", "nbval_sanitize.cfg", "__pycache__", "*.pyc", ".ipynb_checkpoints"]

@@ -205,7 +205,7 @@ def _backtest_summary(run_dir: Path) -> dict[str, Any] | None:
 
 
 #: The index's only script: sort by a column, filter rows, and tick runs to get the
-#: ``stock-lstm compare`` command (a page opened from disk cannot run it itself). Allowed by
+#: ``make compare`` command (a page opened from disk cannot run it itself). Allowed by
 #: its hash in the index's policy, so nothing else (no inline handler, no injected script) runs.
 INDEX_SCRIPT = """
 (() => {
@@ -255,7 +255,8 @@ INDEX_SCRIPT = """
     if (box.checked && at < 0) picked.push(box.value);
     if (!box.checked && at >= 0) picked.splice(at, 1);
     bar.hidden = picked.length < 2;
-    document.getElementById("command").textContent = "stock-lstm compare " + picked.join(" ");
+    document.getElementById("command").textContent =
+      'make compare RUNS="' + picked.join(" ") + '"';
     document.getElementById("page").href = "compare/" + picked.join("__") + ".html";
   });
   document.getElementById("copy").addEventListener("click", () => {
