@@ -154,7 +154,8 @@ def rolling_volatility(volatility: pd.Series, *, ticker: str, window: int) -> Fi
 def autocorrelation(
     acf: pd.DataFrame | Mapping[str, pd.DataFrame], *, ticker: str | None = None
 ) -> Figure:
-    """Stem plot of autocorrelations with the 95 % white-noise band, one panel per series.
+    """Stem plot of autocorrelations with each frame's 95 % band for "no correlation", one
+    panel per series.
 
     ``acf``: a frame with ``lag, acf, lower, upper`` (``evaluation.eda.autocorrelation``), or
     ``{panel title: frame}`` to show several side by side (e.g. returns and squared returns).
@@ -171,7 +172,7 @@ def autocorrelation(
             color=COLORS["band"],
             alpha=0.12,
             step="mid",
-            label="95% band for white noise",
+            label="95% band for no correlation",
         )
         ax.stem(lags, frame["acf"], basefmt="k-", label="autocorrelation")
         ax.set_xlabel("Lag (trading days)")
@@ -427,7 +428,6 @@ def forecast_on_history(
         ax.set_ylabel(_price_label(currency))
         ax.set_xlabel("Date")
         ax.set_title(f"{forecast.ticker}: forecast after {forecast.last_date:%Y-%m-%d}")
-        ax.legend(loc="upper left")
         ax.margins(y=0.12)
         _date_axis(ax)
     # The right panel zooms on the forecast: a few weeks of history and the fan.
@@ -441,7 +441,9 @@ def forecast_on_history(
     pad = 0.05 * (max(bounds) - min(bounds) or 1.0)
     zoom.set_ylim(min(bounds) - pad, max(bounds) + pad)
     zoom.set_title("zoom on the forecast")
-    zoom.get_legend().remove()
+    # One legend for both panels, below them: inside, it covered the price line.
+    handles, labels = full.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=3, fontsize="small")
     return fig
 
 

@@ -116,6 +116,10 @@ def horizon_metrics(
         trials = int(moved.sum())
         ci_low, ci_high = wilson_interval(hits, trials)
         dm = diebold_mariano(actual - model, actual - persistence, h + 1)
+        # rMAE's 95% band from the same test: 1 + (the mean |error| difference's interval)
+        # / persistence MAE; it excludes 1 exactly when the DM p-value is below 0.05.
+        low, high = dm.interval()
+        base_mae = persistence_score["mae"]
         row: dict[str, Any] = {
             "horizon": h + 1,
             "n": int(valid.sum()),
@@ -123,6 +127,9 @@ def horizon_metrics(
             "persistence": persistence_score,
             "drift": score(actual, drift),
             "rmae": _finite(model_score["mae"] / persistence_score["mae"]),
+            "rmae_ci": [_finite(1 + low / base_mae), _finite(1 + high / base_mae)]
+            if base_mae
+            else [None, None],
             "rmae_drift": _finite(score(actual, drift)["mae"] / persistence_score["mae"]),
             "directional_accuracy": _finite(hits / trials) if trials else None,
             "directional_ci": [_finite(ci_low), _finite(ci_high)],

@@ -132,6 +132,60 @@ def pit_values(actual: np.ndarray, quantiles: np.ndarray, levels: tuple[float, .
     return out
 
 
+#: Fewer origins per PIT bin than this and the histogram is not read at all.
+MIN_PER_PIT_BIN = 5
+
+
+def read_pit(pit: np.ndarray, *, bins: int = 10) -> str:
+    """The PIT histogram read for a person, in one or two sentences.
+
+    Why a sentence: a hump or a U is easy to see and hard to interpret. Flatness is judged
+    by the chi-square test of the bin counts (a histogram of 200 origins is never exactly
+    flat); the shape named is the larger departure, in standard errors, of the two that
+    matter: the outer bins (hump = intervals too wide in the tails, U = too narrow) or the
+    lower half against the upper half (forecasts too high or too low).
+    """
+    values = np.asarray(pit, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    n = int(values.size)
+    if n < MIN_PER_PIT_BIN * bins:
+        return (
+            f"{n} origins are too few to read the PIT histogram (about {MIN_PER_PIT_BIN * bins} "
+            "are needed)."
+        )
+    counts = np.histogram(values, bins=bins, range=(0.0, 1.0))[0]
+    expected = n / bins
+    p_value = float(stats.chisquare(counts).pvalue)
+    outer = int(counts[0] + counts[-1])
+    outer_z = (outer - 2 * expected) / math.sqrt(2 * expected * (1 - 2 / bins))
+    below = int(counts[: bins // 2].sum())
+    skew_z = (below - n / 2) / math.sqrt(n / 4)
+    if abs(outer_z) >= abs(skew_z):
+        kind = "a hump" if outer_z < 0 else "a U"
+        evidence = f"the two outer bins hold {outer} origins against {2 * expected:.0f} expected"
+        meaning = (
+            "closes reach the tails less often than forecast: the intervals are too wide there"
+            if outer_z < 0
+            else "closes reach the tails more often than forecast: the intervals are too "
+            "narrow there"
+        )
+    else:
+        kind = "a slope"
+        side, count = ("below", below) if skew_z > 0 else ("above", n - below)
+        evidence = f"{count} of {n} closes fall {side} the forecast median"
+        meaning = f"the forecasts run too {'high' if skew_z > 0 else 'low'}"
+    if p_value >= 0.05:
+        return (
+            f"The PIT histogram is flat within chance (chi-square p = {p_value:.2f}, {n} "
+            f"origins): no miscalibration shows. Its largest lean, toward {kind} ({evidence}), "
+            "is within what chance gives."
+        )
+    return (
+        f"The PIT histogram is not flat (chi-square p = {p_value:.2g}, {n} origins): it is "
+        f"{kind}; {evidence}, so {meaning}."
+    )
+
+
 def horizon_scores(
     actual: np.ndarray,
     last_close: np.ndarray,

@@ -13,12 +13,26 @@ class DieboldMariano:
     """DM test of equal accuracy with the Harvey-Leybourne-Newbold small-sample correction.
 
     ``statistic`` < 0 means the first forecast has the smaller loss; ``p_value`` is two-sided
-    from Student's t with n - 1 degrees of freedom.
+    from Student's t with n - 1 degrees of freedom. ``mean_difference`` is the mean loss of
+    the first minus the second, ``standard_error`` its HAC standard error with the same
+    small-sample correction, so :meth:`interval` excludes 0 exactly when ``p_value`` < 1 -
+    its level: a band drawn from it never disagrees with the test.
     """
 
     statistic: float
     p_value: float
     n: int
+    mean_difference: float = math.nan
+    standard_error: float = math.nan
+
+    def interval(self, level: float = 0.95) -> tuple[float, float]:
+        """Confidence interval of ``mean_difference`` (nan, nan when untestable)."""
+        from scipy import stats
+
+        if self.n < 3 or not math.isfinite(self.standard_error):
+            return math.nan, math.nan
+        half = float(stats.t.ppf(0.5 + level / 2, df=self.n - 1)) * self.standard_error
+        return self.mean_difference - half, self.mean_difference + half
 
 
 def diebold_mariano(
@@ -48,12 +62,15 @@ def diebold_mariano(
         variance += 2.0 * float(centered[lag:] @ centered[:-lag]) / n
     if variance <= 0 or not math.isfinite(variance):
         # Identical forecasts (or degenerate autocovariances): nothing to tell apart.
-        return DieboldMariano(0.0 if mean == 0 else math.copysign(math.inf, mean), 1.0, n)
-    statistic = mean / math.sqrt(variance / n)
+        statistic = 0.0 if mean == 0 else math.copysign(math.inf, mean)
+        return DieboldMariano(statistic, 1.0, n, float(mean), 0.0)
     correction = math.sqrt(max((n + 1 - 2 * horizon + horizon * (horizon - 1) / n) / n, 0.0))
-    statistic *= correction
+    if correction == 0:
+        return DieboldMariano(math.nan, math.nan, n, float(mean))
+    standard_error = math.sqrt(variance / n) / correction
+    statistic = mean / standard_error
     p_value = float(2.0 * stats.t.sf(abs(statistic), df=n - 1))
-    return DieboldMariano(float(statistic), p_value, n)
+    return DieboldMariano(float(statistic), p_value, n, float(mean), standard_error)
 
 
 def wilson_interval(

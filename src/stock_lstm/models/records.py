@@ -58,6 +58,9 @@ class HorizonScores(Record):
     persistence: Scores = Field(description="Tomorrow = today, on the same days.")
     drift: Scores = Field(default_factory=dict)
     rmae: float | None = Field(None, description="Model MAE / persistence MAE (below 1 beats it).")
+    rmae_ci: tuple[float | None, float | None] = Field(
+        (None, None), description="95% band of rMAE from the Diebold-Mariano test."
+    )
     rmae_drift: float | None = None
     directional_accuracy: float | None = None
     directional_ci: tuple[float | None, float | None] = (None, None)

@@ -387,8 +387,9 @@ def _parameters_table(runs: list[ComparedRun], head: str) -> str:
             (name.replace("_", " "), [html.escape(v) for v in values], len(set(values)) > 1)
         )
     note = (
-        "<p>As each run was given them (a train run records the ones it set; the rest were "
-        "the defaults of its day); rows that differ are highlighted.</p>"
+        "<p>A run that registered a model shows every parameter its registry row records; "
+        "any other shows the ones it was given (the rest were the defaults of its day). "
+        "Rows that differ are highlighted.</p>"
     )
     return _table("Parameters", head, rows, note=note)
 
@@ -406,9 +407,13 @@ def _metrics_table(
             row = run.horizons.get(h)
             against_first = tests.get((run.run_id, h)) if index else None
             model_mae = row.model.get("mae") if row else None
-            mae.append(
-                _num(model_mae) + _cell_verdict(against_first.point if against_first else None)
-            )
+            if against_first is not None:
+                mark = _cell_verdict(against_first.point)
+            elif index and model_mae is not None:
+                mark = "<br><small>not tested</small>"  # e.g. a train run keeps h=1 only
+            else:
+                mark = ""
+            mae.append(_num(model_mae) + mark)
             if row is None:
                 rmae.append("–")
                 continue

@@ -62,7 +62,8 @@ def readable(value: object) -> str:
     """A value as a table for people shows it: ``yes``/``no`` for booleans, a dash for
     nothing (``None``, ``{}``, ``[]``, ``""``), times to the minute in UTC, paths relative
     to the working folder (the project root in a report) when they are under it, floats
-    to four significant digits, whole floats (a volume of ``560518000.0``) as integers."""
+    to four significant digits, whole floats (a volume of ``560518000.0``) as integers,
+    lists as their items joined by commas."""
     if value is None or (isinstance(value, dict | list | tuple | str) and not value):
         return "–"
     if isinstance(value, bool):
@@ -73,6 +74,8 @@ def readable(value: object) -> str:
         return f"{value:,.0f}" if value.is_integer() and abs(value) >= 1000 else f"{value:.4g}"
     if isinstance(value, dict):
         return ", ".join(f"{key}: {readable(item)}" for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return ", ".join(readable(item) for item in value)
     text = str(value)
     if text.startswith("/"):
         try:
