@@ -460,3 +460,65 @@ def test_tables_for_people_show_no_raw_python_values(tmp_path: Path) -> None:
     assert readable(560518000.0) == "560,518,000" and readable(0.123456789) == "0.1235"
     assert readable(str(Path.cwd() / "reports" / "x.html")) == "reports/x.html"
     assert readable({"no close": 3}) == "no close: 3"
+
+
+def test_a_failed_report_ends_at_the_failing_cell_and_says_so_first(tmp_path: Path) -> None:
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook()
+    summary = nbformat.v4.new_code_cell("answer()")
+    summary.metadata["tags"] = ["summary"]
+    notebook.cells = [
+        nbformat.v4.new_markdown_cell("# Title"),
+        nbformat.v4.new_markdown_cell("## Training\n\nTrains the network."),
+        nbformat.v4.new_code_cell(
+            "train()",
+            outputs=[
+                nbformat.v4.new_output(
+                    "error", ename="ValueError", evalue="too little data", traceback=[]
+                )
+            ],
+        ),
+        nbformat.v4.new_markdown_cell("## Loss curves\n\nThe dashed line is the best epoch."),
+        nbformat.v4.new_code_cell("plot()"),
+        summary,
+    ]
+    path = tmp_path / "03_train.ipynb"
+    nbformat.write(notebook, path)
+    page = render_html(path).read_text()
+    stopped = page.index("The run stopped")
+    assert page.index("Title") < stopped < page.index("Trains the network.")
+    assert "ValueError: too little data" in page[stopped : stopped + 400]
+    assert "Loss curves" not in page and "answer()" not in page
+
+
+def test_report_tables_have_human_headers_rounded_numbers_and_dashes() -> None:
+    import re
+
+    import numpy as np
+    import pandas as pd
+
+    from stock_lstm.pipeline.notebook import for_reading, header, key_values
+
+    assert header("dm_p_value") == "DM p-value" and header("first_target") == "first target"
+    frame = pd.DataFrame(
+        {
+            "close": [49.370000123, 50.5],
+            "volume": [560518000.0, 1000.0],
+            "dm_p_value": [0.1, np.nan],
+        },
+        index=pd.Index([1, 5], name="horizon"),
+    )
+    cells = re.findall(r">([^<>]+)</t[dh]>", for_reading(frame, digits=2).to_html())
+    assert {"close", "volume", "DM p-value", "49.37", "560,518,000", "0.10", "–"} <= set(cells)
+    assert "nan" not in cells and "49.370000" not in " ".join(cells)
+    shown = key_values({"drop_reasons": {}, "from_cache": True, "warning": None}, "KO").to_html()
+    assert re.findall(r">([^<>]+)</t[dh]>", shown)[2:] == [
+        "drop reasons",
+        "–",
+        "from cache",
+        "yes",
+        "warning",
+        "–",
+    ]
+    assert "text-align: left" in shown

@@ -19,6 +19,9 @@ from typing import TYPE_CHECKING, Any
 from stock_lstm.errors import InvalidParameterError
 
 if TYPE_CHECKING:
+    import pandas as pd
+    from pandas.io.formats.style import Styler
+
     from stock_lstm.workflows import AppContext
 
 #: ``[project] name`` in the pyproject.toml that marks the project root.
@@ -88,6 +91,62 @@ def readable(value: object) -> str:
 def for_people(values: dict[str, object]) -> dict[str, str]:
     """:func:`readable` applied to every value of a key/value table."""
     return {key: readable(value) for key, value in values.items()}
+
+
+#: Column names the package's frames use, as a table header says them (the rest lose
+#: their underscores): code keeps names a program can index, people read words.
+HEADERS = {
+    "n": "forecasts",
+    "rmae": "rMAE",
+    "rmae_drift": "rMAE (drift)",
+    "model_mae": "model MAE",
+    "persistence_mae": "persistence MAE",
+    "directional_accuracy": "direction hit rate",
+    "dm_p_value": "DM p-value",
+    "val_loss": "validation loss",
+    "best_val_loss": "best validation loss",
+}
+
+
+def header(name: object) -> str:
+    """A column or row name as a person reads it: ``dm_p_value`` -> ``DM p-value``."""
+    text = str(name)
+    return HEADERS.get(text, text.replace("_", " "))
+
+
+def _left_aligned(frame: pd.DataFrame) -> Styler:
+    return frame.style.set_properties(**{"text-align": "left"}).set_table_styles(
+        [{"selector": "th", "props": [("text-align", "left")]}]
+    )
+
+
+def for_reading(frame: pd.DataFrame, *, digits: int = 4) -> Styler:
+    """A frame for a report: human headers (:func:`header`), NaN as a dash, text
+    left-aligned; float columns holding whole numbers (volumes) as integers with thousands
+    separators, other floats to ``digits`` decimals (prices need no sixth decimal)."""
+    shown = frame.rename(columns=header)
+    if shown.index.dtype == object:
+        shown = shown.rename(index=header)
+    shown.columns.name = header(frame.columns.name) if frame.columns.name else None
+    shown.index.names = [header(name) if name else None for name in frame.index.names]
+    formats = {}
+    for column in shown.columns:
+        values = shown[column]
+        if values.dtype.kind != "f":
+            continue
+        finite = values[values.notna()]
+        whole = len(finite) > 0 and bool((finite == finite.round()).all())
+        formats[column] = "{:,.0f}" if whole and finite.abs().max() >= 1000 else f"{{:.{digits}f}}"
+    return _left_aligned(shown).format(na_rep="–").format(formats, na_rep="–")
+
+
+def key_values(values: dict[str, object], name: str) -> Styler:
+    """A key/value table (one column named ``name``): human keys, :func:`readable` values,
+    left-aligned so paths and sentences read from their start."""
+    import pandas as pd
+
+    column = pd.Series({header(key): readable(value) for key, value in values.items()}, name=name)
+    return _left_aligned(column.to_frame())
 
 
 def find_project_root(start: Path | None = None) -> Path | None:

@@ -44,6 +44,7 @@ def render_html(notebook_path: Path) -> Path:
     notebook = nbformat.read(notebook_path, as_version=4)
     describe_figures(notebook)
     hide_machine_paths(notebook, notebook_path)
+    stop_at_failure(notebook)
     lead_with_summary(notebook)  # the answer first (pipeline.summaries)
     exporter = HTMLExporter(
         template_name="offline_lab", extra_template_basedirs=[str(TEMPLATES_DIR)]
@@ -58,6 +59,35 @@ def render_html(notebook_path: Path) -> Path:
     tmp.write_text(body, encoding="utf-8")
     os.replace(tmp, html_path)
     return html_path
+
+
+def stop_at_failure(notebook: Any) -> None:
+    """A failed run's report ends at the failing cell, and says so first.
+
+    Why: the cells after a failure never ran, so their section prose stood above nothing
+    (a reader scrolled past headings promising plots that were not there). Now the title is
+    followed by one sentence naming the error, then the cells up to the failing one.
+    """
+    import nbformat
+
+    for position, cell in enumerate(notebook.cells):
+        errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+        if not errors:
+            continue
+        error = errors[0]
+        message = f"{error.get('ename', 'Error')}: {error.get('evalue', '')}".strip(": ")
+        shown = message[:300].replace("`", "'")
+        note = nbformat.v4.new_markdown_cell(
+            "**The run stopped** at the last cell of this report, with "
+            f"`{shown}`. The cells after it did not run; fix the "
+            "cause and run again (`stock-lstm reports --prune` clears failed runs)."
+        )
+        note.metadata["tags"] = ["summary"]
+        kept = [
+            c for c in notebook.cells[: position + 1] if "summary" not in c.metadata.get("tags", [])
+        ]
+        notebook.cells = [*kept, note]
+        return
 
 
 def hide_machine_paths(notebook: Any, notebook_path: Path) -> None:
