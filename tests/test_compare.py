@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import re
 from pathlib import Path
 
@@ -187,3 +188,67 @@ def test_a_report_shows_the_runners_paths_relative_to_the_project(tmp_path: Path
     notebook.cells = [injected]
     hide_machine_paths(notebook, run_dir / "03_train.ipynb")
     assert notebook.cells[0].source == 'report_path = "reports/KO/r/03_train.html"'
+
+
+def _backtest_run(reports: Path, run_id: str, *, error_scale: float, seed: int) -> Path:
+    """A backtest run's folder: summary.json (as ``backtest_ticker`` writes it) and the
+    per-origin backtest.csv at horizons 1 and 5."""
+    actual = 100 + np.cumsum(np.random.default_rng(123).normal(0, 1, len(DATES) + 5))
+    rng = np.random.default_rng(seed)
+    rows = []
+    for h in (1, 5):
+        model = actual[h:][: len(DATES)] + rng.normal(0, error_scale * math.sqrt(h), len(DATES))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "origin_date": DATES.strftime("%Y-%m-%d"),
+                    "horizon": h,
+                    "target_date": (DATES + pd.offsets.BDay(h)).strftime("%Y-%m-%d"),
+                    "actual": actual[h:][: len(DATES)],
+                    "model": model,
+                    "persistence": actual[: len(DATES)],
+                    "lower": model - 2,
+                    "upper": model + 2,
+                }
+            )
+        )
+    folder = reports / "KO" / run_id
+    folder.mkdir(parents=True)
+    frame = pd.concat(rows)
+    frame.to_csv(folder / "backtest.csv", index=False)
+    horizons = []
+    for h in (1, 5):
+        part = frame[frame["horizon"] == h]
+        mae = float((part["actual"] - part["model"]).abs().mean())
+        base = float((part["actual"] - part["persistence"]).abs().mean())
+        horizons.append(
+            {"horizon": h, "model": {"mae": mae}, "persistence": {"mae": base}, "rmae": mae / base}
+        )
+    summary = {
+        "params": {"epochs": 100, "seed": seed},
+        "config": {"interval_level": 0.9},
+        "horizons": horizons,
+        "probabilistic": {"model": [{"horizon": 1, "crps": 0.5, "0.9": {"coverage": 0.88}}]},
+    }
+    (folder / "summary.json").write_text(json.dumps(summary))
+    manifest = {
+        "run_id": run_id,
+        "ticker": "KO",
+        "status": "ok",
+        "stages": [{"stage": "backtest", "status": "ok", "html": "05_backtest.html"}],
+        "metrics": None,
+    }
+    (folder / "run.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def test_backtests_are_compared_at_every_horizon_they_share(tmp_path: Path) -> None:
+    first = load_run(_backtest_run(tmp_path, "20261207_000000_aaaaaa", error_scale=1, seed=1))
+    second = load_run(_backtest_run(tmp_path, "20261207_000001_bbbbbb", error_scale=0.4, seed=2))
+    assert first.parameters == {"epochs": 100, "seed": 1}
+    assert first.intervals["model"].coverage == 0.88 and sorted(first.horizons) == [1, 5]
+    for horizon in (1, 5):
+        tested = compare_with_first(first, second, horizon)
+        assert tested is not None and tested.shared == len(DATES)
+        assert tested.point.word == "better"
+    assert compare_with_first(first, second, 10) is None  # no such horizon: not tested
