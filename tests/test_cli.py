@@ -188,7 +188,10 @@ def test_the_backtest_headline_names_rmae_and_every_forecaster() -> None:
         "first_origin": "2018-01-02",
         "last_origin": "2019-12-24",
         "fits": 5,
-        "horizons": [{"horizon": 1, "rmae": 0.9987}, {"horizon": 2, "rmae": 1.0123}],
+        "horizons": [
+            {"horizon": 1, "rmae": 0.9987, "dm_p_value": 0.61},
+            {"horizon": 2, "rmae": 1.0123, "dm_p_value": 0.012},
+        ],
         "probabilistic": {
             **{name: [scores, scores] for name in ("model", "model_static", "garch_t", "ewma")},
             "har_range": [har, har],
@@ -196,7 +199,8 @@ def test_the_backtest_headline_names_rmae_and_every_forecaster() -> None:
     }
     text = "\n".join(format_backtest_headline(summary))
     assert "500 origins 2018-01-02..2019-12-24, 5 fit(s)" in text
-    assert "h=1: 0.999  h=2: 1.012" in text
+    assert "h=1: 0.999  no difference (p = 0.610)" in text
+    assert "h=2: 1.012  worse (p = 0.012)" in text  # the test's word, never the ratio's
     for label in ("model (online calibration)", "GARCH(1,1)-t", "HAR on the range", "EWMA"):
         assert label in text
     # The strongest anchor (lowest Winkler) is marked, at each horizon shown, and no other.

@@ -136,5 +136,6 @@ def test_a_new_point_metric_is_declared_once(monkeypatch: pytest.MonkeyPatch) ->
     record = TrainingMetrics.from_json(TrainingMetrics(horizons=(row,)).to_json())
     assert record.next_day is not None and record.next_day.model["maxerr"] == row.model["maxerr"]
     table = format_metrics_table(record)
-    assert table.splitlines()[-1].startswith("maxerr")
+    assert table.splitlines()[-2].startswith("maxerr")
+    assert table.splitlines()[-1].startswith("the model is ")  # the test's verdict, last
     assert "MAXERR" in eda.baseline_comparison(record).index

@@ -11,7 +11,8 @@ from stock_lstm.models.records import TrainingMetrics
 
 def format_metrics_table(metrics: TrainingMetrics) -> str:
     """Model beside persistence at h=1, one row per point metric, with the ratio model /
-    persistence (every metric of ``evaluation.metrics.POINT_METRICS`` that was recorded)."""
+    persistence (every metric of ``evaluation.metrics.POINT_METRICS`` that was recorded),
+    then the Diebold-Mariano test's verdict in ``evaluation.verdicts``' words."""
     from stock_lstm.evaluation.metrics import POINT_METRICS
 
     first = metrics.next_day
@@ -24,6 +25,11 @@ def format_metrics_table(metrics: TrainingMetrics) -> str:
         ratio = model_value / base_value if base_value else float("nan")
         unit = f" {metric.unit}" if metric.unit != "price" else ""
         lines.append(f"{name:<8}{model_value:>12.4f}{base_value:>14.4f}{ratio:>8.3f}{unit}")
+    if first is not None:
+        from stock_lstm.evaluation.verdicts import point_verdict
+
+        tested = point_verdict(first.rmae, first.dm_p_value)
+        lines.append(f"the model is {tested.phrase('persistence')} ({first.n} test days)")
     return "\n".join(lines)
 
 
@@ -66,14 +72,18 @@ STRONGEST_MARK = "  <- strongest anchor"
 
 
 def format_backtest_headline(summary: dict[str, Any]) -> list[str]:
-    """What ``make backtest`` prints: rMAE by horizon beside persistence, then the intervals."""
+    """What ``make backtest`` prints: rMAE by horizon beside persistence, each with the
+    Diebold-Mariano test's word and p-value, then the intervals."""
+    from stock_lstm.evaluation.verdicts import point_verdict
+
     lines = [
         f"backtest: {summary.get('n_origins')} origins {summary.get('first_origin')}.."
         f"{summary.get('last_origin')}, {summary.get('fits')} fit(s); rMAE (model MAE / "
-        "persistence MAE, below 1 beats persistence) by horizon:",
-        "  "
-        + "  ".join(
-            f"h={row['horizon']}: {_number(row.get('rmae'), 3)}"
+        "persistence MAE; below 1 is lower) by horizon, and the Diebold-Mariano test of the "
+        "difference:",
+        *(
+            f"  h={row['horizon']}: {_number(row.get('rmae'), 3)}  "
+            f"{point_verdict(row.get('rmae'), row.get('dm_p_value')).short()}"
             for row in summary.get("horizons", [])
         ),
     ]
@@ -87,9 +97,10 @@ def format_backtest_intervals(summary: dict[str, Any], level: float = 0.9) -> st
     if not probabilistic:
         return ""
     horizons = sorted({1, len(next(iter(probabilistic.values())))})
+    width = max(len(label) for label in _interval_labels().values()) + 2
     lines = [
         f"{level:.0%} intervals (Winkler and CRPS in % of the close; lower is better):",
-        f"{'':<30}{'h':>3}{'coverage':>9}{'Winkler':>9}{'CRPS':>8}{'Kupiec p':>10}",
+        f"{'':<{width}}{'h':>3}{'coverage':>9}{'Winkler':>9}{'CRPS':>8}{'Kupiec p':>10}",
     ]
     from stock_lstm.evaluation.intervals import best_anchor
 
@@ -101,7 +112,7 @@ def format_backtest_intervals(summary: dict[str, Any], level: float = 0.9) -> st
                 continue
             row, scores = rows[h - 1], rows[h - 1][f"{level:g}"]
             lines.append(
-                f"{label if h == horizons[0] else '':<30}{h:>3}"
+                f"{label if h == horizons[0] else '':<{width}}{h:>3}"
                 f"{_number(scores['coverage'], 3):>9}{_number(scores['winkler'], 2):>9}"
                 f"{_number(row.get('crps'), 3):>8}{_number(scores.get('kupiec_p'), 3):>10}"
                 f"{STRONGEST_MARK if name == strongest[h] else ''}"
