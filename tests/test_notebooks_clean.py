@@ -114,7 +114,9 @@ def test_notebook_opens_with_a_title_then_one_parameters_cell(stem: str) -> None
     notebook = read(stem)
     title = notebook.cells[0]
     assert title.cell_type == "markdown" and title.source.startswith("# ")
-    assert f"make {stem.split('_', 1)[1]}" in title.source  # says how to run it
+    how_to = notebook.cells[1]  # how to run it: on top here, last in the report
+    assert how_to.cell_type == "markdown" and "how-to" in how_to.metadata.get("tags", [])
+    assert f"make {stem.split('_', 1)[1]}" in how_to.source
     tagged = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1
     assert tagged[0] is code_cells(notebook)[0]

@@ -1,5 +1,5 @@
 """The model combined with the strongest anchor *so far*: the candidate the serving rule
-(README, "A universal model") weighs against the model's own interval.
+(docs/evaluation.md, "A universal model") weighs against the model's own interval.
 
 Which anchor is strongest is itself a forecast: choosing it by the scores of the origins it
 is then scored on would flatter the combination. So each refit block, and each horizon,

@@ -46,7 +46,7 @@ FORECASTERS = ("model", "model_static", "model_garch", "model_anchor", *ANCHORS)
 #: blocks before (``evaluation.combination``); one test slice has no "before".
 BACKTEST_ONLY = ("model_anchor",)
 #: The equal-weight combinations of the model with an anchor: scored, and weighed by the
-#: serving rule (README), beside the forecasters they combine.
+#: serving rule (docs/evaluation.md), beside the forecasters they combine.
 COMBINATIONS = ("model_garch", "model_anchor")
 #: The combination of the model's online interval and this anchor's (see the module doc).
 COMBINED_ANCHOR = "garch_t"

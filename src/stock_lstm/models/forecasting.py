@@ -484,7 +484,7 @@ def make_forecast(
     ``interval_level`` interval and the quantiles of the fan chart, all calibrated online
     (see ``carry_calibration``). With ``anchors``, a version that names its served anchors
     (``TrainingMetrics.served_anchors``) serves the model's equal-weight combination with
-    them: the serving rule README writes down, chosen by backtest."""
+    them: the serving rule docs/evaluation.md writes down, chosen by backtest."""
     days = validate_days(days)
     if days > loaded.max_days:
         raise InvalidParameterError(

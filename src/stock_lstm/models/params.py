@@ -174,13 +174,13 @@ class TrainParams:
     #: OHLCV inputs and a Student-t head: at h=1 their intervals scored best of every
     #: forecaster over 500 walk-forward origins of 20 tickers (the Student-t head below the
     #: quantile head in every seed), with the same point accuracy as the close-only point
-    #: model (README, "What the model scores").
+    #: model (docs/evaluation.md).
     inputs: str = "ohlcv"
     output: str = "student_t"
     #: Origins trained per LSTM pass: one chunk of ``chunk_length`` consecutive origins (the
     #: first one's window plus the days after it) costs about two steps per origin instead of
     #: ``sequence_length``; 0 trains window by window, as the tutorials do. Same scores over
-    #: 500 walk-forward origins of 20 tickers, several times cheaper (README, benchmarks).
+    #: 500 walk-forward origins of 20 tickers, several times cheaper (docs/evaluation.md, docs/benchmarks.md).
     chunk_length: int = 60
     #: The recurrent network (``models.networks``): the original design's LSTM, or a GRU.
     network: str = "lstm"

@@ -123,21 +123,29 @@ def _left_aligned(frame: pd.DataFrame) -> Styler:
 def for_reading(frame: pd.DataFrame, *, digits: int = 4) -> Styler:
     """A frame for a report: human headers (:func:`header`), NaN as a dash, text
     left-aligned; float columns holding whole numbers (volumes) as integers with thousands
-    separators, other floats to ``digits`` decimals (prices need no sixth decimal)."""
+    separators, other floats to ``digits`` decimals (prices need no sixth decimal);
+    booleans, dates and paths as :func:`readable` says them; a plain 0, 1, 2... row index
+    hidden (it means nothing to a reader)."""
+    import pandas as pd
+
     shown = frame.rename(columns=header)
     if shown.index.dtype == object:
         shown = shown.rename(index=header)
     shown.columns.name = header(frame.columns.name) if frame.columns.name else None
     shown.index.names = [header(name) if name else None for name in frame.index.names]
-    formats = {}
+    formats: dict[Any, Any] = {}
     for column in shown.columns:
         values = shown[column]
-        if values.dtype.kind != "f":
-            continue
-        finite = values[values.notna()]
-        whole = len(finite) > 0 and bool((finite == finite.round()).all())
-        formats[column] = "{:,.0f}" if whole and finite.abs().max() >= 1000 else f"{{:.{digits}f}}"
-    return _left_aligned(shown).format(na_rep="–").format(formats, na_rep="–")
+        if values.dtype.kind == "f":
+            finite = values[values.notna()]
+            whole = len(finite) > 0 and bool((finite == finite.round()).all())
+            big = whole and finite.abs().max() >= 1000
+            formats[column] = "{:,.0f}" if big else f"{{:.{digits}f}}"
+        elif values.dtype.kind in "bO":
+            formats[column] = readable
+    styled = _left_aligned(shown).format(na_rep="–").format(formats, na_rep="–")
+    plain = isinstance(frame.index, pd.RangeIndex) and frame.index.start == 0
+    return styled.hide(axis="index") if plain else styled
 
 
 def key_values(values: dict[str, object], name: str) -> Styler:

@@ -45,6 +45,7 @@ def render_html(notebook_path: Path) -> Path:
     describe_figures(notebook)
     hide_machine_paths(notebook, notebook_path)
     stop_at_failure(notebook)
+    how_to_last(notebook)
     lead_with_summary(notebook)  # the answer first (pipeline.summaries)
     exporter = HTMLExporter(
         template_name="offline_lab", extra_template_basedirs=[str(TEMPLATES_DIR)]
@@ -59,6 +60,18 @@ def render_html(notebook_path: Path) -> Path:
     tmp.write_text(body, encoding="utf-8")
     os.replace(tmp, html_path)
     return html_path
+
+
+#: Cells tagged so hold how to run a notebook: first in JupyterLab, last in a report.
+HOW_TO_TAG = "how-to"
+
+
+def how_to_last(notebook: Any) -> None:
+    """Move the how-to cells to the end of a report: its reader came for the answer, and
+    the commands that produced it are reference (in JupyterLab they stay on top)."""
+    tagged = [c for c in notebook.cells if HOW_TO_TAG in c.get("metadata", {}).get("tags", [])]
+    if tagged:
+        notebook.cells = [c for c in notebook.cells if c not in tagged] + tagged
 
 
 def stop_at_failure(notebook: Any) -> None:

@@ -119,7 +119,7 @@ def forecast_answer(forecast: Any, record: Any, trained: Any = None) -> str:
         names = dict.fromkeys(FORECASTER_LABELS.get(n, n) for n in forecast.combined_with)
         parts.append(
             f"Each day's interval averages the model's with {' / '.join(names)} (the serving "
-            "rule in README)."
+            "rule in docs/evaluation.md)."
         )
     return " ".join(parts)
 
