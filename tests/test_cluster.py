@@ -153,13 +153,14 @@ def test_summary_names_scores_reports_and_failures() -> None:
     result = BatchResult(
         "r1",
         [
-            {"ticker": "AAPL", "status": "ok", "test_rmae_h1": 0.99, "gate": "passed",
-             "report": "/r/AAPL/r1/03_train.html"},
+            {"ticker": "AAPL", "status": "ok", "test_rmae_h1": 0.99, "test_dm_p_h1": 0.31,
+             "gate": "passed", "report": "/r/AAPL/r1/03_train.html"},
             {"ticker": "KO", "status": "failed", "error": "stage train failed: boom"},
         ],
     )  # fmt: skip
     text = format_summary(result)
-    assert "test rMAE h=1 0.990 (gate passed)" in text and "/r/AAPL/r1/03_train.html" in text
+    assert "test rMAE h=1 0.990 no difference (p = 0.310), gate passed" in text
+    assert "/r/AAPL/r1/03_train.html" in text
     assert "stage train failed: boom" in text
     assert result.failed == ["KO"]
 

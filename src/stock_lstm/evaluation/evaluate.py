@@ -3,7 +3,8 @@
 Each ticker is backtested (``origins`` origins, refit every ``refit_every``) for several seeds with
 the project's default model, and once with the original design's model (min-max scaled
 prices, recursive). Persistence and drift are scored on the same origins. The table is
-what README and docs/evaluation.md quote; nothing here is asserted by a test because it is a measurement.
+what README and docs/evaluation.md quote; nothing here is asserted by a test because it is
+a measurement.
 """
 
 from __future__ import annotations

@@ -180,7 +180,8 @@ class TrainParams:
     #: Origins trained per LSTM pass: one chunk of ``chunk_length`` consecutive origins (the
     #: first one's window plus the days after it) costs about two steps per origin instead of
     #: ``sequence_length``; 0 trains window by window, as the tutorials do. Same scores over
-    #: 500 walk-forward origins of 20 tickers, several times cheaper (docs/evaluation.md, docs/benchmarks.md).
+    #: 500 walk-forward origins of 20 tickers, several times cheaper (docs/evaluation.md,
+    #: docs/benchmarks.md).
     chunk_length: int = 60
     #: The recurrent network (``models.networks``): the original design's LSTM, or a GRU.
     network: str = "lstm"

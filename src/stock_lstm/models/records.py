@@ -137,8 +137,8 @@ class TrainingMetrics(Record):
     served_anchors: tuple[str, ...] = Field(
         default=(),
         description="Per horizon (h=1 first), the anchor the served interval averages with "
-        "the model's: the strongest on the test slice (the serving rule, docs/evaluation.md). Empty: the "
-        "model's own interval is served (versions from before the rule).",
+        "the model's: the strongest on the test slice (the serving rule, docs/evaluation.md). "
+        "Empty: the model's own interval is served (versions from before the rule).",
     )
 
     @model_validator(mode="before")

@@ -135,17 +135,23 @@ def _score(metrics: Mapping[str, Any] | None, run_dir: Path | None) -> dict[str,
     the gate for a training, else the backtest's rMAE at h=1 when one ran."""
     if metrics:
         recorded = TrainingMetrics.from_json(metrics)
+        first = recorded.next_day
         return {
             "test_rmae_h1": recorded.rmae,
+            "test_dm_p_h1": first.dm_p_value if first else None,
             "gate": recorded.gate.status if recorded.gate else None,
         }
     summary = run_dir / "summary.json" if run_dir else None
     if summary is not None and summary.is_file():
         try:
-            rmae = json.loads(summary.read_text(encoding="utf-8")).get("rmae", {})
+            document = json.loads(summary.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return {}
-        return {"backtest_rmae_h1": rmae.get("1")}
+        first_row = next(iter(document.get("horizons") or []), {})
+        return {
+            "backtest_rmae_h1": (document.get("rmae") or {}).get("1"),
+            "backtest_dm_p_h1": first_row.get("dm_p_value"),
+        }
     return {}
 
 
@@ -301,19 +307,26 @@ def _number(value: Any) -> str:
 
 def format_summary(result: BatchResult) -> str:
     """One line per ticker: status, the score beside persistence, the report to read."""
-    lines = [f"run {result.run_id}", f"  {'ticker':<10}{'status':<8}{'score':<34}report"]
+    from stock_lstm.evaluation.verdicts import point_verdict
+
+    lines = [f"run {result.run_id}", f"  {'ticker':<10}{'status':<8}{'score':<58}report"]
     for row in result.rows:
         if "test_rmae_h1" in row:
-            score = f"test rMAE h=1 {_number(row['test_rmae_h1'])}"
+            tested = point_verdict(row["test_rmae_h1"], row.get("test_dm_p_h1"))
+            score = f"test rMAE h=1 {_number(row['test_rmae_h1'])} {tested.short()}"
             if row.get("gate"):
-                score += f" (gate {row['gate']})"
+                score += f", gate {row['gate']}"
         elif "backtest_rmae_h1" in row:
-            score = f"backtest rMAE h=1 {_number(row['backtest_rmae_h1'])}"
+            tested = point_verdict(row["backtest_rmae_h1"], row.get("backtest_dm_p_h1"))
+            score = f"backtest rMAE h=1 {_number(row['backtest_rmae_h1'])} {tested.short()}"
         else:
             score = "–"
         report = row.get("report") or "–"
         if row.get("status") != "ok":
             report = f"{row.get('error', 'failed')} ({report})"
-        lines.append(f"  {row['ticker']:<10}{row.get('status', '?'):<8}{score:<34}{report}")
-    lines.append("  (rMAE = model MAE / persistence MAE; below 1 beats tomorrow = today)")
+        lines.append(f"  {row['ticker']:<10}{row.get('status', '?'):<8}{score:<58}{report}")
+    lines.append(
+        "  (rMAE = model MAE / persistence MAE; the word is the Diebold-Mariano test's: better "
+        "or worse only when p < 0.05)"
+    )
     return "\n".join(lines)
