@@ -182,11 +182,12 @@ def test_unknown_job_is_404_and_job_listing_validates_its_filters(client: TestCl
     missing = client.get("/api/v1/training/status/nope")
     assert missing.status_code == 404 and "GET /api/v1/training/jobs" in detail(missing)
     assert client.get("/api/v1/training/status/" + "x" * 65).status_code == 422
-    for query in ({"limit": 0}, {"limit": 501}, {"status": "done"}, {"ticker": "A B"}):
+    for query in ({"limit": 0}, {"limit": 1001}, {"status": "done"}, {"ticker": "A B"}):
         response = client.get("/api/v1/training/jobs", params=query)
         assert response.status_code == 422, query
         assert detail(response)
-    assert client.get("/api/v1/training/jobs", params={"limit": 500}).json() == {"jobs": []}
+    listed = client.get("/api/v1/training/jobs", params={"limit": 1000}).json()
+    assert listed == {"jobs": [], "total": 0, "next_cursor": None}
 
 
 def test_failing_training_marks_job_failed_and_keeps_active_model(
@@ -297,7 +298,7 @@ def test_model_errors_are_404_or_422_with_a_hint(client: TestClient) -> None:
     assert no_model.status_code == 404 and "POST /api/v1/training/start" in detail(no_model)
     assert client.get("/api/v1/models/BAD$/active").status_code == 422
     assert client.get("/api/v1/models", params={"ticker": "A/B"}).status_code == 422
-    assert client.get("/api/v1/models").json() == {"models": []}
+    assert client.get("/api/v1/models").json() == {"models": [], "total": 0, "next_cursor": None}
     unknown = client.post("/api/v1/models/AAPL_20200101_000000/activate")
     assert unknown.status_code == 404 and "GET /api/v1/models" in detail(unknown)
 

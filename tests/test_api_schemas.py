@@ -38,7 +38,12 @@ LEGACY_METRICS = {
     "persistence": {"mae": 1.53, "rmse": 2.1, "mape": 1.25},
     "gate": {"status": "failed", "value": 1.07, "threshold": 1.0, "reason": "rMAE 1.07 > 1.0"},
 }
-NO_SCORE = {"rmae_drift": None, "directional_accuracy": None, "directional_ci": [None, None]}
+NO_SCORE = {
+    "rmae_ci": [None, None],
+    "rmae_drift": None,
+    "directional_accuracy": None,
+    "directional_ci": [None, None],
+}
 NO_SCORE |= {"dm_statistic": None, "dm_p_value": None, "predicted_move_std": None}
 NO_SCORE |= {"actual_move_std": None, "coverage": None, "interval_width": None}
 METRICS_JSON = {

@@ -9,7 +9,7 @@ No ``from __future__ import annotations`` here: FastAPI reads these annotations 
 import hmac
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Path, Request, status
+from fastapi import Depends, HTTPException, Path, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from stock_lstm.api.guards import AuthFailureLimiter, may_see_server_details
@@ -132,6 +132,18 @@ ID_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$"
 def id_path(description: str) -> Any:
     """A path parameter holding a version or job id: 1-64 characters of ``ID_PATTERN``."""
     return Path(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN, description=description)
+
+
+#: The ``cursor`` query parameter of a paged listing: the previous page's ``next_cursor``.
+CursorQuery = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=MAX_ID_LENGTH,
+        pattern=ID_PATTERN,
+        description="The previous page's next_cursor; none for the first page.",
+    ),
+]
 
 
 def no_active_model(ticker: str) -> ModelNotFoundError:

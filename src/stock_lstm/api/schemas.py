@@ -279,6 +279,10 @@ class JobResponse(RecordResponse):
 
 class JobList(BaseModel):
     jobs: list[JobResponse]
+    total: int = Field(description="Jobs matching the filters, on every page.")
+    next_cursor: str | None = Field(
+        description="Pass as ?cursor= for the next page; null on the last one."
+    )
 
 
 # --- models ---------------------------------------------------------------------------------
@@ -324,6 +328,10 @@ class ModelResponse(RecordResponse):
 
 class ModelList(BaseModel):
     models: list[ModelResponse]
+    total: int = Field(description="Versions matching the filter, on every page.")
+    next_cursor: str | None = Field(
+        description="Pass as ?cursor= for the next page; null on the last one."
+    )
 
 
 # --- predictions ----------------------------------------------------------------------------

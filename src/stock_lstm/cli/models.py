@@ -8,6 +8,7 @@ import sys
 
 from stock_lstm.cli.common import EXIT_USER_ERROR, _context, _emit, _source_option
 from stock_lstm.cli.formatting import _number, format_interval_table
+from stock_lstm.paging import CLI_PAGE_SIZE, MAX_PAGE_SIZE
 
 
 def add_predict(
@@ -41,6 +42,16 @@ def add_models(
         "persistence; * marks each ticker's active model.",
     )
     models.add_argument("ticker", nargs="?", help="only this ticker")
+    models.add_argument(
+        "--limit",
+        type=int,
+        default=CLI_PAGE_SIZE,
+        metavar="N",
+        help=f"versions per page, 1..{MAX_PAGE_SIZE} (default {CLI_PAGE_SIZE})",
+    )
+    models.add_argument(
+        "--cursor", metavar="VERSION", help="start after this version (the line a page ends with)"
+    )
     models.set_defaults(handler=_cmd_models)
 
 
@@ -143,18 +154,19 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 def _cmd_models(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from stock_lstm.models.registry import list_models
+    from stock_lstm.models.registry import active_universal_sources, list_models_page
     from stock_lstm.models.universal import list_universal
 
     ctx = _context(args)
-    records = list_models(ctx.db, args.ticker)
+    page = list_models_page(ctx.db, args.ticker, limit=args.limit, cursor=args.cursor)
+    records = page.items
     universal = list_universal(Path(ctx.settings.models_dir))
     serving: dict[str, list[str]] = {}
-    for r in records:
-        source = r.params.get("universal_version")
-        if r.is_active and source:
-            serving.setdefault(str(source), []).append(r.ticker)
+    for ticker, source in active_universal_sources(ctx.db).items():
+        serving.setdefault(source, []).append(ticker)
     payload = {
+        "total": page.total,
+        "next_cursor": page.next_cursor,
         "universal": [
             {**u.model_dump(mode="json"), "serving": sorted(serving.get(u.version_id, []))}
             for u in universal
@@ -197,6 +209,12 @@ def _cmd_models(args: argparse.Namespace) -> int:
                 + (f"  (from {source})" if source else "")
             )
         lines.append("* = active; rMAE = test MAE / persistence MAE; 90% cov. = test coverage")
+        if page.next_cursor:
+            where = f" {args.ticker}" if args.ticker else ""
+            lines.append(
+                f"{len(records)} of {page.total} versions; the next {args.limit}: "
+                f"stock-lstm models{where} --cursor {page.next_cursor}"
+            )
         if universal:
             lines.append("universal versions (serve one: activate VERSION --ticker TICKER):")
             for u in universal:

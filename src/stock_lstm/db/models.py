@@ -126,6 +126,10 @@ class CalibrationStateRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+# Newest-first listings page by (created_at, id) (``db.pages``): these answer them directly.
+Index("ix_model_registry_created_version", ModelRegistry.created_at, ModelRegistry.version_id)
+Index("ix_training_jobs_created_job", TrainingJob.created_at, TrainingJob.job_id)
+
 # Never two active models for a ticker, enforced by the database itself.
 Index(
     "uq_model_registry_one_active",

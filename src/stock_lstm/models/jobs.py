@@ -28,6 +28,7 @@ from sqlalchemy import or_, select, update
 
 from stock_lstm.clock import Clock, utc_now
 from stock_lstm.db import Database, TrainingJob
+from stock_lstm.db.pages import Page, newest_first_page
 from stock_lstm.errors import ConflictError, JobCancelledError, JobNotFoundError
 from stock_lstm.tickers import validate_ticker
 
@@ -167,6 +168,32 @@ def list_jobs(
         query = query.where(TrainingJob.status == status)
     with db.session() as session:
         return [JobRecord.from_row(row) for row in session.scalars(query)]
+
+
+def list_jobs_page(
+    db: Database,
+    *,
+    ticker: str | None = None,
+    status: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> Page[JobRecord]:
+    """One page of the jobs, newest first (``db.pages``); ``cursor`` is the previous page's
+    ``next_cursor``."""
+    query = select(TrainingJob)
+    if ticker:
+        query = query.where(TrainingJob.ticker == validate_ticker(ticker))
+    if status:
+        query = query.where(TrainingJob.status == status)
+    return newest_first_page(
+        db,
+        query,
+        model=TrainingJob,
+        key=TrainingJob.job_id,
+        limit=limit,
+        cursor=cursor,
+        convert=JobRecord.from_row,
+    )
 
 
 def _runs_us(host: str | None, pid: int | None) -> bool:

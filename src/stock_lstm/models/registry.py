@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from stock_lstm.clock import Clock, utc_now
 from stock_lstm.db import CalibrationStateRow, Database, ModelRegistry, TrainingJob
+from stock_lstm.db.pages import DEFAULT_PAGE_SIZE, Page, newest_first_page
 from stock_lstm.errors import ConflictError, JobCancelledError, ModelNotFoundError
 from stock_lstm.models.artifacts import SavedArtifacts
 from stock_lstm.models.jobs import CANCELLED, COMPLETED
@@ -277,6 +278,46 @@ def list_models(db: Database, ticker: str | None = None) -> list[ModelRecord]:
         query = query.where(ModelRegistry.ticker == validate_ticker(ticker))
     with db.session() as session:
         return [ModelRecord.from_row(row) for row in session.scalars(query)]
+
+
+def list_models_page(
+    db: Database,
+    ticker: str | None = None,
+    *,
+    limit: int = DEFAULT_PAGE_SIZE,
+    cursor: str | None = None,
+) -> Page[ModelRecord]:
+    """One page of the versions (of one ticker if given), newest first; ``cursor`` is the
+    previous page's ``next_cursor`` (``db.pages``: stable while new versions arrive)."""
+    query = select(ModelRegistry)
+    if ticker is not None:
+        query = query.where(ModelRegistry.ticker == validate_ticker(ticker))
+    return newest_first_page(
+        db,
+        query,
+        model=ModelRegistry,
+        key=ModelRegistry.version_id,
+        limit=limit,
+        cursor=cursor,
+        convert=ModelRecord.from_row,
+    )
+
+
+def active_universal_sources(db: Database) -> dict[str, str]:
+    """``{ticker: universal version}`` for every active model made from a universal one.
+
+    Why: ``models`` shows which tickers each universal version serves whatever page it
+    lists, so it reads the active rows' parameters only, not every version.
+    """
+    query = select(ModelRegistry.ticker, ModelRegistry.params).where(
+        ModelRegistry.is_active.is_(True)
+    )
+    with db.session() as session:
+        return {
+            ticker: str(params["universal_version"])
+            for ticker, params in session.execute(query)
+            if (params or {}).get("universal_version")
+        }
 
 
 def find_by_report_path(db: Database, report_path: str) -> ModelRecord | None:

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Query
 
 from stock_lstm.api.deps import (
     ContextDep,
+    CursorQuery,
     ServerDetailsDep,
     TickerPath,
     TokenRequired,
@@ -13,6 +14,7 @@ from stock_lstm.api.deps import (
     no_active_model,
 )
 from stock_lstm.api.schemas import ErrorResponse, ModelList, ModelResponse
+from stock_lstm.db.pages import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from stock_lstm.errors import InvalidParameterError, ModelNotFoundError
 from stock_lstm.models import registry
 from stock_lstm.models.universal import is_universal_id
@@ -36,14 +38,21 @@ def list_models(
     ctx: ContextDep,
     details: ServerDetailsDep,
     ticker: Annotated[str | None, Query(description="Only this ticker's versions.")] = None,
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_PAGE_SIZE, description="At most this many versions.")
+    ] = DEFAULT_PAGE_SIZE,
+    cursor: CursorQuery = None,
 ) -> ModelList:
-    """Registered versions, newest first, with their test metrics beside persistence."""
-    records = registry.list_models(ctx.db, ticker)
+    """Registered versions, newest first, with their test metrics beside persistence; a
+    page at a time (``total`` in all; follow ``next_cursor`` for the rest)."""
+    page = registry.list_models_page(ctx.db, ticker, limit=limit, cursor=cursor)
     return ModelList(
         models=[
             ModelResponse.from_record(record).for_client(details, ctx.settings)
-            for record in records
-        ]
+            for record in page.items
+        ],
+        total=page.total,
+        next_cursor=page.next_cursor,
     )
 
 

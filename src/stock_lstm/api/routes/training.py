@@ -6,6 +6,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 
 from stock_lstm.api.deps import (
     ContextDep,
+    CursorQuery,
     PoolDep,
     ServerDetailsDep,
     TokenRequired,
@@ -21,6 +22,7 @@ from stock_lstm.api.schemas import (
     UniverseTrainingRequest,
     job_status_url,
 )
+from stock_lstm.db.pages import MAX_PAGE_SIZE
 from stock_lstm.errors import InvalidParameterError, ModelNotFoundError
 from stock_lstm.models import jobs
 from stock_lstm.models.registry import get_model
@@ -150,8 +152,15 @@ def list_training_jobs(
         Literal["queued", "running", "completed", "failed", "cancelled"] | None,
         Query(description="Only jobs in this state."),
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=500, description="At most this many jobs.")] = 50,
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_PAGE_SIZE, description="At most this many jobs.")
+    ] = 50,
+    cursor: CursorQuery = None,
 ) -> JobList:
-    """Jobs, newest first."""
-    records = jobs.list_jobs(ctx.db, ticker=ticker, status=status, limit=limit)
-    return JobList(jobs=[JobResponse.from_record(job).for_client(details) for job in records])
+    """Jobs, newest first, a page at a time (``total`` in all; follow ``next_cursor``)."""
+    page = jobs.list_jobs_page(ctx.db, ticker=ticker, status=status, limit=limit, cursor=cursor)
+    return JobList(
+        jobs=[JobResponse.from_record(job).for_client(details) for job in page.items],
+        total=page.total,
+        next_cursor=page.next_cursor,
+    )
