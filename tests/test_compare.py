@@ -17,7 +17,8 @@ import pytest
 from stock_lstm.cli import main
 from stock_lstm.errors import InvalidParameterError
 from stock_lstm.pipeline.compare import build_comparison, compare_with_first, load_run
-from stock_lstm.pipeline.reports import INDEX_CSP, build_index, hide_machine_paths
+from stock_lstm.pipeline.reports import hide_machine_paths
+from stock_lstm.pipeline.run_index import INDEX_CSP, build_index
 
 DATES = pd.bdate_range("2024-01-02", periods=250)
 

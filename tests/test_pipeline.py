@@ -11,7 +11,8 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from stock_lstm.config import Settings
 from stock_lstm.errors import InvalidParameterError, InvalidTickerError, StockLSTMError
-from stock_lstm.pipeline.reports import build_index, render_html
+from stock_lstm.pipeline.reports import render_html
+from stock_lstm.pipeline.run_index import build_index
 from stock_lstm.pipeline.runner import (
     PipelineError,
     coerce_parameter,
@@ -296,8 +297,8 @@ def test_the_index_says_which_runs_model_serves(tmp_path: Path, ctx: AppContext)
             json.dumps({"ticker": "AAPL", "status": "ok", "version_id": record.version_id})
         )
     page = build_index(reports, ctx.settings.database_url).read_text()
-    assert f"<td>{second.version_id}</td><td><b>yes</b></td>" in page
-    assert f"<td>{first.version_id}</td><td>no</td>" in page
+    assert f"<td><small>{second.version_id}</small></td><td><b>yes</b></td>" in page
+    assert f"<td><small>{first.version_id}</small></td><td>no</td>" in page
 
 
 def test_an_expected_error_shows_as_one_line_in_a_notebook(

@@ -24,7 +24,7 @@ from stock_lstm.models.registry import (
     register_model,
     set_report_path,
 )
-from stock_lstm.pipeline import reports, runner
+from stock_lstm.pipeline import run_index, runner
 
 SUMMARY = TrainingDataSummary(date(2020, 1, 2), date(2021, 1, 4), 250, "0" * 64)
 
@@ -106,8 +106,8 @@ def test_the_reports_index_reads_active_ids_or_none_when_the_registry_is_unreada
     """No database configured, or a damaged file: None (the index leaves the active column
     empty rather than failing a finished run)."""
     record = _register(db, "AAPL", "AAPL_1")
-    assert reports.active_version_ids(database_url) == {record.version_id}
-    assert reports.active_version_ids(None) is None
+    assert run_index.active_version_ids(database_url) == {record.version_id}
+    assert run_index.active_version_ids(None) is None
     damaged = tmp_path / "damaged.db"
     damaged.write_bytes(b"this is not an SQLite database" * 100)
-    assert reports.active_version_ids(f"sqlite:///{damaged}") is None
+    assert run_index.active_version_ids(f"sqlite:///{damaged}") is None

@@ -227,7 +227,7 @@ _heap_frozen = False
 def _reconcile_runs(ctx: AppContext) -> None:
     """Runs a killed server left ``running`` (no HTML, forever) are marked failed and their
     notebooks rendered; see ``pipeline.run_recovery``."""
-    from stock_lstm.pipeline.reports import build_index
+    from stock_lstm.pipeline.run_index import build_index
     from stock_lstm.pipeline.run_recovery import reconcile_runs
 
     reports_dir = Path(ctx.settings.reports_dir).resolve()

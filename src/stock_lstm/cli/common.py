@@ -109,7 +109,7 @@ def _reconcile_runs(settings: Any) -> None:
     for run_dir in marked:
         print(f"warning: run {run_dir} was interrupted: marked failed", file=sys.stderr)
     if marked:
-        from stock_lstm.pipeline.reports import build_index
+        from stock_lstm.pipeline.run_index import build_index
 
         build_index(Path(settings.reports_dir).resolve(), settings.database_url)
 

@@ -264,7 +264,8 @@ def _cmd_run_many(args: argparse.Namespace) -> int:
 def _cmd_reports(args: argparse.Namespace) -> int:
     import shutil
 
-    from stock_lstm.pipeline.reports import build_index, prunable_runs
+    from stock_lstm.pipeline.reports import prunable_runs
+    from stock_lstm.pipeline.run_index import build_index
 
     reports_dir = Path(_settings_from(args).reports_dir)
     pruned: list[Path] = []

@@ -29,7 +29,8 @@ from stock_lstm.cluster import (
 from stock_lstm.config import Settings, temporary_environment
 from stock_lstm.errors import InvalidParameterError, StockLSTMError
 from stock_lstm.models.records import TrainingMetrics
-from stock_lstm.pipeline.reports import RUN_MANIFEST, build_index, write_manifest
+from stock_lstm.pipeline.reports import RUN_MANIFEST, write_manifest
+from stock_lstm.pipeline.run_index import build_index
 from stock_lstm.pipeline.stages import (
     REGISTERING_STAGES,
     STAGES,

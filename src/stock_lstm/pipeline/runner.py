@@ -32,7 +32,8 @@ from sqlalchemy.engine import make_url
 from stock_lstm.clock import Clock, utc_now
 from stock_lstm.config import Settings, load_settings, temporary_environment
 from stock_lstm.errors import InvalidParameterError, StockLSTMError
-from stock_lstm.pipeline.reports import build_index, render_html, write_manifest
+from stock_lstm.pipeline.reports import render_html, write_manifest
+from stock_lstm.pipeline.run_index import build_index
 from stock_lstm.pipeline.stages import (
     KERNEL_NAME,
     REGISTERING_STAGES,
