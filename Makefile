@@ -24,7 +24,7 @@ NBVAL = $(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax --nbval-kerne
 # A variable typed on the command line that no target reads is an error, not a silent
 # default: `make train TICKR=MSFT` would otherwise train AAPL.
 KNOWN_VARS := TICKER SOURCE $(PARAM_VARS) TICKERS TICKERS_FILE WORKERS EVAL_DIR SEEDS \
-	BENCH_ARGS MSG PYTHON RUNS
+	BENCH_ARGS MSG PYTHON RUNS CSV_DIR RUN_ID
 COMMAND_LINE_VARS := $(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $(v))),$(v)))
 UNKNOWN_VARS := $(filter-out $(KNOWN_VARS),$(COMMAND_LINE_VARS))
 SUGGEST = $(shell python3 scripts/did_you_mean.py $(1) $(2) 2>/dev/null)
@@ -81,13 +81,15 @@ backtest: $(STAMP) ## Notebook 05: walk-forward backtest vs persistence and drif
 
 TICKERS ?=
 TICKERS_FILE ?=
-TICKERS_FLAGS = $(if $(TICKERS),--tickers $(TICKERS),) $(if $(TICKERS_FILE),--tickers-file $(TICKERS_FILE),)
+TICKERS_FLAGS = $(if $(TICKERS),--tickers $(TICKERS),) $(if $(TICKERS_FILE),--tickers-file $(TICKERS_FILE),) \
+	$(if $(CSV_DIR),--csv-dir $(CSV_DIR),)
 # --workers only when WORKERS is given on the command line or in the environment: the
 # local cluster's own default is one worker process per core.
 WORKERS_FLAG = $(if $(filter command line environment,$(origin WORKERS)),--workers $(WORKERS),)
-train-all: $(STAMP) ## Notebook 03 for many tickers, one Dask task each (TICKERS=AAPL,MSFT or TICKERS_FILE=)
-	@test -n "$(TICKERS)$(TICKERS_FILE)" || { echo "give TICKERS=AAPL,MSFT or TICKERS_FILE=FILE" >&2; exit 2; }
-	$(BIN)/stock-lstm run train $(TICKERS_FLAGS) $(WORKERS_FLAG) $(SOURCE_FLAG) $(PARAMS)
+train-all: $(STAMP) ## Notebook 03 for many tickers, one Dask task each (TICKERS=A,B, TICKERS_FILE= or CSV_DIR=; RUN_ID= resumes)
+	@test -n "$(TICKERS)$(TICKERS_FILE)$(CSV_DIR)" || { echo "give TICKERS=AAPL,MSFT, TICKERS_FILE=FILE or CSV_DIR=DIR (every <TICKER>.csv)" >&2; exit 2; }
+	$(BIN)/stock-lstm run train $(TICKERS_FLAGS) $(WORKERS_FLAG) $(SOURCE_FLAG) $(PARAMS) \
+		$(if $(RUN_ID),--run-id $(RUN_ID),)
 
 EVAL_DIR ?= ../shared/data/prices
 SEEDS ?= 1,2,3

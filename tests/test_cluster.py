@@ -131,6 +131,18 @@ def test_tickers_from_a_list_and_a_file(tmp_path: Path) -> None:
         parse_tickers("AAPL,../etc")
 
 
+def test_every_csv_of_a_folder_is_a_ticker(tmp_path: Path) -> None:
+    for name in ("ko.csv", "AAPL.csv", "PETR4.SA.csv", "SOURCES.md"):
+        (tmp_path / name).write_text("")
+    assert parse_tickers(csv_dir=tmp_path) == ["AAPL", "KO", "PETR4.SA"]
+    assert parse_tickers("MSFT,KO", csv_dir=tmp_path) == ["MSFT", "KO", "AAPL", "PETR4.SA"]
+    with pytest.raises(InvalidParameterError, match="is not a folder"):
+        parse_tickers(csv_dir=tmp_path / "missing")
+    (tmp_path / "my prices.csv").write_text("")
+    with pytest.raises(InvalidParameterError, match="is not named like a ticker"):
+        parse_tickers(csv_dir=tmp_path)
+
+
 def test_batch_parameters_are_checked_before_any_worker_starts() -> None:
     assert check_parameters(["train"], {"epochs": 2}) == ["train"]
     with pytest.raises(InvalidParameterError, match="set per ticker"):

@@ -56,6 +56,12 @@ def add_run(
         "--tickers-file", type=Path, help="tickers one per line (# comments), like --tickers"
     )
     run.add_argument(
+        "--csv-dir",
+        type=Path,
+        help="every <TICKER>.csv of this folder, like --tickers; prices come from it too "
+        "(--source csv:DIR) unless --source says otherwise",
+    )
+    run.add_argument(
         "--workers",
         type=int,
         help="with --tickers: local cluster size in worker processes (default: one per core)",
@@ -145,10 +151,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     if args.run_id:
         validate_run_id(args.run_id)  # before the database or any folder is touched
-    if args.tickers or args.tickers_file:
+    if args.tickers or args.tickers_file or args.csv_dir:
         if args.ticker:
             raise InvalidParameterError(
-                "give --ticker T or --tickers A,B (--tickers-file), not both"
+                "give --ticker T or --tickers A,B (--tickers-file, --csv-dir), not both"
             )
         return _cmd_run_many(args)
     if not args.ticker:
@@ -224,7 +230,9 @@ def _cmd_run_many(args: argparse.Namespace) -> int:
     )
     from stock_lstm.pipeline.runner import coerce_parameter
 
-    tickers = parse_tickers(args.tickers, args.tickers_file)
+    tickers = parse_tickers(args.tickers, args.tickers_file, args.csv_dir)
+    if args.csv_dir and not args.source:
+        args.source = f"csv:{args.csv_dir}"
     parameters = {name: coerce_parameter(value) for name, value in args.parameter}
     settings = _settings_from(args)
     check_parameters(args.stages, parameters)

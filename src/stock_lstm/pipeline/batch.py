@@ -27,7 +27,7 @@ from stock_lstm.cluster import (
     worker_settings,
 )
 from stock_lstm.config import Settings, temporary_environment
-from stock_lstm.errors import InvalidParameterError, StockLSTMError
+from stock_lstm.errors import InvalidParameterError, InvalidTickerError, StockLSTMError
 from stock_lstm.models.records import TrainingMetrics
 from stock_lstm.pipeline.reports import RUN_MANIFEST, write_manifest
 from stock_lstm.pipeline.run_index import build_index
@@ -53,9 +53,12 @@ def training_job_id(run_id: str, ticker: str) -> str:
     return uuid.uuid5(_JOB_NAMESPACE, f"{run_id}/{ticker}").hex
 
 
-def parse_tickers(text: str | None = None, file: Path | None = None) -> list[str]:
-    """Tickers from ``A,B,C`` and/or a file (one per line, ``#`` starts a comment), validated,
-    upper-cased and de-duplicated in the order given."""
+def parse_tickers(
+    text: str | None = None, file: Path | None = None, csv_dir: Path | None = None
+) -> list[str]:
+    """Tickers from ``A,B,C``, a file (one per line, ``#`` starts a comment) and/or every
+    ``<TICKER>.csv`` of ``csv_dir`` (sorted), validated, upper-cased and de-duplicated in
+    the order given."""
     names: list[str] = []
     if text:
         names.extend(part for part in text.split(","))
@@ -65,6 +68,19 @@ def parse_tickers(text: str | None = None, file: Path | None = None) -> list[str
         except OSError as exc:
             raise InvalidParameterError(f"cannot read --tickers-file {file}: {exc}") from exc
         names.extend(line.split("#", 1)[0] for line in lines)
+    if csv_dir is not None:
+        if not Path(csv_dir).is_dir():
+            raise InvalidParameterError(
+                f"--csv-dir {csv_dir} is not a folder: give a folder of <TICKER>.csv files"
+            )
+        for path in sorted(Path(csv_dir).glob("*.csv"), key=lambda p: p.stem.upper()):
+            try:
+                validate_ticker(path.stem)
+            except InvalidTickerError:
+                raise InvalidParameterError(
+                    f"{path} is not named like a ticker (e.g. AAPL.csv): rename or move it"
+                ) from None
+            names.append(path.stem)
     tickers: list[str] = []
     for name in names:
         if not name.strip():
@@ -74,7 +90,8 @@ def parse_tickers(text: str | None = None, file: Path | None = None) -> list[str
             tickers.append(ticker)
     if not tickers:
         raise InvalidParameterError(
-            "no tickers given: --tickers AAPL,MSFT or --tickers-file FILE (one per line)"
+            "no tickers given: --tickers AAPL,MSFT, --tickers-file FILE (one per line) or "
+            "--csv-dir DIR (every <TICKER>.csv)"
         )
     return tickers
 
