@@ -24,7 +24,7 @@ NBVAL = $(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax --nbval-kerne
 # A variable typed on the command line that no target reads is an error, not a silent
 # default: `make train TICKR=MSFT` would otherwise train AAPL.
 KNOWN_VARS := TICKER SOURCE $(PARAM_VARS) TICKERS TICKERS_FILE WORKERS EVAL_DIR SEEDS \
-	BENCH_ARGS MSG PYTHON RUNS CSV_DIR RUN_ID
+	BENCH_ARGS MSG PYTHON RUNS CSV_DIR RUN_ID POSTGRES
 COMMAND_LINE_VARS := $(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $(v))),$(v)))
 UNKNOWN_VARS := $(filter-out $(KNOWN_VARS),$(COMMAND_LINE_VARS))
 SUGGEST = $(shell python3 scripts/did_you_mean.py $(1) $(2) 2>/dev/null)
@@ -33,7 +33,7 @@ $(error unknown variable(s) $(foreach v,$(UNKNOWN_VARS),$(v)$(if $(call SUGGEST,
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help setup sync eda train train-all predict pipeline backtest universe evaluate reports compare lab api test \
+.PHONY: help setup sync eda train train-all predict pipeline backtest universe evaluate reports compare cluster cluster-status cluster-repair cluster-stop lab api test \
 	test-unit test-notebooks test-postgres migration bench \
 	lint format clean
 
@@ -90,6 +90,19 @@ train-all: $(STAMP) ## Notebook 03 for many tickers, one Dask task each (TICKERS
 	@test -n "$(TICKERS)$(TICKERS_FILE)$(CSV_DIR)" || { echo "give TICKERS=AAPL,MSFT, TICKERS_FILE=FILE or CSV_DIR=DIR (every <TICKER>.csv)" >&2; exit 2; }
 	$(BIN)/stock-lstm run train $(TICKERS_FLAGS) $(WORKERS_FLAG) $(SOURCE_FLAG) $(PARAMS) \
 		$(if $(RUN_ID),--run-id $(RUN_ID),)
+
+CLUSTER_WORKERS = $(if $(filter command line environment,$(origin WORKERS)),$(WORKERS),2)
+cluster: $(STAMP) ## Start a scheduler and WORKERS (2) worker processes here (POSTGRES=1: a throw-away registry); see docs/cluster.md
+	$(BIN)/python scripts/cluster.py start --workers $(CLUSTER_WORKERS) $(if $(POSTGRES),--postgres,)
+
+cluster-status: ## The cluster's processes and their pids
+	$(BIN)/python scripts/cluster.py status
+
+cluster-repair: ## Restart the cluster's dead scheduler or workers (its database stays)
+	$(BIN)/python scripts/cluster.py repair
+
+cluster-stop: ## Stop the cluster's processes (and delete its throw-away PostgreSQL)
+	$(BIN)/python scripts/cluster.py stop
 
 EVAL_DIR ?= ../shared/data/prices
 SEEDS ?= 1,2,3

@@ -150,61 +150,76 @@ def _server_user() -> str | None:
     return SERVER_USER
 
 
+def start_server(bindir: Path, folder: Path | None = None) -> Server:
+    """initdb + start on 127.0.0.1:<free port> in ``folder`` (default: a new temporary one);
+    the caller stops it with :func:`stop_server` (``make cluster`` keeps it running)."""
+    run_as = _server_user()
+    folder = folder or Path(tempfile.mkdtemp(prefix="stock-lstm-pg-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    server = Server(bindir, folder, free_port(), secrets.token_hex(16), run_as)
+    password_file = folder / "password"
+    password_file.write_text(server.password + "\n")
+    if run_as:
+        user = pwd.getpwnam(run_as)
+        for path in (folder, password_file):
+            os.chown(path, user.pw_uid, user.pw_gid)
+    initdb = subprocess.run(
+        server.command(
+            bindir / "initdb",
+            "-D",
+            server.data,
+            "-U",
+            DB_USER,
+            f"--pwfile={password_file}",
+            "--auth=scram-sha-256",
+            "--encoding=UTF8",
+            "--no-instructions",
+        ),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if initdb.returncode != 0:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise SystemExit(f"initdb failed:\n{initdb.stdout}{initdb.stderr}")
+    password_file.unlink()
+    options = " ".join(
+        [
+            "-c listen_addresses=127.0.0.1",
+            f"-p {server.port}",
+            f"-k {folder}",  # the Unix socket stays in our folder, not /var/run
+            *(f"-c {setting}" for setting in FAST_UNSAFE),
+        ]
+    )
+    started = server.pg_ctl(
+        "-l", str(folder / "server.log"), "-o", options, "-w", "-t", "60", "start"
+    )
+    if started.returncode != 0:
+        log_text = (folder / "server.log").read_text(errors="replace")
+        stop_server(server)
+        raise SystemExit(f"PostgreSQL did not start:\n{started.stderr}\n{log_text}")
+    log(f"PostgreSQL {bindir.parent.name} running on 127.0.0.1:{server.port} in {folder}")
+    return server
+
+
+def stop_server(server: Server) -> None:
+    """Stop the server (if running) and delete its folder."""
+    if (server.data / "postmaster.pid").exists():
+        stopped = server.pg_ctl("-m", "immediate", "-w", "stop")
+        if stopped.returncode != 0:
+            log(f"pg_ctl stop failed: {stopped.stderr.strip()}")
+    shutil.rmtree(server.folder, ignore_errors=True)
+    log("server stopped and its folder removed")
+
+
 @contextmanager
 def running_server(bindir: Path) -> Iterator[Server]:
-    """initdb + start on 127.0.0.1:<free port>; always stopped and deleted afterwards."""
-    run_as = _server_user()
-    folder = Path(tempfile.mkdtemp(prefix="stock-lstm-pg-"))
-    server = Server(bindir, folder, free_port(), secrets.token_hex(16), run_as)
+    """A server for the ``with`` block; always stopped and deleted afterwards."""
+    server = start_server(bindir)
     try:
-        password_file = folder / "password"
-        password_file.write_text(server.password + "\n")
-        if run_as:
-            user = pwd.getpwnam(run_as)
-            for path in (folder, password_file):
-                os.chown(path, user.pw_uid, user.pw_gid)
-        initdb = subprocess.run(
-            server.command(
-                bindir / "initdb",
-                "-D",
-                server.data,
-                "-U",
-                DB_USER,
-                f"--pwfile={password_file}",
-                "--auth=scram-sha-256",
-                "--encoding=UTF8",
-                "--no-instructions",
-            ),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if initdb.returncode != 0:
-            raise SystemExit(f"initdb failed:\n{initdb.stdout}{initdb.stderr}")
-        password_file.unlink()
-        options = " ".join(
-            [
-                "-c listen_addresses=127.0.0.1",
-                f"-p {server.port}",
-                f"-k {folder}",  # the Unix socket stays in our folder, not /var/run
-                *(f"-c {setting}" for setting in FAST_UNSAFE),
-            ]
-        )
-        started = server.pg_ctl(
-            "-l", str(folder / "server.log"), "-o", options, "-w", "-t", "60", "start"
-        )
-        if started.returncode != 0:
-            log_text = (folder / "server.log").read_text(errors="replace")
-            raise SystemExit(f"PostgreSQL did not start:\n{started.stderr}\n{log_text}")
-        log(f"PostgreSQL {bindir.parent.name} running on 127.0.0.1:{server.port} in {folder}")
         yield server
     finally:
-        if (server.data / "postmaster.pid").exists():
-            stopped = server.pg_ctl("-m", "immediate", "-w", "stop")
-            if stopped.returncode != 0:
-                log(f"pg_ctl stop failed: {stopped.stderr.strip()}")
-        shutil.rmtree(folder, ignore_errors=True)
-        log("server stopped and its folder removed")
+        stop_server(server)
 
 
 def create_database(server: Server, name: str) -> str:

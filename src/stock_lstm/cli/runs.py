@@ -232,7 +232,9 @@ def _cmd_run_many(args: argparse.Namespace) -> int:
 
     tickers = parse_tickers(args.tickers, args.tickers_file, args.csv_dir)
     if args.csv_dir and not args.source:
-        args.source = f"csv:{args.csv_dir}"
+        # On a cluster every worker reads the folder itself: give it the absolute path.
+        remote = _settings_from(args).dask_scheduler
+        args.source = f"csv:{args.csv_dir.resolve() if remote else args.csv_dir}"
     parameters = {name: coerce_parameter(value) for name, value in args.parameter}
     settings = _settings_from(args)
     check_parameters(args.stages, parameters)

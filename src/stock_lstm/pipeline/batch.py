@@ -327,7 +327,7 @@ def format_summary(result: BatchResult) -> str:
     """One line per ticker: status, the score beside persistence, the report to read."""
     from stock_lstm.evaluation.verdicts import point_verdict
 
-    lines = [f"run {result.run_id}", f"  {'ticker':<10}{'status':<8}{'score':<58}report"]
+    lines = [f"run {result.run_id}", f"  {'ticker':<10}{'status':<8}{'score':<62}report"]
     for row in result.rows:
         if "test_rmae_h1" in row:
             tested = point_verdict(row["test_rmae_h1"], row.get("test_dm_p_h1"))
@@ -342,7 +342,7 @@ def format_summary(result: BatchResult) -> str:
         report = row.get("report") or "–"
         if row.get("status") != "ok":
             report = f"{row.get('error', 'failed')} ({report})"
-        lines.append(f"  {row['ticker']:<10}{row.get('status', '?'):<8}{score:<58}{report}")
+        lines.append(f"  {row['ticker']:<10}{row.get('status', '?'):<8}{score:<61} {report}")
     lines.append(
         "  (rMAE = model MAE / persistence MAE; the word is the Diebold-Mariano test's: better "
         "or worse only when p < 0.05)"
