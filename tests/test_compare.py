@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from stock_lstm.cli import main
-from stock_lstm.errors import InvalidParameterError
+from stock_lstm.errors import InvalidParameterError, StockLSTMError
 from stock_lstm.pipeline.compare import build_comparison, compare_with_first, load_run
 from stock_lstm.pipeline.reports import hide_machine_paths
 from stock_lstm.pipeline.run_index import INDEX_CSP, build_index
@@ -126,7 +126,7 @@ def test_the_page_leads_with_the_answer_marks_differing_parameters_and_loads_not
     assert "better than 20261207_000000_aaaaaa (Diebold-Mariano p = " in text[answer:]
     assert "<tr class=diff><th scope=row>epochs</th><td>100</td><td>20</td>" in text
     assert "href='../KO/20261207_000000_aaaaaa/03_train.html'" in text
-    assert "garch_t 4" in text  # the best anchor beside the served interval
+    assert "GARCH(1,1)-t: 4.000" in text  # the best anchor beside the served interval
     assert not re.search(r"(src|href)=['\"]?(https?:)?//", text)
     assert "default-src 'none'" in text and "<script" not in text
 
@@ -135,7 +135,8 @@ def test_the_page_leads_with_the_answer_marks_differing_parameters_and_loads_not
     ("run_ids", "message"),
     [
         (["20261207_000000_aaaaaa"], "two or more run ids"),
-        (["../../etc/passwd", "20261207_000000_aaaaaa"], "is not a run id"),
+        (["../../etc/passwd", "20261207_000000_aaaaaa"], "is not a run"),
+        (["../KO/20261207_000000_aaaaaa", "20261207_000000_aaaaaa"], "malformed"),
         (["20261207_000000_aaaaaa", "20261207_000000_aaaaaa"], "each run id once"),
         (["20261207_000000_aaaaaa", "20991231_000000_ffffff"], "no run 20991231_000000_ffffff"),
     ],
@@ -145,9 +146,22 @@ def test_bad_run_ids_are_one_clear_error_and_write_nothing(
 ) -> None:
     reports = tmp_path / "reports"
     _train_run(reports, "20261207_000000_aaaaaa")
-    with pytest.raises(InvalidParameterError, match=re.escape(message)):
+    with pytest.raises(StockLSTMError, match=re.escape(message)):
         build_comparison(reports, run_ids)
     assert not (reports / "compare").exists()
+
+
+def test_a_batch_run_is_named_by_its_ticker(tmp_path: Path) -> None:
+    """One run id of a many-ticker batch holds every ticker: alone it is ambiguous."""
+    reports = tmp_path / "reports"
+    _train_run(reports, "20261207_000000_aaaaaa", ticker="KO")
+    _train_run(reports, "20261207_000000_aaaaaa", ticker="PEP")
+    _train_run(reports, "20261207_000001_bbbbbb", ticker="PEP", seed=1)
+    with pytest.raises(InvalidParameterError, match=r"holds 2 tickers .* e.g. KO/2026"):
+        build_comparison(reports, ["20261207_000000_aaaaaa", "20261207_000001_bbbbbb"])
+    page = build_comparison(reports, ["PEP/20261207_000000_aaaaaa", "20261207_000001_bbbbbb"])
+    assert page.name == "PEP-20261207_000000_aaaaaa__PEP-20261207_000001_bbbbbb.html"
+    assert "not tested" not in page.read_text().split("<h2>")[0]  # same ticker: tested
 
 
 def test_the_cli_writes_the_page_and_exits_2_on_a_bad_id(
@@ -162,7 +176,7 @@ def test_the_cli_writes_the_page_and_exits_2_on_a_bad_id(
     assert "wrote " in capsys.readouterr().out
     assert main(["compare", "20261207_000000_aaaaaa", "nope"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "'nope' is not a run id" in err
+    assert err.count("\n") == 1 and "'nope' is not a run" in err
 
 
 def test_the_index_script_is_allowed_by_its_hash_and_offers_compare(tmp_path: Path) -> None:
@@ -173,7 +187,7 @@ def test_the_index_script_is_allowed_by_its_hash_and_offers_compare(tmp_path: Pa
     assert len(scripts) == 1
     digest = base64.b64encode(hashlib.sha256(scripts[0].encode()).digest()).decode()
     assert f"script-src 'sha256-{digest}'" in INDEX_CSP and INDEX_CSP in text
-    assert "<input type='checkbox' value='20261207_000000_aaaaaa'" in text
+    assert "<input type='checkbox' value='KO/20261207_000000_aaaaaa'" in text
     markup = re.sub(r"<script>.*?</script>", "", text, flags=re.S)
     assert not re.search(r"<[^>]*\son\w+=", markup)  # no inline handler: the hash allows none
 

@@ -308,6 +308,10 @@ def test_one_rule_decides_every_verdict() -> None:
     assert point_verdict(0.994, 0.255).word == "no difference"
     assert point_verdict(0.994, 0.01).word == "better"
     assert point_verdict(1.02, 0.01).short() == "worse (p = 0.010)"
+    # Never rounded across the level: 0.0496 is "better", and shown below 0.05.
+    assert point_verdict(0.98, 0.0496).short() == "better (p = 0.0496)"
+    assert point_verdict(0.98, 0.04999).short() == "better (p = 0.04999)"
+    assert point_verdict(0.98, 0.0504).short() == "no difference (p = 0.050)"
     assert point_verdict(0.9, None).short() == "no difference (not tested)"
     assert point_verdict(0.9, float("nan")).word == "no difference"
     lower = paired_verdict([1.0 + k / 100 for k in range(20)], [1.5 + k / 100 for k in range(20)])

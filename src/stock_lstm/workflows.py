@@ -455,8 +455,8 @@ def gate_decision(
     if passed:
         return True, gate.model_copy(update={"reason": f"validation rMAE {shown} <= {threshold}"})
     reason = (
-        f"validation rMAE at h=1 is {shown} > {threshold}: the model is worse than "
-        "persistence (tomorrow = today) on the validation slice"
+        f"validation rMAE at h=1 is {shown} > {threshold}: its validation error is above "
+        "the gate's bar (a rule on the ratio, not a test: see the test slice's verdict)"
     )
     if force:
         return True, gate.model_copy(

@@ -3,7 +3,7 @@
 Why backtests and not the holdout score: one test slice flatters whichever point happened to
 fit it; a walk-forward backtest scores every point on the same origins, beside persistence
 (tomorrow = today) and drift on the same days. Points are ranked by rMAE at h=1 (model MAE /
-persistence MAE; below 1 beats persistence). Here: the grid, the ranking and the table; each
+persistence MAE; below 1 is a lower error). Here: the grid, the ranking and the table; each
 point runs as one Dask task (``pipeline.experiments.run_sweep``), so a grid spreads over the
 cluster. A sweep registers nothing;
 ``--register-best`` then trains the best point through the normal train notebook (report,
@@ -167,7 +167,7 @@ def format_sweep(result: SweepResult) -> str:
         f"{result.ticker}: {len(result.rows)} grid point(s) over {', '.join(names)}; "
         f"{first.get('n_origins', '?')} origins {first.get('first_origin', '?')}.."
         f"{first.get('last_origin', '?')}, ranked by rMAE at h=1 (model MAE / persistence "
-        "MAE; below 1 beats tomorrow = today)",
+        "MAE; below 1 is a lower error than tomorrow = today)",
         f"{'rank':>4}  {'point':<{width}}{'rMAE h=1':>9}{'MAE h=1':>11}{'DM p':>7}"
         f"{'direction':>10}  status",
     ]

@@ -46,7 +46,15 @@ class Verdict:
         """``p = 0.012`` (or ``not tested``)."""
         if self.p_value is None:
             return "not tested"
-        return f"p = {self.p_value:.2g}" if self.p_value < 0.001 else f"p = {self.p_value:.3f}"
+        if self.p_value < 0.001:
+            return f"p = {self.p_value:.2g}"
+        # Enough decimals that the shown value sits on the same side of the level as the
+        # value itself: p = 0.0496 is not shown as "0.050" beside the word "better".
+        for digits in range(3, 7):
+            text = f"{self.p_value:.{digits}f}"
+            if (float(text) < SIGNIFICANCE_LEVEL) == (self.p_value < SIGNIFICANCE_LEVEL):
+                break
+        return f"p = {text}"
 
     def short(self) -> str:
         """``better (p = 0.012)``, ``no difference (p = 0.255)``: for table cells."""

@@ -57,7 +57,9 @@ class HorizonScores(Record):
     model: Scores
     persistence: Scores = Field(description="Tomorrow = today, on the same days.")
     drift: Scores = Field(default_factory=dict)
-    rmae: float | None = Field(None, description="Model MAE / persistence MAE (below 1 beats it).")
+    rmae: float | None = Field(
+        None, description="Model MAE / persistence MAE (below 1: a lower error)."
+    )
     rmae_ci: tuple[float | None, float | None] = Field(
         (None, None), description="95% band of rMAE from the Diebold-Mariano test."
     )

@@ -39,6 +39,8 @@ COMPARED_HORIZONS = (1, 5, 10, 20, 30)
 #: Fewer shared dates than this and a difference is not tested.
 MIN_SHARED_DATES = 20
 COMPARE_DIR = "compare"
+#: Parameters that name the run itself, not how it forecasts: always different, never shown.
+PER_RUN_PARAMETERS = frozenset({"job_id", "report_path", "output_dir", "trained_version"})
 
 
 @dataclass
@@ -85,20 +87,30 @@ def write_test_forecasts(
     return path
 
 
-def find_run(reports_dir: Path, run_id: str) -> Path:
-    """The folder of run ``run_id`` (``reports/<TICKER>/<run_id>``); the id is checked
-    against the run-folder pattern before it is part of a path."""
+def find_run(reports_dir: Path, reference: str) -> Path:
+    """The folder of ``TICKER/RUN_ID`` (as the index's checkboxes name runs) or of a plain
+    ``RUN_ID`` that holds one ticker; both parts are checked before they are part of a path
+    (a batch's run id holds every ticker of the batch, so it alone can be ambiguous)."""
     from stock_lstm.pipeline.reports import RUN_DIR_NAME, RUN_MANIFEST
+    from stock_lstm.tickers import validate_ticker
 
+    ticker, _, run_id = reference.rpartition("/")
     if not RUN_DIR_NAME.match(run_id):
         raise InvalidParameterError(
-            f"{run_id!r} is not a run id (like 20261207_062333_af9ad0); "
-            "copy one from reports/index.html or `stock-lstm reports`"
+            f"{reference!r} is not a run (like KO/20261207_062333_af9ad0); "
+            "tick the runs in reports/index.html and it writes the command"
         )
-    found = sorted(reports_dir.glob(f"*/{run_id}/{RUN_MANIFEST}"))
+    pattern = f"{validate_ticker(ticker)}/{run_id}" if ticker else f"*/{run_id}"
+    found = sorted(reports_dir.glob(f"{pattern}/{RUN_MANIFEST}"))
     if not found:
         raise InvalidParameterError(
-            f"no run {run_id} under {reports_dir}; the index lists the runs there"
+            f"no run {reference} under {reports_dir}; the index lists the runs there"
+        )
+    if len(found) > 1:
+        tickers = ", ".join(path.parent.parent.name for path in found[:5])
+        raise InvalidParameterError(
+            f"run {run_id} holds {len(found)} tickers ({tickers}...): say which, e.g. "
+            f"{found[0].parent.parent.name}/{run_id}"
         )
     return found[0].parent
 
@@ -248,10 +260,11 @@ def _winkler(both: pd.DataFrame, suffix: str, level: float) -> np.ndarray:
     return np.asarray(sr.interval_score(y, low, high, 1.0 - level, backend="numpy"), float)
 
 
-def comparison_path(reports_dir: Path, run_ids: list[str]) -> Path:
-    """Where ``compare`` writes: ``reports/compare/<id>__<id>.html`` (the index's
-    checkbox bar names the same file)."""
-    return reports_dir / COMPARE_DIR / ("__".join(run_ids) + ".html")
+def comparison_path(reports_dir: Path, runs: list[ComparedRun]) -> Path:
+    """Where ``compare`` writes: ``reports/compare/<TICKER>-<run>__<TICKER>-<run>.html``
+    (the index's checkbox bar names the same file)."""
+    names = [f"{run.ticker}-{run.run_id}" for run in runs]
+    return reports_dir / COMPARE_DIR / ("__".join(names) + ".html")
 
 
 def registered_parameters(runs: list[ComparedRun], database_url: str | None) -> None:
@@ -286,8 +299,10 @@ def build_comparison(
     if len(set(run_ids)) != len(run_ids):
         raise InvalidParameterError("each run id once: the first is the reference")
     runs = [load_run(find_run(reports_dir, run_id)) for run_id in run_ids]
+    if len({run.folder for run in runs}) != len(runs):
+        raise InvalidParameterError("each run once: the first is the reference")
     registered_parameters(runs, database_url)
-    path = comparison_path(reports_dir, run_ids)
+    path = comparison_path(reports_dir, runs)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".html.tmp")
     tmp.write_text(render_comparison(runs, path.parent), encoding="utf-8")
@@ -298,10 +313,11 @@ def build_comparison(
 # -- the page ---------------------------------------------------------------------------------
 
 
-def _num(value: float | None, digits: int = 4) -> str:
+def _num(value: float | None, digits: int = 3) -> str:
+    """Every number of the page to the same ``digits`` decimals, so columns line up."""
     if value is None or not math.isfinite(value):
         return "–"
-    return f"{value:.{digits}g}" if abs(value) >= 1 else f"{value:.{digits - 1}f}"
+    return f"{value:.{digits}f}"
 
 
 def _cell_verdict(tested: Verdict | None) -> str:
@@ -379,13 +395,13 @@ def _runs_table(runs: list[ComparedRun], page_dir: Path, head: str) -> str:
 
 
 def _parameters_table(runs: list[ComparedRun], head: str) -> str:
-    names = sorted({name for run in runs for name in run.parameters})
+    names = sorted({name for run in runs for name in run.parameters} - PER_RUN_PARAMETERS)
     rows = []
     for name in names:
         values = [readable(run.parameters.get(name)) for run in runs]
-        rows.append(
-            (name.replace("_", " "), [html.escape(v) for v in values], len(set(values)) > 1)
-        )
+        # A run that does not record a parameter (a failed one) does not make it differ.
+        given = {value for value, run in zip(values, runs, strict=True) if name in run.parameters}
+        rows.append((name.replace("_", " "), [html.escape(v) for v in values], len(given) > 1))
     note = (
         "<p>A run that registered a model shows every parameter its registry row records; "
         "any other shows the ones it was given (the rest were the defaults of its day). "
@@ -433,6 +449,8 @@ def _metrics_table(
 def _intervals_table(
     runs: list[ComparedRun], tests: dict[tuple[str, int], Difference | None], head: str
 ) -> str:
+    from stock_lstm.evaluation.intervals import FORECASTER_LABELS
+
     coverage, winkler, crps, anchor = [], [], [], []
     for index, run in enumerate(runs):
         served = run.intervals.get("model")
@@ -449,7 +467,8 @@ def _intervals_table(
             if not name.startswith("model") and score.winkler is not None
         }
         best = min(anchors, key=anchors.__getitem__) if anchors else None
-        anchor.append(f"{html.escape(best)} {_num(anchors[best])}" if best else "–")
+        label = FORECASTER_LABELS.get(best, best) if best else ""
+        anchor.append(f"{html.escape(label)}: {_num(anchors[best])}" if best else "–")
     rows = [
         ("coverage", coverage, False),
         ("Winkler score (vs first run)", winkler, False),

@@ -135,8 +135,8 @@ INDEX_SCRIPT = """
     bar.hidden = picked.length < 2;
     document.getElementById("command").textContent =
       'make compare RUNS="' + picked.join(" ") + '"';
-    document.getElementById("page").href =
-      table.dataset.compare + picked.join("__") + ".html";
+    document.getElementById("page").href = table.dataset.compare +
+      picked.map(name => name.replace("/", "-")).join("__") + ".html";
   });
   document.getElementById("copy").addEventListener("click", () => {
     navigator.clipboard?.writeText(document.getElementById("command").textContent);
@@ -252,9 +252,11 @@ def _run_row(manifest: dict[str, Any], page_dir: Path, active: set[str] | None) 
         reason = f"<br><small title='{html.escape(errors[0])}'>{html.escape(shown)}</small>"
     started = str(manifest.get("started_at", ""))[:16].replace("T", " ")
     run_id = html.escape(str(manifest.get("run_id") or run_dir.name))
+    # The run's name for compare: a batch's run id holds every ticker of the batch.
+    reference = html.escape(f"{run_dir.parent.name}/{run_dir.name}")
     return (
         "<tr>"
-        f"<td><input type='checkbox' value='{run_id}' aria-label='compare {run_id}'></td>"
+        f"<td><input type='checkbox' value='{reference}' aria-label='compare {reference}'></td>"
         f"<td>{html.escape(str(manifest.get('ticker', '?')))}</td>"
         f"<td class='when'>{html.escape(started)}<br><small>{run_id}</small></td>"
         f"<td class='status {status}'>{status}{reason}</td>"
