@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -428,25 +429,66 @@ def test_a_report_leads_with_its_answer() -> None:
 
 
 def test_the_forecast_answer_says_when_it_is_not_this_runs_model() -> None:
+    from datetime import UTC, date, datetime
     from types import SimpleNamespace
 
     from stock_lstm.models.records import GateDecision
     from stock_lstm.pipeline.summaries import forecast_answer
 
+    point = SimpleNamespace(date=date(2020, 1, 6), close=51.234, lower=49.5, upper=53.25)
     forecast = SimpleNamespace(
-        predictions=[1, 2],
-        last_date="2020-01-02",
+        predictions=[point, point],
+        last_date=date(2020, 1, 2),
+        last_close=51.0,
+        interval_level=0.9,
         version_id="KO_1",
         combined_with=["har_range", "har_range"],
     )
     record = SimpleNamespace(ticker="KO", first_date="2010", last_date="2020")
     gate = GateDecision(status="failed", reason="validation rMAE 1.01 > 1.0")
     trained = SimpleNamespace(version_id="KO_2", metrics=SimpleNamespace(gate=gate))
-    text = forecast_answer(forecast, record, trained)
+    soon = datetime(2020, 1, 3, tzinfo=UTC)
+    text = forecast_answer(forecast, record, trained, now=soon)
+    assert text.startswith("KO on 2020-01-06: 51.23, 90% interval 49.50 to 53.25")
     assert "Not this run's model: this run trained KO_2" in text and "1.01 > 1.0" in text
-    assert "averages the model's with HAR on the range (" in text
+    assert "averages the model's with HAR on the range (" in text and "days old" not in text
     same = SimpleNamespace(version_id="KO_1", metrics=SimpleNamespace(gate=gate))
-    assert "It is the model this run trained." in forecast_answer(forecast, record, same)
+    assert "It is the model this run trained." in forecast_answer(forecast, record, same, now=soon)
+    later = datetime(2026, 12, 7, tzinfo=UTC)
+    assert "The last close is 2,531 days old" in forecast_answer(forecast, record, now=later)
+
+
+def test_the_sync_and_eda_answers_say_what_the_tables_below_show() -> None:
+    from datetime import UTC, date, datetime
+    from types import SimpleNamespace
+
+    import numpy as np
+    import pandas as pd
+
+    from stock_lstm.evaluation import eda
+    from stock_lstm.pipeline.summaries import eda_answer, sync_answer
+
+    result = SimpleNamespace(
+        ticker="KO", from_cache=False, downloaded_rows=2937, source="csv", incremental=False,
+        dropped_rows=2, stale=False,
+    )  # fmt: skip
+    status = SimpleNamespace(rows=2937, first_date=date(2008, 1, 2), last_date=date(2019, 8, 30))
+    text = sync_answer(result, status, now=datetime(2019, 9, 2, tzinfo=UTC))
+    assert text == (
+        "KO: 2,937 daily rows cached, 2008-01-02 to 2019-08-30; 2,937 rows written from csv. "
+        "2 rows dropped (see below)."
+    )
+    returns = pd.Series(np.random.default_rng(0).standard_t(4, 3000) / 100)
+    answer = eda_answer(
+        eda.return_summary(returns),
+        eda.autocorrelation(returns, 20, band="robust"),
+        eda.autocorrelation(returns**2, 20),
+        pd.DataFrame(),
+    )
+    assert re.match(
+        r"3,000 daily log-returns: standard deviation 1\.\d\d%, excess kurtosis", answer
+    )
+    assert "fat tails" in answer and "of 20 return lags" in answer and "No calendar gaps" in answer
 
 
 def test_tables_for_people_show_no_raw_python_values(tmp_path: Path) -> None:

@@ -61,6 +61,10 @@ def escape_markdown(text: object) -> str:
     return _MARKDOWN_SYNTAX.sub(r"\\\1", html.escape(flat, quote=False))
 
 
+#: An ISO 8601 date and time as ``to_dict``/JSON forms write them.
+ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?([+-]\d{2}:\d{2}|Z)?$")
+
+
 def readable(value: object) -> str:
     """A value as a table for people shows it: ``yes``/``no`` for booleans, a dash for
     nothing (``None``, ``{}``, ``[]``, ``""``), times to the minute in UTC, paths relative
@@ -71,6 +75,10 @@ def readable(value: object) -> str:
         return "–"
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if hasattr(value, "to_pydatetime"):  # a pandas Timestamp: a date at midnight, else a time
+        stamp = value.to_pydatetime()
+        midnight = not (stamp.hour or stamp.minute or stamp.second or stamp.microsecond)
+        return stamp.date().isoformat() if midnight and stamp.tzinfo is None else readable(stamp)
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M") + (" UTC" if value.tzinfo else "")
     if isinstance(value, float):
@@ -80,6 +88,8 @@ def readable(value: object) -> str:
     if isinstance(value, list | tuple):
         return ", ".join(readable(item) for item in value)
     text = str(value)
+    if ISO_TIME.match(text):  # a record's JSON form keeps times as ISO strings
+        return readable(datetime.fromisoformat(text))
     if text.startswith("/"):
         try:
             return str(Path(text).resolve().relative_to(Path.cwd().resolve()))
@@ -129,7 +139,7 @@ def for_reading(frame: pd.DataFrame, *, digits: int = 4) -> Styler:
     import pandas as pd
 
     shown = frame.rename(columns=header)
-    if shown.index.dtype == object:
+    if shown.index.nlevels == 1 and shown.index.dtype == object:  # row names, not dates
         shown = shown.rename(index=header)
     shown.columns.name = header(frame.columns.name) if frame.columns.name else None
     shown.index.names = [header(name) if name else None for name in frame.index.names]
@@ -144,6 +154,8 @@ def for_reading(frame: pd.DataFrame, *, digits: int = 4) -> Styler:
         elif values.dtype.kind in "bO":
             formats[column] = readable
     styled = _left_aligned(shown).format(na_rep="–").format(formats, na_rep="–")
+    for level in range(shown.index.nlevels):  # dates without a 00:00:00, readable labels
+        styled = styled.format_index(readable, axis=0, level=level)
     plain = isinstance(frame.index, pd.RangeIndex) and frame.index.start == 0
     return styled.hide(axis="index") if plain else styled
 

@@ -69,6 +69,11 @@ def how_to_last(notebook: Any) -> None:
         notebook.cells = [c for c in notebook.cells if c not in tagged] + tagged
 
 
+#: The banner papermill puts above a failed notebook ("An Exception was encountered at
+#: 'In [5]'"), a link into code a report hides: its own sentence replaces it.
+PAPERMILL_ERROR_TAG = "papermill-error-cell-tag"
+
+
 def stop_at_failure(notebook: Any) -> None:
     """A failed run's report ends at the failing cell, and says so first.
 
@@ -78,22 +83,26 @@ def stop_at_failure(notebook: Any) -> None:
     """
     import nbformat
 
-    for position, cell in enumerate(notebook.cells):
+    cells = [
+        c
+        for c in notebook.cells
+        if PAPERMILL_ERROR_TAG not in c.get("metadata", {}).get("tags", [])
+    ]
+    for position, cell in enumerate(cells):
         errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
         if not errors:
             continue
         error = errors[0]
         message = f"{error.get('ename', 'Error')}: {error.get('evalue', '')}".strip(": ")
         shown = message[:300].replace("`", "'")
+        count = cell.get("execution_count")
+        where = f"cell [{count}], the last one below" if count else "the last cell below"
         note = nbformat.v4.new_markdown_cell(
-            "**The run stopped** at the last cell of this report, with "
-            f"`{shown}`. The cells after it did not run; fix the "
-            "cause and run again (`stock-lstm reports --prune` clears failed runs)."
+            f"**The run stopped** at {where}, with `{shown}`. The cells after it did not run; "
+            "fix the cause and run again (`stock-lstm reports --prune` clears failed runs)."
         )
         note.metadata["tags"] = ["summary"]
-        kept = [
-            c for c in notebook.cells[: position + 1] if "summary" not in c.metadata.get("tags", [])
-        ]
+        kept = [c for c in cells[: position + 1] if "summary" not in c.metadata.get("tags", [])]
         notebook.cells = [*kept, note]
         return
 

@@ -95,15 +95,92 @@ def backtest_answer(summary: dict[str, Any]) -> str:
     return text
 
 
-def forecast_answer(forecast: Any, record: Any, trained: Any = None) -> str:
-    """04's answer: which version forecast (``record``, the active one), whether it is the
-    version this run trained (``trained``, its registry record, in a pipeline), and how its
-    interval is served."""
+#: A last close older than this (calendar days) is said to be old in 04's answer.
+STALE_CLOSE_DAYS = 7
+
+
+def sync_answer(result: Any, status: Any, now: Any = None) -> str:
+    """01's answer: what the cache holds now, where it came from, what was dropped."""
+    from stock_lstm.clock import utc_now
+
+    how = (
+        "read from the cache (fresh, nothing downloaded)"
+        if result.from_cache
+        else f"{result.downloaded_rows:,} rows written from {result.source}"
+        + (" (only the missing tail)" if result.incremental else "")
+    )
     parts = [
-        f"{len(forecast.predictions)} trading days after {forecast.last_date} forecast by "
-        f"{forecast.version_id}, {record.ticker}'s active model (trained on "
-        f"{record.first_date}..{record.last_date})."
+        f"{result.ticker}: {status.rows:,} daily rows cached, {status.first_date} to "
+        f"{status.last_date}; {how}."
     ]
+    parts.append(
+        f"{result.dropped_rows:,} rows dropped (see below)."
+        if result.dropped_rows
+        else "Nothing was dropped."
+    )
+    if result.stale:
+        parts.append("The source failed: these are older cached rows (see the warning).")
+    if status.last_date is not None:
+        age = ((now or utc_now()).date() - status.last_date).days
+        if age > STALE_CLOSE_DAYS:
+            parts.append(f"The last close is {age:,} days old.")
+    return " ".join(parts)
+
+
+def eda_answer(summary: dict[str, Any], returns_acf: Any, squared_acf: Any, gaps: Any) -> str:
+    """02's answer: the return distribution, memory in returns and in their size, gaps."""
+
+    def outside(frame: Any) -> int:
+        return int(((frame["acf"] < frame["lower"]) | (frame["acf"] > frame["upper"])).sum())
+
+    lags = len(returns_acf)
+    expected = max(1, round(0.05 * lags))
+    parts = [
+        f"{summary['n']:,} daily log-returns: standard deviation {summary['std']:.2%}, excess "
+        f"kurtosis {_num(summary['excess_kurtosis'], 1)}"
+        + (
+            " (fat tails: big moves are more common than a normal gives)."
+            if summary["excess_kurtosis"] > 1
+            else "."
+        ),
+        f"{outside(returns_acf)} of {lags} return lags fall outside the robust band (about "
+        f"{expected} by chance), {outside(squared_acf)} of {lags} squared-return lags outside "
+        "theirs"
+        + (
+            ": the size of moves clusters, their direction barely does."
+            if outside(squared_acf) > 2 * expected
+            else "."
+        ),
+        f"{len(gaps)} calendar finding(s)." if len(gaps) else "No calendar gaps.",
+    ]
+    return " ".join(parts)
+
+
+def forecast_answer(forecast: Any, record: Any, trained: Any = None, now: Any = None) -> str:
+    """04's answer: the last day's forecast and its interval, which version made it
+    (``record``, the active one), whether it is the version this run trained (``trained``,
+    its registry record, in a pipeline), how its interval is served, and an old last close."""
+    from stock_lstm.clock import utc_now
+
+    last = forecast.predictions[-1]
+    level = getattr(forecast, "interval_level", None)
+    band = (
+        f", {level:.0%} interval {last.lower:,.2f} to {last.upper:,.2f}"
+        if level and last.lower is not None and last.upper is not None
+        else ""
+    )
+    parts = [
+        f"{record.ticker} on {last.date}: {last.close:,.2f}{band} (from the last close "
+        f"{forecast.last_close:,.2f} on {forecast.last_date}, {len(forecast.predictions)} "
+        f"trading days ahead), forecast by {forecast.version_id}, {record.ticker}'s active "
+        f"model (trained on {record.first_date}..{record.last_date})."
+    ]
+    age = ((now or utc_now()).date() - forecast.last_date).days
+    if age > STALE_CLOSE_DAYS:
+        parts.append(
+            f"The last close is {age:,} days old: the source has nothing newer, so this "
+            "forecasts days that may be long past."
+        )
     if trained is not None and trained.version_id != forecast.version_id:
         gate = trained.metrics.gate
         why = f"{gate.status}: {gate.reason}" if gate else "no gate recorded"
@@ -127,7 +204,9 @@ def forecast_answer(forecast: Any, record: Any, trained: Any = None) -> str:
 __all__ = [
     "SUMMARY_TAG",
     "backtest_answer",
+    "eda_answer",
     "forecast_answer",
     "lead_with_summary",
+    "sync_answer",
     "training_answer",
 ]
