@@ -130,7 +130,9 @@ def returns_vs_normal(returns: pd.Series, *, ticker: str, bins: int = 60) -> Fig
         fontweight="bold",
         fontsize="medium",
     )
-    linear_ax.legend(loc="upper left", fontsize="small")
+    # Below both panels: inside, the legend's text touched the tallest bars.
+    handles, labels = linear_ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize="small")
     return fig
 
 
@@ -348,7 +350,10 @@ def test_forecast(
     error_ax.set_ylabel(f"|error| ({unit})")
     error_ax.set_xlabel("Date")
     error_ax.set_ylim(bottom=0)
-    error_ax.legend(loc="upper left", fontsize="small")
+    # Above the panel, not on it: the biggest errors are what a reader looks for.
+    error_ax.legend(
+        loc="lower left", bbox_to_anchor=(0, 1.0), ncols=2, fontsize="small", frameon=False
+    )
     _date_axis(error_ax)
     return fig
 
