@@ -127,7 +127,12 @@ def test_a_flag_replaces_a_bad_variable(
     monkeypatch.setenv("STOCK_LSTM_DATABASE_URL", "nonsense")
     get_settings.cache_clear()
     assert main(["models", "--database-url", cli_env.database_url, "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == {"universal": [], "models": []}
+    assert json.loads(capsys.readouterr().out) == {
+        "total": 0,
+        "next_cursor": None,
+        "universal": [],
+        "models": [],
+    }
 
 
 def test_secrets_are_not_quoted_back(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

