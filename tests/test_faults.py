@@ -385,7 +385,7 @@ def test_kill_9_of_the_runner_fails_its_job_and_marks_its_run_failed_next_start(
     assert manifest["status"] == "failed"
     assert manifest["error"].startswith(f"interrupted: its process {process.pid} on ")
     (stage,) = manifest["stages"]
-    run_dir = next(Path(cli_env.reports_dir).glob("AAPL/*"))
+    run_dir = next(p for p in Path(cli_env.reports_dir).glob("AAPL/*") if p.is_dir())
     assert stage["stage"] == "train" and (run_dir / stage["html"]).is_file()
     assert run_dir.name in (Path(cli_env.reports_dir) / "index.html").read_text()
     assert [r.version_id for r in assert_registry_consistent(ctx)] == [active.version_id]

@@ -18,7 +18,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
     frozenset(names.split())
     for names in (
         "__init__ errors",
-        "tickers clock lru config monitoring",
+        "tickers clock lru paging config monitoring",
         "db cluster",
         "data",
         "models",
