@@ -67,19 +67,10 @@ def _postgres_script() -> ModuleType:
 
 
 def _alive(pid: int) -> bool:
-    """Whether ``pid`` runs; a zombie (dead, not yet reaped by an init that never reaps) is
-    dead."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state not in ("Z", "X")
+    """Whether ``pid`` runs (a zombie is dead): the package's own check of job owners."""
+    from stock_lstm.models.jobs import process_is_alive
+
+    return process_is_alive(pid)
 
 
 def _spawn(argv: list[str], log_name: str, env: dict[str, str]) -> int:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from stock_lstm.models.jobs import process_is_alive as _alive
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,15 +25,6 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (ProcessLookupError, FileNotFoundError):
-        return False
-    return state not in ("Z", "X")  # a zombie is dead
 
 
 def _run(*argv: str) -> subprocess.CompletedProcess[str]:
