@@ -75,6 +75,27 @@ def test_train_predict_models_activate_round_trip(
     assert listed == {first["version_id"]: True, second["version_id"]: False}
 
 
+def test_predict_all_forecasts_every_active_ticker_and_lists_failures(
+    cli_env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A damaged model fails its own ticker only: the others are forecast, the command says
+    which failed and exits 1."""
+    assert main(["predict", "--all"]) == 0
+    assert "no active models yet" in capsys.readouterr().out
+    trained = {t: run_json(capsys, "train", t, *SMALL)["version_id"] for t in ("AAPL", "TEST")}
+
+    both = run_json(capsys, "predict", "--all", "--days", "3")
+    assert [f["ticker"] for f in both["forecasts"]] == ["AAPL", "TEST"]
+    assert {f["version_id"] for f in both["forecasts"]} == set(trained.values())
+    assert all(len(f["predictions"]) == 3 for f in both["forecasts"]) and both["failed"] == {}
+
+    Path(cli_env.models_dir, f"{trained['TEST']}.pt").write_bytes(b"not a model")
+    assert main(["predict", "--all", "--days", "3"]) == 1
+    out = capsys.readouterr().out
+    assert "TEST    failed:" in out and "1 of 2 active tickers forecast" in out
+    assert out.count("AAPL") == 2  # its forecast line (ticker and version), not a failure
+
+
 def test_human_output_shows_model_beside_persistence(
     cli_env: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -102,6 +123,9 @@ def test_human_output_shows_model_beside_persistence(
         ["predict", "AAPL", "--days", "0"],
         ["predict", "AAPL", "--days", "31"],
         ["predict", "MSFT", "--days", "5"],
+        ["predict"],
+        ["predict", "AAPL", "--all"],
+        ["predict", "--all", "--days", "0"],
         ["activate", "AAPL_19990101_000000"],
         ["sync", "AAPL", "--source", "ftp:somewhere"],
     ],

@@ -23,7 +23,14 @@ def add_predict(
         description="Forecast DAYS trading days (exchange calendar) after the last cached close "
         "with TICKER's active model, feeding each prediction back as input.",
     )
-    predict.add_argument("ticker", help="a ticker with an active model (see `stock-lstm models`)")
+    predict.add_argument(
+        "ticker", nargs="?", help="a ticker with an active model (see `stock-lstm models`)"
+    )
+    predict.add_argument(
+        "--all",
+        action="store_true",
+        help="every ticker with an active model: one line each, failures listed (exit 1)",
+    )
     predict.add_argument("--days", type=int, default=5, help="trading days ahead, 1..30 (5)")
     _source_option(predict)
     predict.set_defaults(handler=_cmd_predict)
@@ -122,8 +129,17 @@ def _cmd_migrate_artifacts(args: argparse.Namespace) -> int:
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     from stock_lstm.cli.formatting import combination_note
+    from stock_lstm.errors import InvalidParameterError
     from stock_lstm.workflows import predict_ticker
 
+    if args.all == (args.ticker is not None):
+        raise InvalidParameterError(
+            "name one TICKER or pass --all (every ticker with an active model), not both"
+            if args.all
+            else "name a TICKER to forecast, or pass --all for every ticker with an active model"
+        )
+    if args.all:
+        return _predict_all(args)
     forecast = predict_ticker(_context(args), args.ticker, args.days)
     for warning in forecast.warnings:
         print(f"warning: {warning}", file=sys.stderr)
@@ -149,6 +165,71 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     _emit(args, forecast.to_dict(), human)
     return 0
+
+
+def _predict_all(args: argparse.Namespace) -> int:
+    """Forecast every active ticker in this process, one after another; a ticker that fails
+    is listed with its error and does not stop the rest (exit 1 when any failed).
+
+    Why in-process: a forecast is tens of milliseconds once its model is loaded, so 200
+    tickers take seconds; a Dask task each would cost more in start-up than it saves.
+    """
+    from stock_lstm.errors import StockLSTMError
+    from stock_lstm.models.forecasting import validate_days
+    from stock_lstm.models.registry import active_tickers
+    from stock_lstm.workflows import predict_ticker
+
+    days = validate_days(args.days)
+    ctx = _context(args)
+    tickers = active_tickers(ctx.db)
+    forecasts, failed = [], {}
+    for ticker in tickers:
+        try:
+            forecasts.append(predict_ticker(ctx, ticker, days))
+        except StockLSTMError as exc:
+            failed[ticker] = str(exc)
+    warned = [f for f in forecasts if f.warnings]
+    if warned:
+        print(
+            f"warning: {len(warned)} of {len(forecasts)} forecasts carry a warning (all in "
+            f"--json), e.g. {warned[0].ticker}: {warned[0].warnings[0]}",
+            file=sys.stderr,
+        )
+    payload = {
+        "days": days,
+        "forecasts": [f.to_dict() for f in forecasts],
+        "failed": failed,
+    }
+
+    def human() -> str:
+        if not tickers:
+            return "no active models yet: train one with `make train TICKER=AAPL`"
+        level = next((f.interval_level for f in forecasts if f.interval_level), None)
+        interval = f"{level:.0%} interval" if level else ""
+        lines = [
+            f"  {'ticker':<8}{'last close':>12}  {'on':<12}{f'day {days}':>12}"
+            f"{interval:>26}  version"
+        ]
+        for f in forecasts:
+            last = f.predictions[-1]
+            bounds = (
+                f"{last.lower:>13.4f}{last.upper:>13.4f}"
+                if last.lower is not None and last.upper is not None
+                else f"{'':>26}"
+            )
+            lines.append(
+                f"  {f.ticker:<8}{f.last_close:>12.4f}  {f.last_date!s:<12}{last.close:>12.4f}"
+                f"{bounds}  {f.version_id}"
+            )
+        lines += [f"  {ticker:<8}failed: {why}" for ticker, why in failed.items()]
+        lines.append(
+            f"{len(forecasts)} of {len(tickers)} active tickers forecast {days} trading day(s)"
+            + (f"; {len(failed)} failed: {', '.join(failed)}" if failed else "")
+        )
+        return "\n".join(lines)
+
+    _emit(args, payload, human)
+    return 1 if failed else 0
 
 
 def _cmd_models(args: argparse.Namespace) -> int:

@@ -359,6 +359,16 @@ def registry_outcome(db: Database, version_id: str) -> str:
     return f"{record.ticker}: {version_id} was registered inactive ({why}); {now}"
 
 
+def active_tickers(db: Database) -> list[str]:
+    """Every ticker with an active model, sorted: what ``predict --all`` forecasts.
+
+    Why: one indexed column, not the rows' JSON, so listing 6,000 serving tickers stays cheap.
+    """
+    query = select(ModelRegistry.ticker).where(ModelRegistry.is_active.is_(True))
+    with db.session() as session:
+        return sorted(session.scalars(query.order_by(ModelRegistry.ticker)))
+
+
 def active_version_ids(db: Database) -> set[str]:
     """The ids of the versions that serve now, all tickers.
 
