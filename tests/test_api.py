@@ -355,6 +355,21 @@ def test_batch_prediction_answers_each_ticker(client: TestClient) -> None:
     assert metric_value(metrics, "stock_lstm_cache_misses_total") == 0
 
 
+def test_metrics_ticker_labels_setting_bounds_the_prediction_series(
+    settings: Settings, clock: Any
+) -> None:
+    """STOCK_LSTM_METRICS_TICKER_LABELS=0: a served ticker is counted, but not named."""
+    ctx = AppContext.create(settings.model_copy(update={"metrics_ticker_labels": 0}), clock=clock)
+    with TestClient(create_app(context=ctx, run_training=fast_training)) as client:
+        train(client, "AAPL")
+        assert client.post("/api/v1/predict", json={"ticker": "AAPL"}).status_code == 200
+        metrics = client.get("/metrics").text
+    ctx.db.dispose()
+    other = metric_value(metrics, "stock_lstm_predictions_total", ticker="<other>", outcome="ok")
+    assert other == 1
+    assert 'ticker="AAPL"' not in metrics
+
+
 @pytest.mark.parametrize(
     "body",
     [

@@ -31,6 +31,7 @@ MAX_QUOTED_CHARS = 80
 MAX_CACHE_EXPIRY_HOURS = 87_600.0  # ten years: "never refresh" for an offline CSV folder
 MAX_TORCH_THREADS = 1024
 MAX_MODEL_CACHE_SIZE = 10_000
+MAX_METRICS_TICKER_LABELS = 100_000
 MAX_BUSY_TIMEOUT_SECONDS = 3600.0
 MAX_GATE_THRESHOLD = 10.0
 #: Schemes a Dask client connects with (none given: tcp).
@@ -52,6 +53,8 @@ ACCEPTED: dict[str, str] = {
     "history_years": "a whole number of years from 1 to 100",
     "torch_threads": f"a whole number from 1 to {MAX_TORCH_THREADS}, or empty for one per core",
     "model_cache_size": f"a whole number from 1 to {MAX_MODEL_CACHE_SIZE}",
+    "metrics_ticker_labels": f"a whole number from 0 (no ticker labels) to "
+    f"{MAX_METRICS_TICKER_LABELS}",
     "price_recheck_seconds": "a number of seconds from 0 (always query) to 3600",
     "sqlite_busy_timeout_seconds": f"a number of seconds above 0, at most "
     f"{MAX_BUSY_TIMEOUT_SECONDS:g}",
@@ -129,6 +132,15 @@ class Settings(BaseSettings):
         description="Loaded models kept in memory. 256: round-robin over 200 active models "
         "then never reloads from disk (measured: 42 req/s, p50 19 ms, against 16 req/s and "
         "58 ms at 32, which reloaded every one); a loaded model costs about 0.35 MB.",
+    )
+    metrics_ticker_labels: int = Field(
+        1000,
+        ge=0,
+        le=MAX_METRICS_TICKER_LABELS,
+        description="Tickers the API's stock_lstm_predictions counter names in its ticker "
+        "label, the first ones predicted; the others, and any ticker without an active model, "
+        "are counted as <other>. It bounds the series a scrape carries whatever the registry "
+        "grows to (about 150 bytes of /metrics per labelled ticker).",
     )
     price_recheck_seconds: float = Field(
         1.0,

@@ -252,7 +252,7 @@ def create_app(
     """
     owns_context = context is None
     ctx = context or AppContext.create(settings)
-    metrics = ApiMetrics()
+    metrics = ApiMetrics(max_ticker_labels=ctx.settings.metrics_ticker_labels)
     metrics.count_active_models_with(lambda: registry.count_active(ctx.db))
 
     @asynccontextmanager

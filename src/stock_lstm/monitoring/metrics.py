@@ -5,8 +5,10 @@ Each app gets a fresh ``CollectorRegistry`` rather than the process-global defau
 and ``/metrics`` shows exactly this app's series. Every name starts with ``stock_lstm_``.
 
 Label values are kept bounded: routes are templates (``/api/v1/models/{ticker}/active``, never
-the raw path) and prediction tickers are only spelled out for tickers that have an active
-model, so random input cannot grow the number of series.
+the raw path), and prediction tickers are only spelled out for tickers that have an active
+model, at most ``max_ticker_labels`` of them (``STOCK_LSTM_METRICS_TICKER_LABELS``), so neither
+random input nor a registry of thousands of tickers can grow the number of series past
+``max_ticker_labels + 4``.
 """
 
 from __future__ import annotations
@@ -32,8 +34,12 @@ OTHER_TICKER = "<other>"
 class ApiMetrics:
     """Every metric the API exports, registered on ``registry`` (a new one by default)."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, registry: CollectorRegistry | None = None, *, max_ticker_labels: int = 1000
+    ) -> None:
         self.registry = registry or CollectorRegistry()
+        self.max_ticker_labels = max_ticker_labels
+        self._labelled_tickers: set[str] = set()
         labels = ("method", "route", "status")
         self.http_requests = Counter(
             "stock_lstm_http_requests",
@@ -114,9 +120,19 @@ class ApiMetrics:
         self.http_latency.labels(*labels).observe(seconds)
 
     def observe_prediction(self, ticker: str | None, outcome: str, seconds: float) -> None:
-        """``ticker`` is None unless the ticker has an active model (keeps labels bounded)."""
-        self.predictions.labels(ticker or OTHER_TICKER, outcome).inc()
+        """``ticker`` is None unless the ticker has an active model; past ``max_ticker_labels``
+        distinct tickers, a new one is counted as ``<other>`` (keeps labels bounded)."""
+        self.predictions.labels(self._ticker_label(ticker), outcome).inc()
         self.prediction_latency.observe(seconds)
+
+    def _ticker_label(self, ticker: str | None) -> str:
+        if ticker is None:
+            return OTHER_TICKER
+        if ticker not in self._labelled_tickers:
+            if len(self._labelled_tickers) >= self.max_ticker_labels:
+                return OTHER_TICKER
+            self._labelled_tickers.add(ticker)
+        return ticker
 
     def observe_sync(self, from_cache: bool) -> None:
         (self.cache_hits if from_cache else self.cache_misses).inc()
