@@ -37,6 +37,7 @@ FIGURES: dict[str, tuple[str, bool, int]] = {
     "evaluate": ("bench.many_tickers", False, 1200),
     "dask": ("bench.dask_overhead", False, 300),
     "universal": ("bench.universal_fit", False, 1200),
+    "contention": ("bench.registry_contention", False, 900),
 }
 RESULTS = REPO / "bench" / "results.json"
 
