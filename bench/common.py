@@ -102,6 +102,8 @@ class World:
 
     root: Path
     tickers: tuple[str, ...]
+    #: The CSV folder its models were trained on (None: the shared prices).
+    prices: Path | None = None
 
     @property
     def env(self) -> dict[str, str]:
@@ -111,7 +113,7 @@ class World:
             "STOCK_LSTM_DATABASE_URL": f"sqlite:///{self.root / 'stock_lstm.db'}",
             "STOCK_LSTM_MODELS_DIR": str(self.root / "models"),
             "STOCK_LSTM_REPORTS_DIR": str(self.root / "reports"),
-            "STOCK_LSTM_SOURCE": f"csv:{prices_dir()}",
+            "STOCK_LSTM_SOURCE": f"csv:{self.prices or prices_dir()}",
             "STOCK_LSTM_PUSHGATEWAY_URL": "",
         }
 
@@ -127,12 +129,16 @@ class World:
         )
 
     def save(self) -> None:
-        (self.root / "world.json").write_text(json.dumps({"tickers": list(self.tickers)}))
+        prices = str(self.prices) if self.prices else None
+        (self.root / "world.json").write_text(
+            json.dumps({"tickers": list(self.tickers), "prices": prices})
+        )
 
     @classmethod
     def load(cls, root: Path) -> World:
         data = json.loads((root / "world.json").read_text())
-        return cls(root.resolve(), tuple(data["tickers"]))
+        prices = Path(data["prices"]) if data.get("prices") else None
+        return cls(root.resolve(), tuple(data["tickers"]), prices)
 
 
 #: One epoch: the figures need real-sized networks (2 x 64, 30-day head) in the registry,
@@ -140,14 +146,15 @@ class World:
 WORLD_TRAIN_PARAMS = {"epochs": 1, "patience": 0}
 
 
-def build_world(root: Path) -> World:
-    """Train and register one default-sized model per shared ticker (about a second each)."""
+def build_world(root: Path, prices: Path | None = None) -> World:
+    """Train and register one default-sized model per ticker of ``prices`` (default: the
+    shared prices), about a second each."""
     from stock_lstm.data.sources import CsvSource
     from stock_lstm.models.training import TrainParams
     from stock_lstm.workflows import AppContext, register_outcome, train_ticker
 
-    tickers = tuple(CsvSource(prices_dir()).available_tickers())
-    world = World(root.resolve(), tickers)
+    tickers = tuple(CsvSource(prices or prices_dir()).available_tickers())
+    world = World(root.resolve(), tickers, prices)
     ctx = AppContext.create(world.settings())
     params = TrainParams.from_dict(WORLD_TRAIN_PARAMS)
     for ticker in tickers:
@@ -201,13 +208,15 @@ def http_json(method: str, url: str, body: dict[str, Any] | None = None) -> tupl
 class ApiServer:
     """``stock-lstm serve`` on a free loopback port in its own process group."""
 
-    def __init__(self, world: World, log_path: Path) -> None:
+    def __init__(
+        self, world: World, log_path: Path, extra_env: dict[str, str] | None = None
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(
             [STOCK_LSTM, "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-            env=world.env,
+            env={**world.env, **(extra_env or {})},
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

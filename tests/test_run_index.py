@@ -59,3 +59,17 @@ def test_a_tickers_page_is_not_mistaken_for_a_run(tmp_path: Path) -> None:
     run_index.build_index(reports)  # a second rebuild reads the same runs
     assert len(read_manifests(reports)) == 1
     assert prunable_runs(reports, set()) == []
+
+
+def test_a_batch_tasks_rebuild_reads_and_writes_only_its_tickers_page(tmp_path: Path) -> None:
+    """Each of a nightly batch's tasks rebuilds its ticker's page from that ticker's runs;
+    the whole index (every run's manifest read) is left to the batch's end."""
+    reports = tmp_path / "reports"
+    _run(reports, "KO", 1)
+    _run(reports, "PEP", 2)
+    page = run_index.build_index(reports, ticker_folder="KO")
+    assert page == reports / "KO" / "index.html" and page.is_file()
+    assert not (reports / "index.html").exists() and not (reports / "PEP" / "index.html").exists()
+    _run(reports, "KO", 3)
+    ko = run_index.build_index(reports, ticker_folder="KO").read_text()
+    assert len(re.findall(r"<input type='checkbox'", ko)) == 2

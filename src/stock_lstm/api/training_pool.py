@@ -343,6 +343,7 @@ class ClusterTrainingPool(TrainingPool):
             new_run_id(self.ctx.clock),
             task.job_id,
             execution_timeout=job_timeout_seconds(self.ctx),
+            whole_index=True,
             key=f"{task.stage}-{task.ticker}-{task.job_id}",
             retries=TASK_RETRIES,
             pure=False,

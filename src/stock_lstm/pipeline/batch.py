@@ -181,10 +181,13 @@ def run_stages_task(
     run_id: str,
     job_id: str | None = None,
     execution_timeout: float | None = None,
+    whole_index: bool = False,
 ) -> dict[str, Any]:
     """One ticker's stages on a worker (a Dask task); returns its summary row.
 
     ``execution_timeout``: seconds any notebook cell may run (an API job's wall-clock limit).
+    ``whole_index``: rebuild the whole reports index after the run (an API job, a task on
+    its own), not only the ticker's page (a batch's task: the batch rebuilds it at its end).
 
     ``job_id`` (default: ``training_job_id(run_id, ticker)``) is the train stage's job; when
     an earlier attempt completed it, its model is reported and the train stage is not run
@@ -226,6 +229,7 @@ def run_stages_task(
                     run_id=attempt,
                     progress=False,
                     execution_timeout=execution_timeout,
+                    whole_index=whole_index,
                 )
         except PipelineError as exc:
             row.update(status="failed", error=str(exc), run_dir=str(run_dir))
@@ -314,7 +318,7 @@ def run_tickers(
     results = executor.map(run_stages_task, calls, desc="tickers", unit="ticker", progress=progress)
     rows = [{"ticker": ticker, "run_id": run_id, **results[ticker]} for ticker in calls]
     reports_dir = Path(shared["reports_dir"])
-    if reports_dir.is_dir():  # after every task: the workers' own rebuilds may interleave
+    if reports_dir.is_dir():  # once, after every task: each task rebuilt its ticker's page
         build_index(reports_dir, shared.get("database_url"))
     return BatchResult(run_id, rows)
 

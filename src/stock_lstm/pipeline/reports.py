@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import re
@@ -150,10 +151,12 @@ def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> Path:
     return path
 
 
-def read_manifests(reports_dir: Path) -> list[dict[str, Any]]:
-    """Every run's manifest under ``reports_dir``, newest first (unreadable ones skipped)."""
+def read_manifests(reports_dir: Path, folder: str = "*") -> list[dict[str, Any]]:
+    """Every run's manifest under ``reports_dir`` (only ticker folder ``folder`` if given),
+    newest first (unreadable ones skipped)."""
     manifests = []
-    for path in reports_dir.glob(f"*/*/{RUN_MANIFEST}"):
+    pattern = "*" if folder == "*" else glob.escape(folder)
+    for path in reports_dir.glob(f"{pattern}/*/{RUN_MANIFEST}"):
         try:
             manifest = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):

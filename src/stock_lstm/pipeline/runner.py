@@ -322,10 +322,13 @@ def run_pipeline(
     log_output: bool = False,
     clock: Clock = utc_now,
     execution_timeout: float | None = None,
+    whole_index: bool = True,
 ) -> RunResult:
     """Execute ``stages`` for ``ticker`` and render their reports; see the module docstring.
 
     ``execution_timeout``: seconds any one cell may run (``None``: no limit).
+    ``whole_index``: False rebuilds only the ticker's own runs page (a batch task: the batch
+    rebuilds the whole index once at its end).
     """
     ticker = validate_ticker(ticker)
     stages = resolve_stages(stages)
@@ -421,7 +424,8 @@ def run_pipeline(
 
     result.status = "failed" if failure else "ok"
     write_manifest(run_dir, result.manifest())
-    build_index(reports_dir, settings.database_url)
+    only = None if whole_index else run_dir.parent.name
+    build_index(reports_dir, settings.database_url, ticker_folder=only)
     if failure:
         report = run_dir / (result.stages[-1].html or result.stages[-1].notebook)
         raise PipelineError(f"{failure} (report: {report})")
