@@ -38,6 +38,8 @@ FIGURES: dict[str, tuple[str, bool, int]] = {
     "dask": ("bench.dask_overhead", False, 300),
     "universal": ("bench.universal_fit", False, 1200),
     "contention": ("bench.registry_contention", False, 900),
+    "cluster": ("bench.cluster_train", False, 1800),
+    "scale": ("bench.serving_scale", False, 1800),
 }
 RESULTS = REPO / "bench" / "results.json"
 

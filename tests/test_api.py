@@ -293,6 +293,19 @@ def test_activation_is_seen_by_the_next_prediction(client: TestClient) -> None:
     assert metric_value(client.get("/metrics").text, "stock_lstm_active_models") == 1
 
 
+def test_the_listing_carries_the_next_days_scores_unless_asked_for_all(
+    client: TestClient,
+) -> None:
+    version = train(client, "AAPL")["version_id"]
+    full = client.get("/api/v1/models/AAPL/active").json()["metrics"]["horizons"]
+    assert len(full) > 1  # the trained version was scored at several horizons
+    short = client.get("/api/v1/models").json()["models"][0]
+    assert short["version_id"] == version and short["metrics"]["horizons"] == full[:1]
+    every = client.get("/api/v1/models", params={"horizons": "all"}).json()["models"][0]
+    assert every["metrics"]["horizons"] == full
+    assert client.get("/api/v1/models", params={"horizons": "some"}).status_code == 422
+
+
 def test_model_errors_are_404_or_422_with_a_hint(client: TestClient) -> None:
     no_model = client.get("/api/v1/models/MSFT/active")
     assert no_model.status_code == 404 and "POST /api/v1/training/start" in detail(no_model)

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from pydantic_core import from_json
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import NoSuchModuleError, OperationalError
@@ -54,6 +55,16 @@ def dumps_json(value: Any) -> str:
     return json.dumps(_finite(value), allow_nan=False)
 
 
+def loads_json(text: str | bytes) -> Any:
+    """A JSON column's value, parsed by pydantic-core (the same values as ``json.loads``).
+
+    Why not ``json.loads``: a version's metrics are about 28 KB of floats, and a page of
+    100 versions spent 68 ms of its 100 ms parsing them; pydantic-core's parser takes half
+    that, and it is already installed.
+    """
+    return from_json(text)
+
+
 def make_engine(url: str, *, busy_timeout_seconds: float = 30.0) -> Engine:
     """Create an engine; SQLite gets WAL mode, a busy timeout and foreign keys."""
     backend = make_url(url).get_backend_name()
@@ -61,6 +72,7 @@ def make_engine(url: str, *, busy_timeout_seconds: float = 30.0) -> Engine:
     kwargs: dict[str, Any] = {}
     if backend in _JSON_BACKENDS:
         kwargs["json_serializer"] = dumps_json
+        kwargs["json_deserializer"] = loads_json
     if is_sqlite:
         _prepare_sqlite_file(url)
         kwargs["connect_args"] = {"timeout": busy_timeout_seconds, "check_same_thread": False}
