@@ -11,6 +11,7 @@ routes (``POST /api/v1/training/start``) that a client must keep reading.
 
 from __future__ import annotations
 
+import functools
 import re
 import tempfile
 from pathlib import Path
@@ -22,12 +23,27 @@ from stock_lstm.errors import ArtifactError, StockLSTMError
 _CSV_SOURCE = re.compile(r"csv:(?:/|[A-Za-z]:\\)[^\s'\"<>,;)]*")
 
 
-def _folders(settings: Settings) -> list[tuple[str, str]]:
+def _folders(settings: Settings) -> tuple[tuple[str, str], ...]:
+    """(folder, placeholder) pairs, longest folder first.
+
+    Why cached: resolving a folder stats each of its parts, and a page of 100 versions
+    redacts every version's parameters; the answer changes only with the settings' folders
+    or the working folder, which are the cache's key.
+    """
+    return _resolved_folders(
+        *(str(f) if f else "" for f in (settings.models_dir, settings.reports_dir)),
+        str(settings.universe_dir or ""),
+        str(Path.cwd()),
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _resolved_folders(models: str, reports: str, universe: str, cwd: str) -> tuple[tuple[str, str], ...]:
     named: list[tuple[Path | str | None, str]] = [
-        (settings.models_dir, "[models]"),
-        (settings.reports_dir, "[reports]"),
-        (settings.universe_dir, "[universe]"),
-        (Path.cwd(), "[server]"),
+        (models, "[models]"),
+        (reports, "[reports]"),
+        (universe, "[universe]"),
+        (cwd, "[server]"),
         (Path.home(), "[home]"),
         (tempfile.gettempdir(), "[tmp]"),
     ]
@@ -39,13 +55,17 @@ def _folders(settings: Settings) -> list[tuple[str, str]]:
             if form.startswith("/") and form != "/":
                 pairs.setdefault(form.rstrip("/"), label)
     # Longest first, so /work/x/models becomes [models], not [server]/models.
-    return sorted(pairs.items(), key=lambda item: len(item[0]), reverse=True)
+    return tuple(sorted(pairs.items(), key=lambda item: len(item[0]), reverse=True))
 
 
 def redact(text: str, settings: Settings) -> str:
     """``text`` without the server's folders or CSV source paths (see the module doc)."""
+    return _redact(text, _folders(settings))
+
+
+def _redact(text: str, folders: tuple[tuple[str, str], ...]) -> str:
     text = _CSV_SOURCE.sub("csv:[folder]", text)
-    for folder, label in _folders(settings):
+    for folder, label in folders:
         text = text.replace(folder, label)
     return text
 
@@ -69,13 +89,21 @@ def client_detail(exc: StockLSTMError, *, show_details: bool, settings: Settings
 
 
 def redact_value(value: Any, settings: Settings) -> Any:
-    """:func:`redact` applied to every string inside a JSON-like value."""
+    """:func:`redact` applied to every string inside a JSON-like value.
+
+    The folders are resolved once per value, not per string: resolving them stats every
+    path, and a page of 100 versions' parameters spent 130 ms doing it for each string.
+    """
+    return _redact_value(value, _folders(settings))
+
+
+def _redact_value(value: Any, folders: tuple[tuple[str, str], ...]) -> Any:
     if isinstance(value, str):
-        return redact(value, settings)
+        return _redact(value, folders)
     if isinstance(value, dict):
-        return {key: redact_value(item, settings) for key, item in value.items()}
+        return {key: _redact_value(item, folders) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [redact_value(item, settings) for item in value]
+        return [_redact_value(item, folders) for item in value]
     return value
 
 
