@@ -38,7 +38,9 @@ def _folders(settings: Settings) -> tuple[tuple[str, str], ...]:
 
 
 @functools.lru_cache(maxsize=16)
-def _resolved_folders(models: str, reports: str, universe: str, cwd: str) -> tuple[tuple[str, str], ...]:
+def _resolved_folders(
+    models: str, reports: str, universe: str, cwd: str
+) -> tuple[tuple[str, str], ...]:
     named: list[tuple[Path | str | None, str]] = [
         (models, "[models]"),
         (reports, "[reports]"),
