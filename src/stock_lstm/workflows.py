@@ -117,21 +117,6 @@ class AppContext:
             price_frames=PriceFrames(recheck_seconds=settings.price_recheck_seconds),
         )
 
-    def with_source(self, spec: str | None) -> AppContext:
-        """The same context reading prices from another source (``None`` keeps this one)."""
-        if spec is None:
-            return self
-        source = source_from_spec(spec, history_years=self.settings.history_years, clock=self.clock)
-        return AppContext(
-            self.settings,
-            self.db,
-            source,
-            self.clock,
-            self.model_cache,
-            self.prices.frames,
-            self.forecast_slots,
-        )
-
 
 def check_date_range(start: date | None, end: date | None) -> None:
     if start and end and start > end:

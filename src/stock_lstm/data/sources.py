@@ -149,10 +149,6 @@ class YahooSource:
         self._clock = clock
         self._download = download or _yfinance_download
 
-    def default_start(self) -> date:
-        """First day a download covers when no start is given (``history_years`` ago)."""
-        return years_before(self._clock().date(), self.history_years)
-
     def fetch(
         self, ticker: str, start: date | None = None, end: date | None = None
     ) -> NormalizedPrices:

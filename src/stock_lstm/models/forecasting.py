@@ -274,26 +274,6 @@ STRATEGIES = ("direct", "recursive")
 FORECAST_CHUNK = 4096
 
 
-def predict_paths(
-    model: Any,
-    encoder: Any,
-    strategy: str,
-    windows: np.ndarray,
-    last_close: np.ndarray,
-    horizon: int,
-) -> np.ndarray:
-    """Price forecasts (n, horizon) from encoded input windows (n, seq_len, n_features).
-
-    ``direct``: the network's head outputs every horizon at once (cumulative log-returns for
-    the ``log_return`` target; the median of a quantile head). ``recursive`` (the original
-    design): a one-step network whose prediction is appended to the window and fed back
-    ``horizon`` times. ``last_close`` (n,) is each window's last observed price, the anchor
-    of return-based outputs.
-    """
-    point, _ = predict_distribution(model, encoder, strategy, windows, last_close, horizon)
-    return point
-
-
 def predict_distribution(
     model: Any,
     encoder: Any,
