@@ -14,29 +14,45 @@ from stock_lstm.config import Settings
 from stock_lstm.errors import ArtifactError, InvalidParameterError
 from stock_lstm.models.gru import GRUForecaster
 from stock_lstm.models.lstm import LSTMForecaster
-from stock_lstm.models.networks import NETWORKS, build_network, network_for_artifact
+from stock_lstm.models.networks import (
+    NETWORK_CLASSES,
+    build_network,
+    network_class,
+    network_for_artifact,
+)
 from stock_lstm.models.training import PARAM_CHOICES, TrainParams
 from stock_lstm.workflows import AppContext, predict_ticker, register_outcome, train_ticker
 
 PARAMS = TrainParams.from_dict(TINY_PARAMS)
 
 
-def test_every_network_named_in_the_table_is_a_training_choice() -> None:
-    assert tuple(NETWORKS) == PARAM_CHOICES["network"] and TrainParams().network == "lstm"
+def test_the_networks_are_listed_without_importing_torch() -> None:
+    """The registry holds "module:Class" strings: the parameter's choices (the CLI's, the
+    API schema's) come from it in a process that never imports torch."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; from stock_lstm.models.params import PARAM_CHOICES; "
+        "print(','.join(PARAM_CHOICES['network']), 'torch' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.stdout.split() == [",".join(NETWORK_CLASSES), "False"], done.stderr
+    assert PARAM_CHOICES["network"] == tuple(NETWORK_CLASSES) and TrainParams().network == "lstm"
     with pytest.raises(InvalidParameterError, match="network must be one of lstm, gru"):
         replace(PARAMS, network="transformer").validate()
 
 
-@pytest.mark.parametrize("name", list(NETWORKS))
+@pytest.mark.parametrize("name", list(NETWORK_CLASSES))
 def test_a_network_has_the_heads_shapes_and_a_causal_chunk_output(name: str) -> None:
     model = build_network(name, n_features=3, hidden_size=8, num_layers=2, horizon=4)
-    assert model.network == name and type(model) is NETWORKS[name]
+    assert model.network == name and type(model) is network_class(name)
     x = torch.randn(2, 12, 3)
     model.eval()
     with torch.no_grad():
         assert model(x).shape == (2, 4)
         torch.testing.assert_close(model.forward_steps(x, 11)[:, 0], model(x))
-    rebuilt = NETWORKS[name](**model.config())
+    rebuilt = network_class(name)(**model.config())
     rebuilt.load_state_dict(model.state_dict())  # config() rebuilds the same network
 
 

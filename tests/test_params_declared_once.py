@@ -88,9 +88,10 @@ def test_the_notebook_table_is_made_from_the_declaration() -> None:
 
 
 def test_a_network_takes_exactly_the_declared_architecture_options() -> None:
-    from stock_lstm.models.networks import NETWORKS
+    from stock_lstm.models.networks import NETWORK_CLASSES, network_class
 
     architecture = {name for name, spec in PARAMETERS.items() if spec.group == "network"}
-    for name, network in NETWORKS.items():
-        assert set(network.options) <= architecture, name
-    assert set().union(*(n.options for n in NETWORKS.values())) == architecture - {"network"}
+    options = {name: set(network_class(name).options) for name in NETWORK_CLASSES}
+    for name, declared in options.items():
+        assert declared <= architecture, name
+    assert set().union(*options.values()) == architecture - {"network"}

@@ -173,7 +173,7 @@ def add_evaluate(
     )
     evaluate.add_argument("--epochs", type=int, help="maximum epochs per fit (default 100)")
     evaluate.add_argument(
-        "--network", choices=("lstm", "gru"), help="the evaluated model's network (lstm)"
+        "--network", choices=PARAM_CHOICES["network"], help="the evaluated model's network (lstm)"
     )
     evaluate.add_argument(
         "--chunk-length",

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from stock_lstm.errors import InvalidParameterError
+from stock_lstm.models.networks import NETWORK_CLASSES
 
 #: Forecast horizon (trading days) of a direct head, and the longest forecast served.
 MAX_HORIZON = 30
@@ -82,7 +83,7 @@ PARAMETERS: dict[str, ParamSpec] = {
     ),
     "network": ParamSpec(
         "the recurrent network: lstm (the original design) or gru (three gates to the LSTM's four)",
-        choices=("lstm", "gru"),
+        choices=tuple(NETWORK_CLASSES),
         group="network",
     ),
 }

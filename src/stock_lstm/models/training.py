@@ -156,9 +156,9 @@ def _check_data(data: PreparedData) -> None:
 def new_network(params: TrainParams, n_features: int, horizon: int) -> RecurrentForecaster:
     """The untrained network ``params`` describe: ``params.network`` names its class, which
     names the parameters it takes as its architecture (its ``options``)."""
-    from stock_lstm.models.networks import NETWORKS, build_network
+    from stock_lstm.models.networks import build_network, network_class
 
-    architecture = {name: getattr(params, name) for name in NETWORKS[params.network].options}
+    architecture = {name: getattr(params, name) for name in network_class(params.network).options}
     return build_network(
         params.network,
         n_features=n_features,
