@@ -23,11 +23,10 @@ from stock_lstm.clock import Clock, utc_now
 from stock_lstm.config import Settings, get_settings
 from stock_lstm.data.cache import PriceStore, SyncResult
 from stock_lstm.data.price_frames import PriceFrames
-from stock_lstm.data.sources import PriceSource, source_from_spec
+from stock_lstm.data.sources import PriceSource, check_date_range, source_from_spec
 from stock_lstm.db import Database
 from stock_lstm.errors import (
     DataSourceError,
-    InvalidParameterError,
     ModelNotFoundError,
     StockLSTMError,
 )
@@ -116,11 +115,6 @@ class AppContext:
             ),
             price_frames=PriceFrames(recheck_seconds=settings.price_recheck_seconds),
         )
-
-
-def check_date_range(start: date | None, end: date | None) -> None:
-    if start and end and start > end:
-        raise InvalidParameterError(f"--start {start} is after --end {end}: swap them")
 
 
 def sync_ticker(

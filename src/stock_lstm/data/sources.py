@@ -55,7 +55,7 @@ def check_date_range(start: date | None, end: date | None) -> None:
     """Reject ``start > end`` before any work is done."""
     if start is not None and end is not None and start > end:
         raise InvalidParameterError(
-            f"start {start.isoformat()} is after end {end.isoformat()}: pass start <= end"
+            f"start {start.isoformat()} is after end {end.isoformat()}: swap them"
         )
 
 
