@@ -1,10 +1,9 @@
 """What a training produces, as typed records: scores per horizon, the promotion gate, the
 interval calibration and the training run itself.
 
-Why: these used to travel as nested dicts with string keys (``metrics["validation"]
-["rmae_h1"]``), read in about ten places, where a renamed key broke silently. Here each is a
-frozen pydantic model, so a reader names an attribute (a typo fails at once, and type checkers
-see it) and the API publishes the same types in its schema.
+Why typed: each is a frozen pydantic model, so a reader names an attribute (a typo fails at
+once, and type checkers see it, where a string key into nested dicts breaks silently) and
+the API publishes the same types in its schema.
 
 One JSON form is stored in the registry's ``metrics`` column: ``TrainingMetrics.to_json()``.
 Its next-day test scores (``mae``, ``rmse``, ``mape``, ``n``, ``rmae``, ``persistence``,
