@@ -111,38 +111,44 @@ def _cmd_train(args: argparse.Namespace) -> int:
         cache_hits=int(outcome.sync.from_cache),
         cache_misses=int(not outcome.sync.from_cache),
     )
-    payload = outcome.to_dict()
-    gate = payload["gate"] or {}
-    if gate.get("status") != "passed":
-        print(f"warning: gate: {gate.get('status')}: {gate.get('reason')}", file=sys.stderr)
+    gate = outcome.gate
+    if gate is None or gate.status != "passed":
+        status, reason = (gate.status, gate.reason) if gate else (None, None)
+        print(f"warning: gate: {status}: {reason}", file=sys.stderr)
 
     def human() -> str:
         from stock_lstm.evaluation.eda import baseline_verdict
         from stock_lstm.models.registry import registry_outcome
 
-        data = payload["data"]
+        prices, result, artifacts = outcome.prices, outcome.result, outcome.artifacts
+        version = artifacts.version_id if artifacts else None
+        active = bool(outcome.record and outcome.record.is_active)
         return "\n".join(
             [
-                f"{payload['ticker']}: model {payload['version_id']} "
-                f"({'active' if payload['active'] else 'inactive'})",
-                f"data: {data['rows']} rows {data['first_date']}..{data['last_date']}; "
-                f"{payload['epochs_run']} epochs (best {payload['best_epoch']}) "
-                f"in {payload['train_seconds']:.1f} s"
+                f"{outcome.ticker}: model {version} ({'active' if active else 'inactive'})",
+                f"data: {len(prices)} rows {prices.index[0].date()}..{prices.index[-1].date()}; "
+                f"{result.epochs_run} epochs (best {result.best_epoch}) "
+                f"in {result.train_seconds:.1f} s"
                 + (
                     f", warm-started from {outcome.warm_started_from}"
                     if outcome.warm_started_from
                     else ""
                 ),
-                f"test set ({payload['metrics']['n']} days), model beside persistence "
+                f"test set ({outcome.metrics.n} days), model beside persistence "
                 "(tomorrow = today):",
                 format_metrics_table(outcome.metrics),
                 *filter(None, [format_interval_table(outcome.metrics)]),
                 baseline_verdict(outcome.metrics),
-                registry_outcome(ctx.db, payload["version_id"]),
-                f"artifacts: {payload['model_path']}, {payload['scaler_path']}",
+                *([registry_outcome(ctx.db, version)] if version else []),
+                *(
+                    [f"artifacts: {artifacts.model_path}, {artifacts.scaler_path}"]
+                    if artifacts
+                    else []
+                ),
             ]
         )
 
+    payload = outcome.to_dict()
     _emit(args, payload, human)
     return 0
 
