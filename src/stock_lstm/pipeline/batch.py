@@ -123,7 +123,12 @@ def _attempt_run_id(reports_dir: Path, ticker: str, run_id: str) -> str:
 
 
 def _completed_model(settings: Settings, job_id: str) -> dict[str, Any] | None:
-    """The model a completed attempt of ``job_id`` registered, as a row, or None."""
+    """The model an earlier attempt of ``job_id`` registered, as a row, or None.
+
+    An attempt killed after its notebook registered the model but before its runner marked
+    the job completed left the job running (then failed, once its dead owner was noticed)
+    with a model that serves: this retry completes it, since the training did finish.
+    """
     from stock_lstm.db import Database
     from stock_lstm.errors import JobNotFoundError
     from stock_lstm.models import jobs
@@ -138,6 +143,8 @@ def _completed_model(settings: Settings, job_id: str) -> dict[str, Any] | None:
         if not job.version_id:
             return None
         record = get_model(db, job.version_id)
+        if job.status != jobs.COMPLETED:
+            jobs.mark_completed(db, job_id, record.version_id)
         return {
             "version_id": record.version_id,
             "active": record.is_active,
