@@ -482,10 +482,13 @@ def register_outcome(
     worker died) registered first, that model is returned and these files are deleted.
     """
     from stock_lstm.models.artifacts import SavedArtifacts, new_version_id, save_artifacts
-    from stock_lstm.models.registry import AlreadyRegisteredError, get_model, list_models
+    from stock_lstm.models.registry import AlreadyRegisteredError, get_model
 
     prices = outcome.prices
-    has_active = any(record.is_active for record in list_models(ctx.db, outcome.ticker))
+    try:  # one indexed column: decoding every version of a nightly-retrained ticker was slow
+        has_active = bool(active_version_id(ctx.db, outcome.ticker))
+    except ModelNotFoundError:
+        has_active = False
     should_activate, gate = gate_decision(
         outcome.evaluation.metrics.validation.rmae_h1,
         threshold=ctx.settings.gate_threshold,
