@@ -168,12 +168,17 @@ def test_summary_names_scores_reports_and_failures() -> None:
             {"ticker": "AAPL", "status": "ok", "test_rmae_h1": 0.99, "test_dm_p_h1": 0.31,
              "gate": "passed", "report": "/r/AAPL/r1/03_train.html"},
             {"ticker": "KO", "status": "failed", "error": "stage train failed: boom"},
+            {"ticker": "PEP", "status": "ok", "reused": True, "test_rmae_h1": 1.0,
+             "report": "/r/PEP/r1/03_train.html"},
         ],
     )  # fmt: skip
     text = format_summary(result)
     assert "test rMAE h=1 0.990 no difference (p = 0.310), gate passed" in text
     assert "/r/AAPL/r1/03_train.html" in text
     assert "stage train failed: boom" in text
+    assert "  PEP       reused  " in text
+    assert text.endswith("3 ticker(s): 1 run now, 1 reused (their model was registered by an "
+                         "earlier attempt of this run id), 1 failed")  # fmt: skip
     assert result.failed == ["KO"]
 
 

@@ -353,9 +353,22 @@ def format_summary(result: BatchResult) -> str:
         report = row.get("report") or "–"
         if row.get("status") != "ok":
             report = f"{row.get('error', 'failed')} ({report})"
-        lines.append(f"  {row['ticker']:<10}{row.get('status', '?'):<8}{score:<61} {report}")
+        status = "reused" if row.get("status") == "ok" and row.get("reused") else row.get("status")
+        lines.append(f"  {row['ticker']:<10}{status or '?':<8}{score:<61} {report}")
     lines.append(
         "  (rMAE = model MAE / persistence MAE; the word is the Diebold-Mariano test's: better "
         "or worse only when p < 0.05)"
     )
+    lines.append(_counts(result.rows))
     return "\n".join(lines)
+
+
+def _counts(rows: list[dict[str, Any]]) -> str:
+    """What the batch did, in one line: a resumed nightly run says how much it skipped."""
+    ok = [row for row in rows if row.get("status") == "ok"]
+    reused = sum(1 for row in ok if row.get("reused"))
+    failed = len(rows) - len(ok)
+    return (
+        f"{len(rows)} ticker(s): {len(ok) - reused} run now, {reused} reused (their model was "
+        f"registered by an earlier attempt of this run id), {failed} failed"
+    )
