@@ -18,7 +18,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
     frozenset(names.split())
     for names in (
         "__init__ errors",
-        "tickers clock lru paging config monitoring",
+        "tickers clock lru paging source_spec config monitoring",
         "db cluster",
         "data",
         "models",

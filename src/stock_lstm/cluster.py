@@ -43,6 +43,7 @@ from sqlalchemy.engine import make_url
 
 from stock_lstm.config import Settings
 from stock_lstm.errors import ClusterError
+from stock_lstm.source_spec import SourceSpec, parse_source
 
 if TYPE_CHECKING:
     from distributed import Client, Future, LocalCluster
@@ -81,10 +82,10 @@ def shared_path(path: Path, name: str, scheduler: str | None) -> Path:
 
 def shared_source(source: str, scheduler: str | None) -> str:
     """A ``csv:DIR`` source with an absolute folder (``yahoo`` as it is)."""
-    if not source.startswith("csv:"):
+    parsed = parse_source(source)
+    if parsed.folder is None:
         return source
-    folder = shared_path(Path(source[4:]), "STOCK_LSTM_SOURCE (csv:DIR)", scheduler)
-    return f"csv:{folder}"
+    return str(SourceSpec(shared_path(parsed.folder, "STOCK_LSTM_SOURCE (csv:DIR)", scheduler)))
 
 
 def check_shared_database(database_url: str, scheduler: str | None) -> str:

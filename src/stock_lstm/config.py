@@ -22,6 +22,8 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from stock_lstm.errors import SettingsError
+from stock_lstm.source_spec import ACCEPTED as SOURCES_ACCEPTED
+from stock_lstm.source_spec import parse_source
 
 DEFAULT_DATABASE_URL = "sqlite:///data/stock_lstm.db"
 ENV_PREFIX = "STOCK_LSTM_"
@@ -44,7 +46,7 @@ _URL_PASSWORD = re.compile(r"(://[^:/@]*:)[^@/]*@")
 ACCEPTED: dict[str, str] = {
     "database_url": "a SQLAlchemy URL such as sqlite:///data/stock_lstm.db or "
     "postgresql+psycopg://USER:PASSWORD@HOST:5432/DBNAME",
-    "source": "'yahoo' or 'csv:DIR' (a folder of <TICKER>.csv files)",
+    "source": SOURCES_ACCEPTED,
     "cache_expiry_hours": "a number of hours from 0 (always refresh) to "
     f"{MAX_CACHE_EXPIRY_HOURS:g}",
     "models_dir": "a folder path (created when missing)",
@@ -282,8 +284,7 @@ class Settings(BaseSettings):
     @field_validator("source")
     @classmethod
     def _check_source(cls, value: str) -> str:
-        if value != "yahoo" and not (value.startswith("csv:") and value[4:].strip()):
-            raise ValueError("source must be 'yahoo' or 'csv:DIR' (a folder of <TICKER>.csv)")
+        parse_source(value)  # ValueError naming what is accepted
         return value
 
     @field_validator("api_token")

@@ -21,10 +21,10 @@ import pandas as pd
 from stock_lstm.clock import Clock, utc_now
 from stock_lstm.data.frames import NormalizedPrices, normalize_ohlcv
 from stock_lstm.errors import DataSourceError, InvalidParameterError, StockLSTMError
+from stock_lstm.source_spec import CSV_PREFIX, YAHOO, parse_source
 from stock_lstm.tickers import ticker_file_stem, validate_ticker
 
-YAHOO_SOURCE_NAME = "yahoo"
-CSV_PREFIX = "csv:"
+YAHOO_SOURCE_NAME = YAHOO
 #: How many characters of a yfinance error we quote back to the user.
 MAX_REASON_CHARS = 150
 #: How many available tickers a "file not found" message lists.
@@ -328,12 +328,10 @@ def source_from_spec(spec: str, *, history_years: int = 10, clock: Clock = utc_n
     A ``csv:DIR`` whose folder does not exist is refused here (``DataSourceError``), so
     every command, server and notebook that names it stops before doing anything.
     """
-    text = spec.strip() if isinstance(spec, str) else ""
-    if text.lower() == YAHOO_SOURCE_NAME:
+    try:
+        parsed = parse_source(spec)
+    except ValueError as exc:
+        raise InvalidParameterError(str(exc)) from None
+    if parsed.folder is None:
         return YahooSource(history_years=history_years, clock=clock)
-    if text.lower().startswith(CSV_PREFIX) and text[len(CSV_PREFIX) :].strip():
-        return CsvSource(Path(text[len(CSV_PREFIX) :].strip()).expanduser()).check_folder()
-    raise InvalidParameterError(
-        f"source {spec!r} is not recognised: use 'yahoo' or 'csv:DIR' "
-        "(a folder of <TICKER>.csv files)"
-    )
+    return CsvSource(parsed.folder).check_folder()
