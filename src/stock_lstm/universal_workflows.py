@@ -201,7 +201,7 @@ def score_on_tickers(
     split per ticker, no refits), so the notebook says which one it shows."""
     from stock_lstm.data.preprocessing import SplitFractions, prepare_data
     from stock_lstm.data.sources import CsvSource
-    from stock_lstm.evaluation.holdout import evaluate_model
+    from stock_lstm.evaluation.model_evaluation import evaluate_model
     from stock_lstm.models.training import MAX_HORIZON
 
     _record, network, params = _universal(ctx, version_id)

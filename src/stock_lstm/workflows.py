@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from stock_lstm.data.preprocessing import PreparedData
-    from stock_lstm.evaluation.holdout import TestEvaluation
+    from stock_lstm.evaluation.model_evaluation import TestEvaluation
     from stock_lstm.models.artifacts import SavedArtifacts
     from stock_lstm.models.training import TrainParams, TrainResult
 
@@ -307,7 +307,7 @@ def train_ticker(
     """
     from stock_lstm.data.encoding import make_encoder
     from stock_lstm.data.preprocessing import SplitFractions, minimum_rows, prepare_data
-    from stock_lstm.evaluation.holdout import evaluate_model
+    from stock_lstm.evaluation.model_evaluation import evaluate_model
     from stock_lstm.models.artifacts import ensure_writable_directory
     from stock_lstm.models.training import MAX_HORIZON, train_model
 
