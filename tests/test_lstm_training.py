@@ -18,8 +18,8 @@ import torch
 from stock_lstm.data.preprocessing import PreparedData, prepare_data
 from stock_lstm.data.synthetic import synthetic_prices
 from stock_lstm.errors import InvalidParameterError
-from stock_lstm.evaluation.model_evaluation import evaluate_model
 from stock_lstm.evaluation.metrics import score
+from stock_lstm.evaluation.model_evaluation import evaluate_model
 from stock_lstm.models import training
 from stock_lstm.models.lstm import LSTMForecaster
 from stock_lstm.models.training import (
