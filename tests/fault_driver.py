@@ -37,17 +37,17 @@ def _block_here(signal_file: Path) -> None:
 
 
 def _install_stop(point: str, signal_file: Path) -> None:
-    import stock_lstm.workflows
+    import stock_lstm.workflows.register
     from stock_lstm.models import artifacts
 
     if point == "before-registry":
-        original_register = stock_lstm.workflows.register_model
+        original_register = stock_lstm.workflows.register.register_model
 
         def register_then_block(*args: Any, **kwargs: Any) -> Any:
             _block_here(signal_file)
             return original_register(*args, **kwargs)
 
-        stock_lstm.workflows.register_model = register_then_block
+        stock_lstm.workflows.register.register_model = register_then_block
         return
 
     # save_artifacts hashes each temporary file after its fsync and before its rename:
