@@ -199,12 +199,19 @@ class TrainParams:
         """Days each training target holds: ``horizon`` for a direct head, 1 for recursive."""
         return self.horizon if self.strategy == "direct" else 1
 
-    def validate(self) -> TrainParams:
-        """Return ``self`` if every value has the right type and lies in ``PARAM_RANGES``
-        (or, for ``target`` and ``strategy``, is one of ``PARAM_CHOICES``).
+    def __post_init__(self) -> None:
+        """Checked on construction (``dataclasses.replace`` included), so a ``TrainParams``
+        that exists is valid and is never checked again down the call chain."""
+        self._check()
 
-        Raises :class:`InvalidParameterError` naming the parameter, the bad value and the range.
-        """
+    def validate(self) -> TrainParams:
+        """``self``: it was checked when it was made (kept for callers that chain it)."""
+        return self
+
+    def _check(self) -> None:
+        """Every value has the right type and lies in ``PARAM_RANGES`` (or is one of
+        ``PARAM_CHOICES``); :class:`InvalidParameterError` names the parameter, the bad value
+        and the range otherwise."""
         for field in fields(self):
             value = getattr(self, field.name)
             if field.name in PARAM_CHOICES:
@@ -237,7 +244,6 @@ class TrainParams:
                 f"inputs {self.inputs!r} needs target 'log_return': set inputs to 'close' for "
                 "the price target"
             )
-        return self
 
     @property
     def relative_cost(self) -> float:
