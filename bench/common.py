@@ -273,24 +273,12 @@ class PostgresServer:
         return str(self.script.create_database(self.server, f"bench_{name}"))
 
 
-def postgres_script() -> Any:
-    """``scripts/test_postgres.py`` as a module (it is a script, not part of the package)."""
-    import importlib.util
-
-    path = REPO / "scripts" / "test_postgres.py"
-    spec = importlib.util.spec_from_file_location("stock_lstm_test_postgres", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
 @contextmanager
 def postgres_server() -> Iterator[PostgresServer]:
     """The server for the ``with`` block (installed from Debian's packages when missing), in
     a temporary folder of its own: the server's user must be able to reach it."""
-    script = postgres_script()
+    import scripts.test_postgres as script  # the project folder is on sys.path (python -m)
+
     bindir = script.find_bindir() or script.install_postgresql()
     server = script.start_server(bindir)
     try:

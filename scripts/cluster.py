@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import json
 import os
 import signal
@@ -57,13 +56,10 @@ def log(message: str) -> None:
 
 
 def _postgres_script() -> ModuleType:
-    path = ROOT / "scripts" / "test_postgres.py"
-    spec = importlib.util.spec_from_file_location("stock_lstm_test_postgres", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    """``scripts/test_postgres.py``: this script's folder is on ``sys.path`` when it runs."""
+    import test_postgres
+
+    return test_postgres
 
 
 def _alive(pid: int) -> bool:
