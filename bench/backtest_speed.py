@@ -50,7 +50,7 @@ def main() -> None:
     def backtest(run_params: TrainParams, run_config: BacktestConfig) -> tuple[float, list[int]]:
         began = time.perf_counter()
         result = walk_forward(prices, run_params, run_config, threads=1)
-        return time.perf_counter() - began, result.summary["epochs_per_fit"]
+        return time.perf_counter() - began, list(result.summary.epochs_per_fit)
 
     epochs: list[float] = []
     now: list[float] = []

@@ -56,8 +56,8 @@ def test_persistence_scores_rmae_exactly_one() -> None:
         return FittedWindow(ZeroModel(params.horizon), fitted.data)
 
     result = walk_forward(price_frame(), TINY, BacktestConfig(horizon=3, origins=40), fit=fit)
-    assert [row["rmae"] for row in result.summary["horizons"]] == [1.0, 1.0, 1.0]
-    assert result.summary["horizons"][0]["dm_p_value"] == 1.0
+    assert [row.rmae for row in result.summary.horizons] == [1.0, 1.0, 1.0]
+    assert result.summary.horizons[0].dm_p_value == 1.0
 
 
 def test_no_fit_ever_sees_data_at_or_after_its_origin() -> None:
@@ -72,7 +72,7 @@ def test_no_fit_ever_sees_data_at_or_after_its_origin() -> None:
     result = walk_forward(prices, TINY, config, fit=recording_fit)
     frame = result.frame
     origins = pd.to_datetime(frame["origin_date"].drop_duplicates()).to_numpy()
-    assert len(seen) == 6 and len(result.fits) == 6
+    assert len(seen) == 6 and len(result.summary.fit_windows) == 6
     for group, last_seen in enumerate(seen):
         first_origin = origins[group * 5]
         assert last_seen < first_origin
@@ -98,8 +98,9 @@ def test_a_warm_start_never_sees_data_after_its_own_window() -> None:
     prices = price_frame()
     config = BacktestConfig(horizon=1, origins=20, refit_every=5)
     base = walk_forward(prices, TINY, config)
-    assert [fit["warm_start"] for fit in base.fits] == [False, True, True, True]
-    assert base.summary["epochs_per_fit"] == [fit["epochs_run"] for fit in base.fits]
+    fits = base.summary.fit_windows
+    assert [fit.warm_start for fit in fits] == [False, True, True, True]
+    assert base.summary.epochs_per_fit == tuple(fit.epochs_run for fit in fits)
     third_window_origin = pd.Timestamp(base.frame["origin_date"].iloc[10])
     shocked = prices.copy()
     shocked.loc[shocked.index > third_window_origin, :] *= 10.0
@@ -116,7 +117,7 @@ def test_a_warm_start_differs_from_a_cold_refit_and_can_be_turned_off() -> None:
     cold = walk_forward(
         prices, TINY, BacktestConfig(horizon=1, origins=20, refit_every=10, warm_start=False)
     )
-    assert [fit["warm_start"] for fit in cold.fits] == [False, False]
+    assert [fit.warm_start for fit in cold.summary.fit_windows] == [False, False]
     first = warm.frame["origin_date"] < warm.frame["origin_date"].iloc[10]
     pd.testing.assert_series_equal(warm.frame["model"][first], cold.frame["model"][first])
     assert not np.allclose(warm.frame["model"][~first], cold.frame["model"][~first])

@@ -204,6 +204,7 @@ def test_models_shows_the_gate_and_the_interval_coverage(
 
 def test_the_backtest_headline_names_rmae_and_every_forecaster() -> None:
     from stock_lstm.cli import format_backtest_headline
+    from stock_lstm.evaluation.results import BacktestSummary
 
     scores = {"0.9": {"coverage": 0.9, "winkler": 5.0, "kupiec_p": 0.5}, "crps": 0.4}
     har = {"0.9": {"coverage": 0.9, "winkler": 4.5, "kupiec_p": 0.5}, "crps": 0.4}
@@ -213,15 +214,15 @@ def test_the_backtest_headline_names_rmae_and_every_forecaster() -> None:
         "last_origin": "2019-12-24",
         "fits": 5,
         "horizons": [
-            {"horizon": 1, "rmae": 0.9987, "dm_p_value": 0.61},
-            {"horizon": 2, "rmae": 1.0123, "dm_p_value": 0.012},
+            {"horizon": 1, "model": {}, "persistence": {}, "rmae": 0.9987, "dm_p_value": 0.61},
+            {"horizon": 2, "model": {}, "persistence": {}, "rmae": 1.0123, "dm_p_value": 0.012},
         ],
         "probabilistic": {
             **{name: [scores, scores] for name in ("model", "model_static", "garch_t", "ewma")},
             "har_range": [har, har],
         },
     }
-    text = "\n".join(format_backtest_headline(summary))
+    text = "\n".join(format_backtest_headline(BacktestSummary.model_validate(summary)))
     assert "500 origins 2018-01-02..2019-12-24, 5 fit(s)" in text
     assert "h=1: 0.999  no difference (p = 0.610)" in text
     assert "h=2: 1.012  worse (p = 0.012)" in text  # the test's word, never the ratio's

@@ -203,9 +203,14 @@ def test_a_backtest_run_shows_its_scores_in_the_index(
         json.dumps(
             {
                 "horizons": [
-                    {"model": {"mae": 0.5}, "persistence": {"mae": 0.5125}, "dm_p_value": p_value}
+                    {
+                        "horizon": 1,
+                        "model": {"mae": 0.5},
+                        "persistence": {"mae": 0.5125},
+                        "dm_p_value": p_value,
+                    }
                 ],
-                "probabilistic": {"model": [{"0.9": {"coverage": 0.8912}}]},
+                "probabilistic": {"model": [{"horizon": 1, "0.9": {"coverage": 0.8912}}]},
             }
         )
     )

@@ -297,7 +297,7 @@ def test_the_combination_averages_the_online_model_and_garch_in_log_space() -> N
         "har_range",
         "ewma",
     ]
-    assert 0 <= scores["model_garch"][0]["0.9"]["coverage"] <= 1
+    assert 0 <= scores["model_garch"][0].at(0.9).coverage <= 1
 
 
 # --- features -------------------------------------------------------------------------------

@@ -125,8 +125,12 @@ def test_a_universal_backtest_shares_fits_and_is_scale_free(tmp_path: Path) -> N
         scaled[column] = scaled[column] * 100.0
     again = walk_forward(scaled, PARAMS, config, fit=fit)
     assert len(list((tmp_path / "fits").rglob("*.pt"))) == 2  # the same fits, reused
-    for column in ("model", "lower", "upper", "har_range_lower", "gjr_skewt_upper"):
-        np.testing.assert_allclose(again.frame[column], 100.0 * base.frame[column], rtol=1e-4)
+    for column in ("model", "lower", "upper", "har_range_lower", "ewma_upper"):
+        np.testing.assert_allclose(again.frame[column], 100.0 * base.frame[column], rtol=1e-9)
+    # GARCH's likelihood is maximized numerically: returns equal to ~1e-14 reach an optimum
+    # equal to ~1e-4 (1.1e-4 for GJR with arch 8.0 and scipy 1.17), scale-free all the same.
+    for column in ("garch_t_lower", "gjr_skewt_upper"):
+        np.testing.assert_allclose(again.frame[column], 100.0 * base.frame[column], rtol=1e-3)
 
 
 # --- serving: train-universe, activate --ticker, predict, train --from ----------------------

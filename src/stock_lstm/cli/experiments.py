@@ -17,7 +17,7 @@ from stock_lstm.cli.common import (
     _settings_from,
     _source_option,
 )
-from stock_lstm.cli.formatting import format_backtest_intervals
+from stock_lstm.cli.formatting import format_backtest_intervals, format_backtest_points
 from stock_lstm.models.params import PARAM_CHOICES
 
 
@@ -253,35 +253,25 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         end=args.end,
         show_progress=not (args.no_progress or args.json),
     )
-    payload = {**result.summary, "headline": headline(result.summary), "output_dir": str(folder)}
+    summary = result.summary
+    payload = {
+        **summary.model_dump(mode="json"),
+        "headline": headline(summary),
+        "output_dir": str(folder),
+    }
 
     def human() -> str:
-        lines = [
-            f"{result.summary['ticker']}: {result.summary['n_origins']} origins "
-            f"{result.summary['first_origin']}..{result.summary['last_origin']}, "
-            f"{result.summary['fits']} fit(s), epochs per fit: "
-            f"{', '.join(str(n) for n in result.summary['epochs_per_fit'])}"
-            + (
-                " (refits warm-started)" if config.warm_start and result.summary["fits"] > 1 else ""
-            ),
-            f"{'h':>3}{'model MAE':>12}{'persist.':>11}{'rMAE':>8}{'drift rMAE':>12}"
-            f"{'DM p':>8}{'direction':>11}{'coverage':>10}",
-        ]
-        for row in result.summary["horizons"]:
-
-            def fmt(value: Any, spec: str) -> str:
-                return format(value, spec) if isinstance(value, int | float) else "-"
-
-            lines.append(
-                f"{row['horizon']:>3}{row['model']['mae']:>12.4f}"
-                f"{row['persistence']['mae']:>11.4f}{fmt(row['rmae'], '>8.3f')}"
-                f"{fmt(row['rmae_drift'], '>12.3f')}{fmt(row['dm_p_value'], '>8.3f')}"
-                f"{fmt(row['directional_accuracy'], '>11.3f')}"
-                f"{fmt(row.get('coverage'), '>10.3f')}"
-            )
-        lines.append(format_backtest_intervals(result.summary))
-        lines.append(f"written: {folder / 'backtest.csv'}, {folder / 'summary.json'}")
-        return "\n".join(lines)
+        warm = " (refits warm-started)" if config.warm_start and summary.fits > 1 else ""
+        return "\n".join(
+            [
+                f"{summary.ticker}: {summary.n_origins} origins "
+                f"{summary.first_origin}..{summary.last_origin}, {summary.fits} fit(s), "
+                f"epochs per fit: {', '.join(str(n) for n in summary.epochs_per_fit)}{warm}",
+                format_backtest_points(summary),
+                format_backtest_intervals(summary),
+                f"written: {folder / 'backtest.csv'}, {folder / 'summary.json'}",
+            ]
+        )
 
     _emit(args, payload, human)
     return 0

@@ -1,12 +1,15 @@
 """The tables and headlines the commands print for a model's metrics and a backtest's summary
 (``train``, ``models``, ``run``, ``backtest``): plain functions of a version's typed metrics
-and a backtest's summary dict, no I/O."""
+and a backtest's typed summary, no I/O."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stock_lstm.models.records import TrainingMetrics
+
+if TYPE_CHECKING:
+    from stock_lstm.evaluation.results import BacktestSummary
 
 
 def format_metrics_table(metrics: TrainingMetrics) -> str:
@@ -71,29 +74,66 @@ def format_interval_table(metrics: TrainingMetrics) -> str:
 STRONGEST_MARK = "  <- strongest anchor"
 
 
-def format_backtest_headline(summary: dict[str, Any]) -> list[str]:
+def format_backtest_headline(summary: BacktestSummary) -> list[str]:
     """What ``make backtest`` prints: rMAE by horizon beside persistence, each with the
     Diebold-Mariano test's word and p-value, then the intervals."""
     from stock_lstm.evaluation.verdicts import point_verdict
 
     lines = [
-        f"backtest: {summary.get('n_origins')} origins {summary.get('first_origin')}.."
-        f"{summary.get('last_origin')}, {summary.get('fits')} fit(s); rMAE (model MAE / "
+        f"backtest: {summary.n_origins} origins {summary.first_origin}.."
+        f"{summary.last_origin}, {summary.fits} fit(s); rMAE (model MAE / "
         "persistence MAE; below 1 is lower) by horizon, and the Diebold-Mariano test of the "
         "difference:",
         *(
-            f"  h={row['horizon']}: {_number(row.get('rmae'), 3)}  "
-            f"{point_verdict(row.get('rmae'), row.get('dm_p_value')).short()}"
-            for row in summary.get("horizons", [])
+            f"  h={row.horizon}: {_number(row.rmae, 3)}  "
+            f"{point_verdict(row.rmae, row.dm_p_value).short()}"
+            for row in summary.horizons
         ),
     ]
     intervals = format_backtest_intervals(summary)
     return [*lines, intervals] if intervals else lines
 
 
-def format_backtest_intervals(summary: dict[str, Any], level: float = 0.9) -> str:
+def format_backtest_points(summary: BacktestSummary) -> str:
+    """Per horizon, every recorded point metric of ``evaluation.metrics.POINT_METRICS`` for
+    the model and persistence, then rMAE, drift's rMAE, the DM p-value, direction and the
+    interval's coverage: a metric added there shows here without touching this function."""
+    from stock_lstm.evaluation.metrics import POINT_METRICS
+
+    metrics = [
+        name
+        for name in POINT_METRICS
+        if any(row.model.get(name) is not None for row in summary.horizons)
+    ]
+    header = f"{'h':>3}" + "".join(
+        f"{f'model {name}':>{_width(name)}}{f'persist. {name}':>{_width(name) + 3}}"
+        for name in metrics
+    )
+    lines = [header + f"{'rMAE':>8}{'drift rMAE':>12}{'DM p':>8}{'direction':>11}{'coverage':>10}"]
+    for row in summary.horizons:
+        cells = "".join(
+            f"{_number(row.model.get(name), 4):>{_width(name)}}"
+            f"{_number(row.persistence.get(name), 4):>{_width(name) + 3}}"
+            for name in metrics
+        )
+        lines.append(
+            f"{row.horizon:>3}{cells}{_number(row.rmae, 3):>8}{_number(row.rmae_drift, 3):>12}"
+            f"{_number(row.dm_p_value, 3):>8}{_number(row.directional_accuracy, 3):>11}"
+            f"{_number(row.coverage, 3):>10}"
+        )
+    return "\n".join(lines)
+
+
+def _width(metric: str) -> int:
+    return max(len(metric) + 7, 12)
+
+
+def format_backtest_intervals(summary: BacktestSummary, level: float = 0.9) -> str:
     """A backtest's intervals by forecaster at h=1 and at its last horizon."""
-    probabilistic = summary.get("probabilistic") or {}
+    from stock_lstm.evaluation.intervals import best_anchor
+    from stock_lstm.evaluation.results import scores_at
+
+    probabilistic = summary.probabilistic
     if not probabilistic:
         return ""
     horizons = sorted({1, len(next(iter(probabilistic.values())))})
@@ -102,19 +142,17 @@ def format_backtest_intervals(summary: dict[str, Any], level: float = 0.9) -> st
         f"{level:.0%} intervals (Winkler and CRPS in % of the close; lower is better):",
         f"{'':<{width}}{'h':>3}{'coverage':>9}{'Winkler':>9}{'CRPS':>8}{'Kupiec p':>10}",
     ]
-    from stock_lstm.evaluation.intervals import best_anchor
-
     strongest = {h: best_anchor(probabilistic, h, level) for h in horizons}
     for name, label in _interval_labels().items():
         for h in horizons:
-            rows = probabilistic.get(name) or []
-            if len(rows) < h:
+            row = scores_at(probabilistic, name, h)
+            if row is None:
                 continue
-            row, scores = rows[h - 1], rows[h - 1][f"{level:g}"]
+            scores = row.at(level)
             lines.append(
                 f"{label if h == horizons[0] else '':<{width}}{h:>3}"
-                f"{_number(scores['coverage'], 3):>9}{_number(scores['winkler'], 2):>9}"
-                f"{_number(row.get('crps'), 3):>8}{_number(scores.get('kupiec_p'), 3):>10}"
+                f"{_number(scores.coverage, 3):>9}{_number(scores.winkler, 2):>9}"
+                f"{_number(row.crps, 3):>8}{_number(scores.kupiec_p, 3):>10}"
                 f"{STRONGEST_MARK if name == strongest[h] else ''}"
             )
     return "\n".join(lines)

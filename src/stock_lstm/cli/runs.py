@@ -4,7 +4,6 @@ rebuild their ``reports`` index."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from stock_lstm.cli.formatting import (
     format_interval_table,
     format_metrics_table,
 )
+from stock_lstm.evaluation.results import BacktestSummary
 from stock_lstm.models.records import TrainingMetrics
 from stock_lstm.models.registry import registry_outcome
 
@@ -205,11 +205,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
             lines.append("test set beside persistence:")
             lines.append(format_metrics_table(metrics))
             lines.extend(filter(None, [format_interval_table(metrics)]))
-        backtest_summary = result.run_dir / "summary.json"
-        if any(stage.stage == "backtest" and stage.status == "ok" for stage in result.stages) and (
-            backtest_summary.exists()
+        backtest_summary = BacktestSummary.read(result.run_dir / "summary.json")
+        if backtest_summary and any(
+            stage.stage == "backtest" and stage.status == "ok" for stage in result.stages
         ):
-            lines.extend(format_backtest_headline(json.loads(backtest_summary.read_text())))
+            lines.extend(format_backtest_headline(backtest_summary))
         index = Path(_settings_from(args).reports_dir) / "index.html"
         lines.append(f"index: {index}")
         return "\n".join(lines)

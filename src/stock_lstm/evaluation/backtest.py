@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -37,6 +37,7 @@ from stock_lstm.evaluation.intervals import (
     starting_calibration,
 )
 from stock_lstm.evaluation.probabilistic import volatility_terciles
+from stock_lstm.evaluation.results import BacktestSummary, FitWindow
 from stock_lstm.models.online_calibration import CALIBRATION_LEVELS, widening
 
 BACKTEST_COLUMNS = (
@@ -153,8 +154,7 @@ class BacktestResult:
     """Every forecast (``frame``, one row per origin and horizon) and its summary."""
 
     frame: pd.DataFrame
-    summary: dict[str, Any]
-    fits: list[dict[str, Any]] = field(default_factory=list)
+    summary: BacktestSummary
 
 
 def origin_rows(n_rows: int, config: BacktestConfig) -> np.ndarray:
@@ -198,7 +198,7 @@ def walk_forward(
 
     parts: list[HoldoutForecasts] = []
     intervals: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
-    fits = []
+    fits: list[FitWindow] = []
     for index, group in enumerate(groups):
         first_origin = int(group[0])
         window = prices.iloc[:first_origin]  # strictly before the first origin it serves
@@ -212,16 +212,16 @@ def walk_forward(
         for name, bounds in group_intervals.items():
             intervals.setdefault(name, []).append(bounds)
         fits.append(
-            {
-                "fit": index + 1,
-                "train_first_date": str(dates[0].date()),
-                "train_last_date": str(dates[first_origin - 1].date()),
-                "first_origin_date": str(dates[first_origin].date()),
-                "origins": len(group),
-                "epochs_run": fitted.epochs_run,
-                "best_epoch": fitted.best_epoch,
-                "warm_start": fitted.warm_start,
-            }
+            FitWindow(
+                fit=index + 1,
+                train_first_date=str(dates[0].date()),
+                train_last_date=str(dates[first_origin - 1].date()),
+                first_origin_date=str(dates[first_origin].date()),
+                origins=len(group),
+                epochs_run=fitted.epochs_run,
+                best_epoch=fitted.best_epoch,
+                warm_start=fitted.warm_start,
+            )
         )
         if progress:
             progress(index + 1, len(groups))
@@ -235,23 +235,21 @@ def walk_forward(
     level_index = CALIBRATION_LEVELS.index(config.interval_level)
     lower, upper = (bound[..., level_index] for bound in bounds["model"])
     frame = _long_frame(combined, bounds, level_index, dates)
-    # The summary is the run folder's JSON (summary.json), so its rows stay plain dicts.
-    table = [row.model_dump(mode="json") for row in horizon_metrics(combined, lower, upper)]
     regimes = volatility_terciles(closes, combined.origins)
-    summary = {
-        "params": params.to_dict(),
-        "config": asdict(config),
-        "n_origins": len(origins),
-        "first_origin": str(dates[origins[0]].date()),
-        "last_origin": str(dates[origins[-1]].date()),
-        "fits": len(fits),
-        "epochs_per_fit": [fit_row["epochs_run"] for fit_row in fits],
-        "horizons": table,
-        "rmae": {str(row["horizon"]): row["rmae"] for row in table},
-        "probabilistic": probabilistic_scores(combined, bounds, regimes),
-        "anchor_choices": choices,
-    }
-    return BacktestResult(frame, summary, fits)
+    summary = BacktestSummary(
+        params=params.to_dict(),
+        config=asdict(config),
+        n_origins=len(origins),
+        first_origin=str(dates[origins[0]].date()),
+        last_origin=str(dates[origins[-1]].date()),
+        fits=len(fits),
+        epochs_per_fit=tuple(fit_row.epochs_run for fit_row in fits),
+        horizons=tuple(horizon_metrics(combined, lower, upper)),
+        probabilistic=probabilistic_scores(combined, bounds, regimes),
+        anchor_choices=tuple(tuple(block) for block in choices),
+        fit_windows=tuple(fits),
+    )
+    return BacktestResult(frame, summary)
 
 
 def _combine_with_strongest_so_far(
@@ -363,37 +361,38 @@ def _long_frame(
     return pd.DataFrame(columns)
 
 
-def headline(summary: dict[str, Any], horizons: tuple[int, ...] = (1, 5)) -> dict[str, Any]:
+def headline(summary: BacktestSummary, horizons: tuple[int, ...] = (1, 5)) -> dict[str, Any]:
     """The few numbers a table row shows: rMAE at h=1 and h=5, DM p, direction, coverage,
     each interval forecaster's 90% coverage, Winkler score and CRPS, and which anchor was
     strongest (lowest Winkler) at each of ``horizons``."""
-    rows = {row["horizon"]: row for row in summary["horizons"]}
-    first = rows.get(1, {})
+    first = summary.at_horizon(1)
     out: dict[str, Any] = {
-        "dm_p_h1": first.get("dm_p_value"),
-        "directional_accuracy_h1": first.get("directional_accuracy"),
-        "coverage_h1": first.get("coverage"),
-        "predicted_move_std_h1": first.get("predicted_move_std"),
-        "actual_move_std_h1": first.get("actual_move_std"),
+        "dm_p_h1": first.dm_p_value if first else None,
+        "directional_accuracy_h1": first.directional_accuracy if first else None,
+        "coverage_h1": first.coverage if first else None,
+        "predicted_move_std_h1": first.predicted_move_std if first else None,
+        "actual_move_std_h1": first.actual_move_std if first else None,
     }
     for h in horizons:
-        row = rows.get(h)
-        out[f"rmae_h{h}"] = row["rmae"] if row else math.nan
-        out[f"rmae_drift_h{h}"] = row["rmae_drift"] if row else math.nan
-    coverages = [row.get("coverage") for row in rows.values() if row.get("coverage") is not None]
+        row = summary.at_horizon(h)
+        out[f"rmae_h{h}"] = row.rmae if row else math.nan
+        out[f"rmae_drift_h{h}"] = row.rmae_drift if row else math.nan
+    coverages = [row.coverage for row in summary.horizons if row.coverage is not None]
     out["coverage_mean"] = float(np.mean(coverages)) if coverages else None
-    for name, per_horizon in summary.get("probabilistic", {}).items():
+    probabilistic = summary.probabilistic
+    for name, per_horizon in probabilistic.items():
         for h in horizons:
             if h > len(per_horizon):
                 continue
-            row = per_horizon[h - 1]
-            out[f"{name}_coverage90_h{h}"] = row["0.9"]["coverage"]
-            out[f"{name}_winkler90_h{h}"] = row["0.9"]["winkler"]
-            out[f"{name}_crps_h{h}"] = row.get("crps")
-        out[f"{name}_kupiec90_h1"] = per_horizon[0]["0.9"].get("kupiec_p")
-        out[f"{name}_christoffersen90_h1"] = per_horizon[0]["0.9"].get("christoffersen_p")
+            row_h = per_horizon[h - 1]
+            out[f"{name}_coverage90_h{h}"] = row_h.at(0.9).coverage
+            out[f"{name}_winkler90_h{h}"] = row_h.at(0.9).winkler
+            out[f"{name}_crps_h{h}"] = row_h.crps
+        if per_horizon:
+            out[f"{name}_kupiec90_h1"] = per_horizon[0].at(0.9).kupiec_p
+            out[f"{name}_christoffersen90_h1"] = per_horizon[0].at(0.9).christoffersen_p
     for h in horizons:
-        strongest = best_anchor(summary.get("probabilistic", {}), h)
+        strongest = best_anchor(probabilistic, h)
         out[f"best_anchor_h{h}"] = strongest
         out[f"best_anchor_winkler90_h{h}"] = out.get(f"{strongest}_winkler90_h{h}", math.nan)
     return out

@@ -138,6 +138,6 @@ def horizon_metrics(
         }
         if lower is not None and upper is not None:
             cover, width = coverage(actual, lower[valid, h], upper[valid, h])
-            row["coverage"], row["interval_width"] = _finite(cover), _finite(width)
+            row.update(coverage=_finite(cover), interval_width=_finite(width))
         rows.append(HorizonScores.model_validate(row))
     return rows

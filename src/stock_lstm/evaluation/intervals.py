@@ -25,6 +25,7 @@ from stock_lstm.evaluation.anchors import ANCHORS, PriceHistory, anchor_labels, 
 from stock_lstm.evaluation.conformal import calibrate
 from stock_lstm.evaluation.holdout import HoldoutForecasts, slice_forecasts
 from stock_lstm.evaluation.probabilistic import INTERVAL_LEVELS, horizon_scores
+from stock_lstm.evaluation.results import Probabilistic, ProbabilisticScores, scores_at
 from stock_lstm.models.online_calibration import (
     CALIBRATION_LEVELS,
     QUANTILE_LEVELS,
@@ -146,14 +147,14 @@ def interval_forecasts(
 
 def probabilistic_scores(
     forecasts: HoldoutForecasts, bounds: Bounds, regimes: np.ndarray | None = None
-) -> dict[str, list[dict[str, Any]]]:
+) -> dict[str, tuple[ProbabilisticScores, ...]]:
     """Per forecaster, one row per horizon of ``probabilistic.horizon_scores``.
 
     Every forecaster's distribution is read off its own intervals and centre (the model's
     median, persistence for the anchors), so the model's pinball loss and CRPS include its
     calibration, exactly as the anchors' do.
     """
-    out: dict[str, list[dict[str, Any]]] = {}
+    out: dict[str, tuple[ProbabilisticScores, ...]] = {}
     for name in FORECASTERS:
         if name not in bounds:
             continue
@@ -179,8 +180,8 @@ def probabilistic_scores(
                 intervals,
                 regimes,
             )
-            rows.append({"horizon": h + 1, **scores})
-        out[name] = rows
+            rows.append(ProbabilisticScores.model_validate({"horizon": h + 1, **scores}))
+        out[name] = tuple(rows)
     return out
 
 
@@ -204,49 +205,46 @@ FORECASTER_LABELS = {
 }
 
 
-def best_anchor(
-    probabilistic: dict[str, list[dict[str, Any]]], horizon: int = 1, level: float = 0.9
-) -> str | None:
+def best_anchor(probabilistic: Probabilistic, horizon: int = 1, level: float = 0.9) -> str | None:
     """The anchor with the lowest Winkler score at ``horizon``: claims are made against it,
     never against a weaker one. ``None`` when no anchor was scored there."""
-    scored = {
-        name: per_horizon[horizon - 1][f"{level:g}"]["winkler"]
-        for name, per_horizon in probabilistic.items()
-        if name in ANCHORS and len(per_horizon) >= horizon
-    }
-    scored = {name: value for name, value in scored.items() if np.isfinite(value)}
+    scored = {}
+    for name in probabilistic:
+        row = scores_at(probabilistic, name, horizon) if name in ANCHORS else None
+        winkler = row.at(level).winkler if row else None
+        if winkler is not None and np.isfinite(winkler):
+            scored[name] = winkler
     return min(scored, key=scored.__getitem__) if scored else None
 
 
-def interval_table(
-    probabilistic: dict[str, list[dict[str, Any]]], horizon: int = 1, level: float = 0.9
-) -> Any:
+def interval_table(probabilistic: Probabilistic, horizon: int = 1, level: float = 0.9) -> Any:
     """One row per forecaster at ``horizon``: coverage, width, Winkler score, CRPS (in % of
     the close), the Winkler score against the strongest anchor's (negative: lower), Kupiec
     and Christoffersen p-values and the coverage by volatility tercile."""
     import pandas as pd
 
     strongest = best_anchor(probabilistic, horizon, level)
-    reference = (
-        probabilistic[strongest][horizon - 1][f"{level:g}"]["winkler"] if strongest else None
-    )
+    reference_row = scores_at(probabilistic, strongest, horizon) if strongest else None
+    reference = reference_row.at(level).winkler if reference_row else None
     rows = {}
-    for name, per_horizon in probabilistic.items():
-        if len(per_horizon) < horizon:
+    for name in probabilistic:
+        row = scores_at(probabilistic, name, horizon)
+        if row is None:
             continue
-        row = per_horizon[horizon - 1]
-        scores = row[f"{level:g}"]
-        regimes = scores.get("coverage_by_regime") or [None, None, None]
+        scores = row.at(level)
+        regimes = scores.coverage_by_regime or (None, None, None)
         rows[FORECASTER_LABELS.get(name, name)] = {
-            "coverage": scores["coverage"],
-            "width %": scores["width"],
-            "Winkler %": scores["winkler"],
-            "CRPS %": row.get("crps"),
+            "coverage": scores.coverage,
+            "width %": scores.width,
+            "Winkler %": scores.winkler,
+            "CRPS %": row.crps,
             "vs best anchor %": (
-                100.0 * (scores["winkler"] / reference - 1.0) if reference else None
+                100.0 * (scores.winkler / reference - 1.0)
+                if reference and scores.winkler is not None
+                else None
             ),
-            "Kupiec p": scores.get("kupiec_p"),
-            "Christoffersen p": scores.get("christoffersen_p"),
+            "Kupiec p": scores.kupiec_p,
+            "Christoffersen p": scores.christoffersen_p,
             "calm": regimes[0],
             "normal": regimes[1],
             "turbulent": regimes[2],

@@ -23,6 +23,7 @@ from stock_lstm.evaluation.holdout import (
     slice_forecasts,
 )
 from stock_lstm.evaluation.intervals import (
+    Bounds,
     best_anchor,
     calibration_from_validation,
     interval_forecasts,
@@ -30,8 +31,9 @@ from stock_lstm.evaluation.intervals import (
     probabilistic_scores,
 )
 from stock_lstm.evaluation.probabilistic import volatility_terciles
+from stock_lstm.evaluation.results import ProbabilisticScores, intervals_at
 from stock_lstm.models.online_calibration import CALIBRATION_LEVELS, CalibrationState
-from stock_lstm.models.records import IntervalScores, TrainingMetrics, ValidationScores
+from stock_lstm.models.records import TrainingMetrics, ValidationScores
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,10 @@ class TestEvaluation:
     lower: np.ndarray | None = None
     upper: np.ndarray | None = None
     interval_level: float = DEFAULT_INTERVAL_LEVEL
-    extra: dict[str, Any] = field(default_factory=dict)
+    #: Every interval forecaster's scores on the test slice, by horizon.
+    probabilistic: dict[str, tuple[ProbabilisticScores, ...]] = field(default_factory=dict)
+    #: Every interval forecaster's price bounds (n, H, L) on the test slice.
+    bounds: Bounds = field(default_factory=dict)
 
 
 def evaluate_model(
@@ -101,15 +106,7 @@ def evaluate_model(
         conformal=start.conformal,
         interval_level=interval_level,
         calibration=state.to_dict(),
-        intervals_h1={
-            name: IntervalScores(
-                coverage=per_horizon[0][f"{interval_level:g}"]["coverage"],
-                winkler=per_horizon[0][f"{interval_level:g}"]["winkler"],
-                crps=per_horizon[0].get("crps"),
-            )
-            for name, per_horizon in probabilistic.items()
-            if per_horizon
-        },
+        intervals_h1=intervals_at(probabilistic, interval_level),
         served_anchors=tuple(
             best_anchor(probabilistic, h, CHOICE_LEVEL) or FALLBACK_ANCHOR
             for h in range(1, horizon + 1)
@@ -125,7 +122,8 @@ def evaluate_model(
         lower=lower,
         upper=upper,
         interval_level=interval_level,
-        extra={"probabilistic": probabilistic, "bounds": intervals.bounds},
+        probabilistic=probabilistic,
+        bounds=intervals.bounds,
     )
 
 

@@ -28,6 +28,7 @@ from stock_lstm.cluster import (
 )
 from stock_lstm.config import Settings, temporary_environment
 from stock_lstm.errors import InvalidParameterError, InvalidTickerError, StockLSTMError
+from stock_lstm.evaluation.results import BacktestSummary
 from stock_lstm.models.records import TrainingMetrics
 from stock_lstm.pipeline.reports import RUN_MANIFEST, write_manifest
 from stock_lstm.pipeline.run_index import build_index
@@ -166,18 +167,11 @@ def _score(metrics: Mapping[str, Any] | None, run_dir: Path | None) -> dict[str,
             "test_dm_p_h1": first.dm_p_value if first else None,
             "gate": recorded.gate.status if recorded.gate else None,
         }
-    summary = run_dir / "summary.json" if run_dir else None
-    if summary is not None and summary.is_file():
-        try:
-            document = json.loads(summary.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        first_row = next(iter(document.get("horizons") or []), {})
-        return {
-            "backtest_rmae_h1": (document.get("rmae") or {}).get("1"),
-            "backtest_dm_p_h1": first_row.get("dm_p_value"),
-        }
-    return {}
+    summary = BacktestSummary.read(run_dir / "summary.json") if run_dir else None
+    first = summary.at_horizon(1) if summary else None
+    if first is None:
+        return {}
+    return {"backtest_rmae_h1": first.rmae, "backtest_dm_p_h1": first.dm_p_value}
 
 
 def run_stages_task(

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from stock_lstm.errors import InvalidParameterError
+from stock_lstm.evaluation.results import BacktestSummary, intervals_at
 from stock_lstm.evaluation.verdicts import Verdict, point_verdict, verdict
 from stock_lstm.models.records import HorizonScores, IntervalScores, TrainingMetrics
 from stock_lstm.pipeline.notebook import readable
@@ -120,7 +121,7 @@ def load_run(folder: Path) -> ComparedRun:
     from stock_lstm.pipeline.reports import RUN_MANIFEST
 
     manifest = json.loads((folder / RUN_MANIFEST).read_text(encoding="utf-8"))
-    backtest = _read_json(folder / "summary.json")
+    backtest = BacktestSummary.read(folder / "summary.json")
     horizons: dict[int, HorizonScores] = {}
     intervals: dict[str, IntervalScores] = {}
     level = 0.9
@@ -132,7 +133,7 @@ def load_run(folder: Path) -> ComparedRun:
         level = metrics.interval_level or level
     elif backtest:
         horizons, intervals, level = _backtest_scores(backtest)
-        parameters = {**(backtest.get("params") or {}), **parameters}
+        parameters = {**backtest.params, **parameters}
     forecasts = _read_forecasts(folder)
     return ComparedRun(
         run_id=str(manifest.get("run_id") or folder.name),
@@ -155,34 +156,13 @@ def load_run(folder: Path) -> ComparedRun:
     )
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
-    except (OSError, ValueError):
-        return None
-
-
 def _backtest_scores(
-    summary: dict[str, Any],
+    summary: BacktestSummary,
 ) -> tuple[dict[int, HorizonScores], dict[str, IntervalScores], float]:
-    """A backtest's summary.json as the typed rows a train run's metrics have."""
-    level = float((summary.get("config") or {}).get("interval_level") or 0.9)
-    horizons = {
-        row.horizon: row
-        for row in (HorizonScores.model_validate(raw) for raw in summary.get("horizons") or [])
-    }
-    intervals = {}
-    for name, rows in (summary.get("probabilistic") or {}).items():
-        first = next((row for row in rows if row.get("horizon") == 1), None)
-        if first is None:
-            continue
-        at_level = first.get(str(level)) or {}
-        intervals[name] = IntervalScores(
-            coverage=at_level.get("coverage"),
-            winkler=at_level.get("winkler"),
-            crps=first.get("crps"),
-        )
-    return horizons, intervals, level
+    """A backtest's summary as the typed rows a train run's metrics have."""
+    level = summary.interval_level
+    horizons = {row.horizon: row for row in summary.horizons}
+    return horizons, intervals_at(summary.probabilistic, level), level
 
 
 def _read_forecasts(folder: Path) -> pd.DataFrame | None:

@@ -54,7 +54,7 @@ def run_task(task: EvaluationTask) -> dict[str, Any]:
         result = walk_forward(prices, params, config, threads=1, fit=fit)
         if task.output_dir:
             _keep_rows(Path(task.output_dir), task, result.frame)
-        epochs = result.summary["epochs_per_fit"]
+        epochs = result.summary.epochs_per_fit
         row = {
             "status": "ok",
             **headline(result.summary, (1, task.horizon)),
@@ -179,20 +179,21 @@ def backtest_point_task(
         return row
     finally:
         ctx.db.dispose()
-    first = result.summary["horizons"][0]
+    summary = result.summary
+    first = summary.horizons[0]
     row.update(
         status="ok",
-        rmae_h1=first["rmae"],
-        mae_h1=first["model"]["mae"],
-        persistence_mae_h1=first["persistence"]["mae"],
-        drift_mae_h1=first["drift"]["mae"],
-        rmae_drift_h1=first["rmae_drift"],
-        dm_p_h1=first["dm_p_value"],
-        directional_accuracy_h1=first["directional_accuracy"],
-        n_origins=result.summary["n_origins"],
-        first_origin=result.summary["first_origin"],
-        last_origin=result.summary["last_origin"],
-        fits=result.summary["fits"],
+        rmae_h1=first.rmae,
+        mae_h1=first.model.get("mae"),
+        persistence_mae_h1=first.persistence.get("mae"),
+        drift_mae_h1=first.drift.get("mae"),
+        rmae_drift_h1=first.rmae_drift,
+        dm_p_h1=first.dm_p_value,
+        directional_accuracy_h1=first.directional_accuracy,
+        n_origins=summary.n_origins,
+        first_origin=summary.first_origin,
+        last_origin=summary.last_origin,
+        fits=summary.fits,
         seconds=round(time.perf_counter() - began, 1),
     )
     return row

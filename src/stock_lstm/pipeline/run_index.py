@@ -12,13 +12,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
-import json
 import os
 import uuid
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from stock_lstm.evaluation.results import BacktestSummary, intervals_at
 from stock_lstm.evaluation.verdicts import point_verdict
 from stock_lstm.models.records import TrainingMetrics
 from stock_lstm.pipeline.reports import REPORT_CSP, read_manifests
@@ -32,7 +32,7 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return f"{value:.{digits}f}" if isinstance(value, int | float) else "–"
 
 
-def _metrics_cells(metrics: dict[str, Any] | None, backtest: dict[str, Any] | None = None) -> str:
+def _metrics_cells(metrics: dict[str, Any] | None, backtest: BacktestSummary | None = None) -> str:
     """Cells for a run's model (its test slice, from the manifest's metrics in their JSON
     form) or, for a backtest run, its h=1 scores."""
     recorded = TrainingMetrics.from_json(metrics) if metrics else None
@@ -44,13 +44,12 @@ def _metrics_cells(metrics: dict[str, Any] | None, backtest: dict[str, Any] | No
         p_value = first.dm_p_value
         online = recorded.intervals_h1.get("model") if recorded else None
         coverage = online.coverage if online else None
-    elif backtest and backtest.get("horizons"):
-        # A backtest's summary.json (a plain document, not a training record).
-        row = backtest["horizons"][0]
-        mae, base = (row.get("model") or {}).get("mae"), (row.get("persistence") or {}).get("mae")
-        p_value = row.get("dm_p_value")
-        coverage = ((backtest.get("probabilistic") or {}).get("model") or [{}])[0]
-        coverage = (coverage.get("0.9") or {}).get("coverage")
+    elif backtest and backtest.horizons:
+        row = backtest.horizons[0]
+        mae, base = row.model.get("mae"), row.persistence.get("mae")
+        p_value = row.dm_p_value
+        online = intervals_at(backtest.probabilistic, 0.9).get("model")
+        coverage = online.coverage if online else None
     if mae is None:
         return "<td>–</td>" * 5
     ratio = mae / base if base else None
@@ -79,14 +78,6 @@ def _active_cell(version_id: Any, active: set[str] | None) -> str:
     if not version_id or active is None:
         return "–"
     return "<b>yes</b>" if version_id in active else "no"
-
-
-def _backtest_summary(run_dir: Path) -> dict[str, Any] | None:
-    path = run_dir / "summary.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
-    except (OSError, ValueError):
-        return None
 
 
 #: The index's only script: sort by a column, filter rows, and tick runs to get the
@@ -268,7 +259,7 @@ def _run_row(manifest: dict[str, Any], page_dir: Path, active: set[str] | None) 
         f"<td class='when'>{html.escape(started)}<br><small>{run_id}</small></td>"
         f"<td class='status {status}'>{status}{reason}</td>"
         f"<td>{' · '.join(links)}</td>"
-        f"{_metrics_cells(manifest.get('metrics'), _backtest_summary(run_dir))}"
+        f"{_metrics_cells(manifest.get('metrics'), BacktestSummary.read(run_dir / 'summary.json'))}"
         f"<td><small>{html.escape(str(manifest.get('version_id') or '–'))}</small></td>"
         f"<td>{_active_cell(manifest.get('version_id'), active)}</td>"
         "</tr>"

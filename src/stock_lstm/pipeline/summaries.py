@@ -12,9 +12,12 @@ top to bottom in JupyterLab. The words "better", "worse" and "no difference" com
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stock_lstm.evaluation.verdicts import point_verdict
+
+if TYPE_CHECKING:
+    from stock_lstm.evaluation.results import BacktestSummary
 
 #: The cell tag of an answer cell.
 SUMMARY_TAG = "summary"
@@ -66,24 +69,23 @@ def training_answer(metrics: Any, registry_line: str) -> str:
     return " ".join(parts)
 
 
-def backtest_answer(summary: dict[str, Any]) -> str:
+def backtest_answer(summary: BacktestSummary) -> str:
     """05's answer: per scored horizon, the verdict against persistence, and the interval
     beside the strongest anchor."""
     from stock_lstm.evaluation.backtest import headline
     from stock_lstm.evaluation.intervals import FORECASTER_LABELS
 
-    rows = {row["horizon"]: row for row in summary.get("horizons", [])}
-    last = max(rows) if rows else 1
+    last = max((row.horizon for row in summary.horizons), default=1)
     steps = sorted({1, last})
     numbers = headline(summary, tuple(steps))
     clauses = []
     for h in steps:
-        row = rows.get(h, {})
-        tested = point_verdict(row.get("rmae"), row.get("dm_p_value"))
-        clauses.append(
-            f"at h={h} the model is {tested.phrase('persistence')}, rMAE {_num(row.get('rmae'), 3)}"
-        )
-    text = f"Over {summary.get('n_origins')} walk-forward origins, " + "; ".join(clauses) + "."
+        row = summary.at_horizon(h)
+        rmae = row.rmae if row else None
+        tested = point_verdict(rmae, row.dm_p_value if row else None)
+        phrase = tested.phrase("persistence")
+        clauses.append(f"at h={h} the model is {phrase}, rMAE {_num(rmae, 3)}")
+    text = f"Over {summary.n_origins} walk-forward origins, " + "; ".join(clauses) + "."
     strongest = numbers.get("best_anchor_h1")
     if strongest and numbers.get("model_winkler90_h1") is not None:
         text += (
@@ -127,7 +129,7 @@ def sync_answer(result: Any, status: Any, now: Any = None) -> str:
     return " ".join(parts)
 
 
-def eda_answer(summary: dict[str, Any], returns_acf: Any, squared_acf: Any, gaps: Any) -> str:
+def eda_answer(returns: dict[str, Any], returns_acf: Any, squared_acf: Any, gaps: Any) -> str:
     """02's answer: the return distribution, memory in returns and in their size, gaps."""
 
     def outside(frame: Any) -> int:
@@ -136,11 +138,11 @@ def eda_answer(summary: dict[str, Any], returns_acf: Any, squared_acf: Any, gaps
     lags = len(returns_acf)
     expected = max(1, round(0.05 * lags))
     parts = [
-        f"{summary['n']:,} daily log-returns: standard deviation {summary['std']:.2%}, excess "
-        f"kurtosis {_num(summary['excess_kurtosis'], 1)}"
+        f"{returns['n']:,} daily log-returns: standard deviation {returns['std']:.2%}, excess "
+        f"kurtosis {_num(returns['excess_kurtosis'], 1)}"
         + (
             " (fat tails: big moves are more common than a normal gives)."
-            if summary["excess_kurtosis"] > 1
+            if returns["excess_kurtosis"] > 1
             else "."
         ),
         f"{outside(returns_acf)} of {lags} return lags fall outside the robust band (about "

@@ -74,8 +74,6 @@ def backtest_ticker(
     Returns the :class:`~stock_lstm.evaluation.backtest.BacktestResult` and the folder it
     was written to (default ``reports/<TICKER>/backtest_<UTC time>/``).
     """
-    import json
-
     from stock_lstm.evaluation.backtest import walk_forward
     from stock_lstm.tickers import ticker_file_stem
 
@@ -99,7 +97,7 @@ def backtest_ticker(
         / f"backtest_{ctx.clock().strftime('%Y%m%d_%H%M%S')}"
     )
     folder.mkdir(parents=True, exist_ok=True)
-    result.summary.update({"ticker": ticker, "fit_windows": result.fits})
+    result.summary = result.summary.model_copy(update={"ticker": ticker})
     result.frame.to_csv(folder / "backtest.csv", index=False, float_format="%.6f")
-    (folder / "summary.json").write_text(json.dumps(result.summary, indent=2, default=str))
+    (folder / "summary.json").write_text(result.summary.to_json_text())
     return result, folder
