@@ -70,6 +70,12 @@ def test_train_predict_models_activate_round_trip(
     assert metrics["training"]["epochs_run"] == 3 and metrics["gate"]["status"]
     assert metrics["horizons"][0]["model"]["mae"] == metrics["mae"] == second["metrics"]["mae"]
 
+    # The human listing shows any point metric beside persistence's (POINT_METRICS' names).
+    assert main(["models", "AAPL", "--metric", "rmse"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert "test RMSE" in table[0]
+    assert f"{metrics['horizons'][0]['model']['rmse']:.4f}" in table[1]
+
     run_json(capsys, "activate", first["version_id"])
     listed = {m["version_id"]: m["is_active"] for m in run_json(capsys, "models")["models"]}
     assert listed == {first["version_id"]: True, second["version_id"]: False}

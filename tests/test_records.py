@@ -139,3 +139,10 @@ def test_a_new_point_metric_is_declared_once(monkeypatch: pytest.MonkeyPatch) ->
     assert table.splitlines()[-2].startswith("maxerr")
     assert table.splitlines()[-1].startswith("the model is ")  # the test's verdict, last
     assert "MAXERR" in eda.baseline_comparison(record).index
+    # And in a backtest's tables: the CLI's and notebook 05's.
+    from stock_lstm.cli.formatting import format_backtest_points
+    from stock_lstm.evaluation.results import BacktestSummary
+
+    summary = BacktestSummary(horizons=(row,))
+    assert "model maxerr" in format_backtest_points(summary).splitlines()[0]
+    assert "persistence MAXERR" in summary.point_table().columns

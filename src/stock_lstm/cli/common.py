@@ -27,6 +27,49 @@ TRAIN_PARAM_HELP: dict[str, tuple[type, str]] = {
 }
 
 
+def add_train_param_flags(parser: argparse.ArgumentParser, *, skip: tuple[str, ...] = ()) -> None:
+    """One flag per training parameter (but ``skip``), and ``--network-option NAME=VALUE``
+    for a network's own constructor options."""
+    for name, (kind, text) in TRAIN_PARAM_HELP.items():
+        if name not in skip:
+            parser.add_argument(f"--{name.replace('_', '-')}", type=kind, dest=name, help=text)
+    parser.add_argument(
+        "--network-option",
+        action="append",
+        dest="network_options",
+        metavar="NAME=VALUE",
+        type=_network_option,
+        help="an option of the network's own constructor that no flag names, e.g. "
+        "kernel_size=5 for a convolutional network (repeatable)",
+    )
+
+
+def given_train_params(args: argparse.Namespace, *, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The training parameters given on the command line (None: not given), by name."""
+    given = {
+        name: getattr(args, name)
+        for name in TRAIN_PARAM_HELP
+        if name not in skip and getattr(args, name, None) is not None
+    }
+    options = getattr(args, "network_options", None)
+    if options:
+        given["network_options"] = dict(options)
+    return given
+
+
+def _network_option(text: str) -> tuple[str, Any]:
+    """``kernel_size=5`` -> ("kernel_size", 5): a whole number, a number or a word."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.isidentifier():
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE, e.g. kernel_size=5")
+    for kind in (int, float):
+        try:
+            return name, kind(value)
+        except ValueError:
+            continue
+    return name, value
+
+
 def _iso_date(text: str) -> date:
     try:
         return date.fromisoformat(text)

@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from stock_lstm.cli.common import (
-    TRAIN_PARAM_HELP,
     _context,
     _emit,
     _range_options,
     _settings_from,
     _source_option,
+    add_train_param_flags,
+    given_train_params,
 )
 from stock_lstm.cli.formatting import format_backtest_intervals, format_backtest_points
 from stock_lstm.models.params import PARAM_CHOICES
@@ -51,9 +52,7 @@ def add_backtest(
         "previous fit's weights, which is several times cheaper)",
     )
     backtest.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    for name, (kind, text) in TRAIN_PARAM_HELP.items():
-        if name != "horizon":
-            backtest.add_argument(f"--{name.replace('_', '-')}", type=kind, dest=name, help=text)
+    add_train_param_flags(backtest, skip=("horizon",))
     _source_option(backtest)
     _range_options(backtest)
     backtest.add_argument(
@@ -96,9 +95,7 @@ def add_sweep(
     sweep.add_argument(
         "--refit-every", type=int, help="refit every K origins (default: one fit for all)"
     )
-    for name, (kind, text) in TRAIN_PARAM_HELP.items():
-        if name != "horizon":
-            sweep.add_argument(f"--{name.replace('_', '-')}", type=kind, dest=name, help=text)
+    add_train_param_flags(sweep, skip=("horizon",))
     sweep.add_argument(
         "--register-best",
         action="store_true",
@@ -225,11 +222,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     from stock_lstm.models.training import TrainParams
     from stock_lstm.workflows import backtest_ticker
 
-    given = {
-        name: getattr(args, name)
-        for name in TRAIN_PARAM_HELP
-        if name != "horizon" and getattr(args, name) is not None
-    }
+    given = given_train_params(args, skip=("horizon",))
     params = TrainParams.from_dict({**given, "horizon": max(args.horizon, 1)})
     config = BacktestConfig(
         horizon=args.horizon,
@@ -288,11 +281,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from stock_lstm.workflows import sync_ticker
 
     grid = parse_grid(args.grid)
-    fixed = {
-        name: getattr(args, name)
-        for name in TRAIN_PARAM_HELP
-        if name != "horizon" and getattr(args, name) is not None
-    }
+    fixed = given_train_params(args, skip=("horizon",))
     clash = sorted(set(grid) & set(fixed))
     if clash:
         raise InvalidParameterError(f"{clash[0]} is both fixed (--{clash[0]}) and in --grid")

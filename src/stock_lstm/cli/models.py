@@ -59,6 +59,15 @@ def add_models(
     models.add_argument(
         "--cursor", metavar="VERSION", help="start after this version (the line a page ends with)"
     )
+    from stock_lstm.evaluation.metrics import POINT_METRICS  # numpy only: no torch
+
+    models.add_argument(
+        "--metric",
+        choices=tuple(POINT_METRICS),
+        default="mae",
+        help="the test metric shown beside persistence's (default mae; rMAE stays the ratio "
+        "of MAEs the gate and the Diebold-Mariano test read)",
+    )
     models.set_defaults(handler=_cmd_models)
 
 
@@ -270,13 +279,15 @@ def _cmd_models(args: argparse.Namespace) -> int:
     def human() -> str:
         if not records and not universal:
             return "no models yet: train one with `make train TICKER=AAPL`"
+        metric = args.metric
         lines = [
-            f"  {'version':<28}{'created (UTC)':<22}{'network':<9}{'test MAE':>10}"
+            f"  {'version':<28}{'created (UTC)':<22}{'network':<9}{f'test {metric.upper()}':>10}"
             f"{'persist.':>10}{'rMAE':>8}{'90% cov.':>10}  gate"
         ]
         for r in records:
-            mae = r.metrics.mae if r.metrics.mae is not None else float("nan")
-            base = r.metrics.persistence.get("mae") or float("nan")
+            first = r.metrics.next_day
+            value = first.model.get(metric) if first else None
+            base_value = first.persistence.get(metric) if first else None
             rmae = r.metrics.rmae
             online = r.metrics.intervals_h1.get("model")
             coverage = online.coverage if online else None
@@ -285,11 +296,15 @@ def _cmd_models(args: argparse.Namespace) -> int:
             created = r.created_at.strftime("%Y-%m-%d %H:%M:%S")
             source = r.params.get("universal_version")
             lines.append(
-                f"{mark} {r.version_id:<28}{created:<22}{r.network:<9}{mae:>10.4f}{base:>10.4f}"
+                f"{mark} {r.version_id:<28}{created:<22}{r.network:<9}"
+                f"{_number(value, 4):>10}{_number(base_value, 4):>10}"
                 f"{_number(rmae, 3):>8}{_number(coverage, 3):>10}  {gate}"
                 + (f"  (from {source})" if source else "")
             )
-        lines.append("* = active; rMAE = test MAE / persistence MAE; 90% cov. = test coverage")
+        lines.append(
+            f"* = active; test {metric.upper()} at h=1 beside persistence's; rMAE = test MAE / "
+            "persistence MAE; 90% cov. = test coverage"
+        )
         if page.next_cursor:
             where = f" {args.ticker}" if args.ticker else ""
             lines.append(

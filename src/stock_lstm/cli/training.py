@@ -8,13 +8,14 @@ import sys
 from typing import Any
 
 from stock_lstm.cli.common import (
-    TRAIN_PARAM_HELP,
     _context,
     _emit,
     _iso_date,
     _push,
     _range_options,
     _source_option,
+    add_train_param_flags,
+    given_train_params,
 )
 from stock_lstm.cli.formatting import format_interval_table, format_metrics_table
 
@@ -34,8 +35,7 @@ def add_train(
         "the ticker's active one.",
     )
     train.add_argument("ticker", help="Yahoo Finance symbol, e.g. AAPL")
-    for name, (kind, text) in TRAIN_PARAM_HELP.items():
-        train.add_argument(f"--{name.replace('_', '-')}", type=kind, dest=name, help=text)
+    add_train_param_flags(train)
     train.add_argument(
         "--force",
         action="store_true",
@@ -66,10 +66,7 @@ def add_train(
 def _train_params(args: argparse.Namespace) -> Any:
     from stock_lstm.models.params import TrainParams  # no torch: checked in milliseconds
 
-    given = {
-        name: getattr(args, name) for name in TRAIN_PARAM_HELP if getattr(args, name) is not None
-    }
-    return TrainParams.from_dict(given)
+    return TrainParams.from_dict(given_train_params(args))
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -80,7 +77,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.from_version:
         from stock_lstm.universal_workflows import fine_tune_from_universal
 
-        given = {n: getattr(args, n) for n in TRAIN_PARAM_HELP if getattr(args, n) is not None}
+        given = given_train_params(args)
         outcome = fine_tune_from_universal(
             ctx,
             args.from_version,
@@ -173,8 +170,7 @@ def add_train_universe(
         "--until", type=_iso_date, help="read nothing dated on or after this day (YYYY-MM-DD)"
     )
     parser.add_argument("--tickers", help="comma-separated subset (default: every file)")
-    for name, (kind, text) in TRAIN_PARAM_HELP.items():
-        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, dest=name, help=text)
+    add_train_param_flags(parser)
     parser.add_argument("--no-progress", action="store_true", help="hide the epoch lines")
     parser.set_defaults(handler=_cmd_train_universe)
 

@@ -17,4 +17,4 @@ class GRUForecaster(RecurrentForecaster):
 
     network = "gru"
     cell = nn.GRU
-    cell_attribute = "gru"
+    backbone_attribute = "gru"

@@ -1,11 +1,12 @@
-"""Networks by name: the one table a new network is added to.
+"""Networks and heads by name: the one table each new one is added to.
 
-``TrainParams.network`` names the class that training builds; an artifact records that name
-beside the constructor's config, and loading looks it up here (an artifact saved before
-networks had names is an LSTM). A new network is one module with a
-:class:`~stock_lstm.models.lstm.RecurrentForecaster` subclass (or any ``nn.Module`` with the
-same methods: ``forward``, ``forward_steps``, ``point``, ``quantile_values``, ``loss``,
-``config``) plus one line here.
+``TrainParams.network`` names the backbone class that training builds and ``output`` the
+head; an artifact records the network's name beside its constructor's config, and loading
+looks it up here (an artifact saved before networks had names is an LSTM). A new network is
+one module with a :class:`~stock_lstm.models.base_network.NetworkForecaster` subclass (its
+``encode``: a window to features; its constructor's own arguments are its options) plus one
+line in ``NETWORK_CLASSES``; a new head is a :class:`~stock_lstm.models.heads.Head` subclass
+plus one line in ``HEAD_CLASSES``.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ import functools
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from stock_lstm.errors import ArtifactError
+from stock_lstm.errors import ArtifactError, InvalidParameterError
 
 if TYPE_CHECKING:
-    from stock_lstm.models.lstm import RecurrentForecaster
+    from stock_lstm.models.base_network import NetworkForecaster
+    from stock_lstm.models.heads import Head
 
 #: name -> "module:Class". Strings, imported on first use, so listing the names (the
 #: ``network`` parameter's choices, the CLI's, the API's schema) never imports torch.
@@ -25,23 +27,44 @@ NETWORK_CLASSES: dict[str, str] = {
     "lstm": "stock_lstm.models.lstm:LSTMForecaster",
     "gru": "stock_lstm.models.gru:GRUForecaster",
 }
+#: The ``output`` parameter's heads, the default first (same lazy form).
+HEAD_CLASSES: dict[str, str] = {
+    "student_t": "stock_lstm.models.heads:StudentTHead",
+    "quantiles": "stock_lstm.models.heads:QuantileHead",
+    "point": "stock_lstm.models.heads:PointHead",
+}
 #: The network of an artifact that names none (saved before networks had names).
 LEGACY_NETWORK = "lstm"
 
 
+def _import(path: str) -> Any:
+    module, _, attribute = path.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
 @functools.cache
-def network_class(name: str) -> type[RecurrentForecaster]:
+def _network_class(name: str, path: str) -> type[NetworkForecaster]:
+    return _import(path)  # type: ignore[no-any-return]
+
+
+def network_class(name: str) -> type[NetworkForecaster]:
     """The class registered as ``name`` (``KeyError`` for an unknown one)."""
-    module, _, attribute = NETWORK_CLASSES[name].partition(":")
-    return getattr(importlib.import_module(module), attribute)  # type: ignore[no-any-return]
+    return _network_class(name, NETWORK_CLASSES[name])
 
 
-def build_network(name: str, **config: Any) -> RecurrentForecaster:
+def head_class(name: str) -> type[Head]:
+    """The head registered as ``name``; ``InvalidParameterError`` names the choices."""
+    if name not in HEAD_CLASSES:
+        raise InvalidParameterError(f"unknown head {name!r}: choose from {', '.join(HEAD_CLASSES)}")
+    return _import(HEAD_CLASSES[name])  # type: ignore[no-any-return]
+
+
+def build_network(name: str, **config: Any) -> NetworkForecaster:
     """A new network of kind ``name`` (``TrainParams`` validated the name already)."""
     return network_class(name)(**config)
 
 
-def network_for_artifact(payload: dict[str, Any]) -> type[RecurrentForecaster]:
+def network_for_artifact(payload: dict[str, Any]) -> type[NetworkForecaster]:
     """The class an artifact's payload was saved from; ``ArtifactError`` for an unknown name
     (an artifact from a newer version of this code)."""
     name = payload.get("network", LEGACY_NETWORK)

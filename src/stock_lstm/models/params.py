@@ -7,12 +7,12 @@ run's values (defaults follow the original design) and validates them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Collection, Iterator, Mapping
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from stock_lstm.errors import InvalidParameterError
-from stock_lstm.models.networks import NETWORK_CLASSES
+from stock_lstm.models.networks import HEAD_CLASSES, NETWORK_CLASSES
 
 #: Forecast horizon (trading days) of a direct head, and the longest forecast served.
 MAX_HORIZON = 30
@@ -26,7 +26,9 @@ class ParamSpec:
 
     help: str
     bounds: tuple[float, float] | None = None
-    choices: tuple[str, ...] = ()
+    #: The names it accepts; a registry (``NETWORK_CLASSES``) is read each time, so a line
+    #: added there is a choice everywhere.
+    choices: Collection[str] = ()
     #: ``network`` for the network and its architecture (a network lists the options it takes
     #: in its ``options``), ``data`` for what it is shown and asked, ``training`` for the loop;
     #: notebook 03's parameter table is sorted by it.
@@ -73,7 +75,7 @@ PARAMETERS: dict[str, ParamSpec] = {
         "student_t (location, scale and degrees of freedom per day, negative log-likelihood), "
         "quantiles (nine non-crossing quantiles per day, pinball loss) or point (one value per "
         "day, MSE); the median is the point forecast",
-        choices=("student_t", "quantiles", "point"),
+        choices=HEAD_CLASSES,
         group="data",
     ),
     "chunk_length": ParamSpec(
@@ -82,20 +84,41 @@ PARAMETERS: dict[str, ParamSpec] = {
         (0, 1000),
     ),
     "network": ParamSpec(
-        "the recurrent network: lstm (the original design) or gru (three gates to the LSTM's four)",
-        choices=tuple(NETWORK_CLASSES),
+        "the network's backbone: lstm (the original design), gru (three gates to the LSTM's "
+        "four), or any registered in models.networks",
+        choices=NETWORK_CLASSES,
         group="network",
     ),
 }
+
+#: Fields of ``TrainParams`` that are not one value with a range or choices, so no flag or
+#: request field is made from them: a network's own options, given by name.
+STRUCTURED_PARAMETERS = ("network_options",)
 
 #: Inclusive ranges of the numeric parameters; the CLI and the API validate against these.
 PARAM_RANGES: dict[str, tuple[float, float]] = {
     name: spec.bounds for name, spec in PARAMETERS.items() if spec.bounds is not None
 }
+
+
+class _Choices(Mapping[str, tuple[str, ...]]):
+    """Each named parameter's choices, read from its spec (and so its registry) on access."""
+
+    def __getitem__(self, name: str) -> tuple[str, ...]:
+        spec = PARAMETERS[name]
+        if not spec.choices:
+            raise KeyError(name)
+        return tuple(spec.choices)
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name, spec in PARAMETERS.items() if spec.choices)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
 #: Parameters that take one of a few names (the default first).
-PARAM_CHOICES: dict[str, tuple[str, ...]] = {
-    name: spec.choices for name, spec in PARAMETERS.items() if spec.choices
-}
+PARAM_CHOICES: Mapping[str, tuple[str, ...]] = _Choices()
 
 
 def parameter_type(name: str) -> type:
@@ -184,15 +207,18 @@ class TrainParams:
     #: 500 walk-forward origins of 20 tickers, several times cheaper (docs/evaluation.md,
     #: docs/benchmarks.md).
     chunk_length: int = 60
-    #: The recurrent network (``models.networks``): the original design's LSTM, or a GRU.
+    #: The network (``models.networks``): the original design's LSTM, or a GRU.
     network: str = "lstm"
+    #: The network's own constructor arguments that no parameter above names (a TCN's
+    #: ``kernel_size``): recorded only when given, so other runs' parameters are unchanged.
+    network_options: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def quantile_levels(self) -> tuple[float, ...]:
         """The head's quantile levels (empty for a point head)."""
         from stock_lstm.models.online_calibration import QUANTILE_LEVELS
 
-        return QUANTILE_LEVELS if self.output in ("quantiles", "student_t") else ()
+        return QUANTILE_LEVELS if self.output != "point" else ()
 
     @property
     def training_horizon(self) -> int:
@@ -212,28 +238,31 @@ class TrainParams:
         """Every value has the right type and lies in ``PARAM_RANGES`` (or is one of
         ``PARAM_CHOICES``); :class:`InvalidParameterError` names the parameter, the bad value
         and the range otherwise."""
-        for field in fields(self):
-            value = getattr(self, field.name)
-            if field.name in PARAM_CHOICES:
-                if value not in PARAM_CHOICES[field.name]:
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if item.name == "network_options":
+                continue
+            if item.name in PARAM_CHOICES:
+                if value not in PARAM_CHOICES[item.name]:
                     raise InvalidParameterError(
-                        f"{field.name} must be one of {', '.join(PARAM_CHOICES[field.name])}, "
+                        f"{item.name} must be one of {', '.join(PARAM_CHOICES[item.name])}, "
                         f"got {value!r}"
                     )
                 continue
-            low, high = PARAM_RANGES[field.name]
-            is_float_field = _is_float_field(field.name)
+            low, high = PARAM_RANGES[item.name]
+            is_float_field = _is_float_field(item.name)
             kind = "a number" if is_float_field else "a whole number"
             allowed = (int, float) if is_float_field else (int,)
             if isinstance(value, bool) or not isinstance(value, allowed):
                 raise InvalidParameterError(
-                    f"{field.name} must be {kind} between {_show(low)} and {_show(high)}, "
+                    f"{item.name} must be {kind} between {_show(low)} and {_show(high)}, "
                     f"got {value!r}"
                 )
             if not low <= value <= high:  # also rejects NaN
                 raise InvalidParameterError(
-                    f"{field.name} must be between {_show(low)} and {_show(high)}, got {value!r}"
+                    f"{item.name} must be between {_show(low)} and {_show(high)}, got {value!r}"
                 )
+        self._check_network_options()
         if self.output != "point" and self.strategy != "direct":
             raise InvalidParameterError(
                 f"output {self.output!r} needs strategy 'direct' (a recursive model cannot feed a "
@@ -244,6 +273,34 @@ class TrainParams:
                 f"inputs {self.inputs!r} needs target 'log_return': set inputs to 'close' for "
                 "the price target"
             )
+
+    def _check_network_options(self) -> None:
+        """Options the network's constructor takes and no parameter names (the class is
+        imported only when some are given)."""
+        if not isinstance(self.network_options, Mapping):
+            raise InvalidParameterError(
+                f"network_options must be a mapping of option names to values, got "
+                f"{self.network_options!r}"
+            )
+        if not self.network_options:
+            return
+        from stock_lstm.models.networks import network_class
+
+        known = [name for name in network_class(self.network).options() if name not in PARAMETERS]
+        unknown = sorted(str(name) for name in self.network_options if name not in known)
+        if unknown:
+            raise InvalidParameterError(
+                f"the {self.network} network has no option {', '.join(unknown)}: its own "
+                f"options are {', '.join(known) or 'none'}"
+            )
+
+    def architecture(self, options: tuple[str, ...]) -> dict[str, Any]:
+        """The constructor arguments of a network taking ``options``: the parameters it
+        names, then ``network_options``."""
+        return {
+            **{name: getattr(self, name) for name in options if name in PARAMETERS},
+            **self.network_options,
+        }
 
     @property
     def relative_cost(self) -> float:
@@ -269,12 +326,17 @@ class TrainParams:
         (mine_a, mine_l), (default_a, default_l) = work(self), work(TrainParams())
         return max(mine_a / default_a, mine_l / default_l)
 
-    def to_dict(self) -> dict[str, int | float | str]:
+    def to_dict(self) -> dict[str, Any]:
         """Plain ``{name: value}`` for JSON, the registry and reports (floats as ``float``)."""
-        return {
+        values = asdict(self)
+        options = values.pop("network_options")
+        plain: dict[str, Any] = {
             name: float(value) if name in PARAM_RANGES and _is_float_field(name) else value
-            for name, value in asdict(self).items()
+            for name, value in values.items()
         }
+        if options:
+            plain["network_options"] = dict(options)
+        return plain
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> TrainParams:

@@ -30,7 +30,7 @@ import torch
 
 from stock_lstm.data.preprocessing import SplitFractions, prepare_data
 from stock_lstm.errors import InvalidParameterError, NotEnoughDataError
-from stock_lstm.models.lstm import RecurrentForecaster
+from stock_lstm.models.base_network import NetworkForecaster
 from stock_lstm.models.params import TrainParams
 
 #: Share of the universe's dates (the last ones) that validate.
@@ -200,7 +200,7 @@ def _batch(
     return torch.stack(inputs), torch.stack(targets), warm
 
 
-def _validation_loss(model: RecurrentForecaster, data: PooledData, length: int) -> float:
+def _validation_loss(model: NetworkForecaster, data: PooledData, length: int) -> float:
     """Mean loss over every validation origin, in chunks from fixed starts, no graph."""
     pairs = _chunks(data.slices, "val", length, 0)
     if not pairs:
@@ -222,7 +222,7 @@ def _validation_loss(model: RecurrentForecaster, data: PooledData, length: int) 
 class PooledResult:
     """A fitted universal network (best validation weights, eval mode) and its run."""
 
-    model: RecurrentForecaster
+    model: NetworkForecaster
     tickers: list[str]
     history: list[dict[str, float]]
     best_epoch: int
@@ -257,6 +257,11 @@ def train_pooled(
         torch.manual_seed(params.seed)
         generator = torch.Generator().manual_seed(params.seed)
         model = new_network(params, data.n_features, data.horizon)
+        if not model.causal:
+            raise InvalidParameterError(
+                f"pooled training runs in chunks, which the {params.network} network cannot "
+                "(its backbone is not causal step by step): choose a causal network"
+            )
         optimizer = torch.optim.Adam(model.parameters(), lr=params.learning_rate)
         best_loss, best_epoch, best_state, waited = math.inf, 0, None, 0
         epoch = 0

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from stock_lstm.data.preprocessing import PreparedData
 from stock_lstm.errors import InvalidParameterError
-from stock_lstm.models.lstm import RecurrentForecaster
+from stock_lstm.models.base_network import NetworkForecaster
 from stock_lstm.models.params import (  # noqa: F401  (re-exported: the training API)
     MAX_HORIZON,
     PARAM_CHOICES,
@@ -64,7 +64,7 @@ ProgressCallback = Callable[[EpochReport], None]
 class TrainResult:
     """A trained network (best validation weights, eval mode) and how training went."""
 
-    model: RecurrentForecaster
+    model: NetworkForecaster
     history: list[dict[str, float]]
     best_epoch: int
     epochs_run: int
@@ -132,7 +132,7 @@ def _as_tensor(values: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))
 
 
-def _evaluation_loss(model: RecurrentForecaster, X: torch.Tensor, y: torch.Tensor) -> float:
+def _evaluation_loss(model: NetworkForecaster, X: torch.Tensor, y: torch.Tensor) -> float:
     """The training loss of ``model`` over all of ``X``/``y`` in large chunks, no graph."""
     total = torch.zeros((), dtype=torch.float64)
     with torch.inference_mode():
@@ -153,19 +153,19 @@ def _check_data(data: PreparedData) -> None:
             )
 
 
-def new_network(params: TrainParams, n_features: int, horizon: int) -> RecurrentForecaster:
+def new_network(params: TrainParams, n_features: int, horizon: int) -> NetworkForecaster:
     """The untrained network ``params`` describe: ``params.network`` names its class, which
     names the parameters it takes as its architecture (its ``options``)."""
     from stock_lstm.models.networks import build_network, network_class
 
-    architecture = {name: getattr(params, name) for name in network_class(params.network).options}
+    architecture = params.architecture(network_class(params.network).options())
     return build_network(
         params.network,
         n_features=n_features,
         **architecture,
         horizon=horizon,
         quantiles=params.quantile_levels,
-        distribution="student_t" if params.output == "student_t" else "quantiles",
+        distribution=params.output,
     )
 
 
@@ -178,7 +178,7 @@ def _chunked_series(X: torch.Tensor) -> torch.Tensor | None:
 
 
 def _chunk_epoch(
-    model: RecurrentForecaster,
+    model: NetworkForecaster,
     optimizer: torch.optim.Optimizer,
     series: torch.Tensor,
     targets: torch.Tensor,
@@ -283,7 +283,8 @@ def train_model(
             disable=not show_progress,
         )
         chunk_length = params.chunk_length if chunk_length is None else chunk_length
-        chunks = _chunked_series(X_train) if chunk_length else None
+        # A backbone whose features may read later steps trains window by window.
+        chunks = _chunked_series(X_train) if chunk_length and model.causal else None
         epoch = 0
         for epoch in progress:
             model.train()
@@ -351,7 +352,7 @@ def train_model(
     )
 
 
-def predict_scaled(model: RecurrentForecaster, X: np.ndarray, batch_size: int = 2048) -> np.ndarray:
+def predict_scaled(model: NetworkForecaster, X: np.ndarray, batch_size: int = 2048) -> np.ndarray:
     """Scaled predictions (n, horizon) float32 for windows ``X`` (n, seq_len, n_features).
 
     Runs in eval mode under ``torch.inference_mode``; the model's train/eval mode is restored.
