@@ -197,3 +197,56 @@ def test_a_head_added_in_one_module_is_an_output_choice_and_trains() -> None:
     quantiles = model.quantile_values(output)
     assert quantiles.shape == (4, 2, len(params.quantile_levels))
     assert (np.diff(quantiles, axis=-1) > 0).all()
+
+
+SOURCE_MODULE = '''
+"""A toy price source: synthetic prices, the spec's argument their seed (``synthetic:7``)."""
+
+from stock_lstm.data.frames import normalize_ohlcv
+from stock_lstm.data.synthetic import synthetic_prices
+
+
+class SyntheticSource:
+    supports_incremental = False
+
+    def __init__(self, seed):
+        self.seed = seed
+        self.name = f"synthetic:{seed}"
+
+    @classmethod
+    def from_spec(cls, argument, *, history_years, clock):
+        return cls(int(argument))
+
+    def check_ticker(self, ticker):
+        return None
+
+    def fetch(self, ticker, start=None, end=None):
+        return normalize_ohlcv(synthetic_prices(ticker, rows=300, seed=self.seed), ticker)
+'''
+
+
+def test_a_price_source_added_in_one_module_is_a_setting_and_fills_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stock_lstm import source_spec
+    from stock_lstm.config import Settings
+    from stock_lstm.workflows import AppContext, sync_ticker
+
+    (tmp_path / "toy_extensions_source.py").write_text(textwrap.dedent(SOURCE_MODULE))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    kind = source_spec.SourceKind("toy_extensions_source:SyntheticSource", "SEED", "a seed")
+    monkeypatch.setitem(source_spec.SOURCE_KINDS, "synthetic", kind)  # the one line
+    assert "'synthetic:SEED' (a seed)" in source_spec.accepted()
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'cache.db'}",
+        source="Synthetic:7",
+        models_dir=tmp_path / "models",
+        reports_dir=tmp_path / "reports",
+    )
+    ctx = AppContext.create(settings)
+    try:
+        assert ctx.source.name == "synthetic:7"
+        assert sync_ticker(ctx, "ZZZ").rows == 300
+    finally:
+        ctx.db.dispose()
+        sys.modules.pop("toy_extensions_source", None)

@@ -85,7 +85,7 @@ def shared_source(source: str, scheduler: str | None) -> str:
     parsed = parse_source(source)
     if parsed.folder is None:
         return source
-    return str(SourceSpec(shared_path(parsed.folder, "STOCK_LSTM_SOURCE (csv:DIR)", scheduler)))
+    return str(SourceSpec.csv(shared_path(parsed.folder, "STOCK_LSTM_SOURCE (csv:DIR)", scheduler)))
 
 
 def check_shared_database(database_url: str, scheduler: str | None) -> str:

@@ -22,7 +22,7 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from stock_lstm.errors import SettingsError
-from stock_lstm.source_spec import ACCEPTED as SOURCES_ACCEPTED
+from stock_lstm.source_spec import accepted as sources_accepted
 from stock_lstm.source_spec import parse_source
 
 DEFAULT_DATABASE_URL = "sqlite:///data/stock_lstm.db"
@@ -46,7 +46,7 @@ _URL_PASSWORD = re.compile(r"(://[^:/@]*:)[^@/]*@")
 ACCEPTED: dict[str, str] = {
     "database_url": "a SQLAlchemy URL such as sqlite:///data/stock_lstm.db or "
     "postgresql+psycopg://USER:PASSWORD@HOST:5432/DBNAME",
-    "source": SOURCES_ACCEPTED,
+    "source": sources_accepted(),
     "cache_expiry_hours": "a number of hours from 0 (always refresh) to "
     f"{MAX_CACHE_EXPIRY_HOURS:g}",
     "models_dir": "a folder path (created when missing)",

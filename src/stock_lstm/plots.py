@@ -46,6 +46,22 @@ FORECASTER_PALETTE = (
     "tab:cyan",
     COLORS["test"],
 )
+
+
+def forecaster_colors(count: int) -> list[str]:
+    """``count`` distinct colours for the interval forecasters in table order: the palette,
+    then matplotlib's tab20 for any forecaster added beyond it (a new anchor needs none)."""
+    import matplotlib
+
+    used = {matplotlib.colors.to_hex(color) for color in FORECASTER_PALETTE}
+    extra = [
+        matplotlib.colors.to_hex(color)
+        for color in matplotlib.colormaps["tab20"].colors
+        if matplotlib.colors.to_hex(color) not in used
+    ]
+    return [*FORECASTER_PALETTE, *extra][:count] if count else []
+
+
 #: Central intervals of the fan chart, widest first, with their shading.
 FAN_BANDS = ((0.9, 0.12), (0.8, 0.16), (0.5, 0.24))
 WIDE = (10.0, 4.5)
@@ -505,7 +521,8 @@ def interval_forecasters_over_time(
     top.set_ylabel(_price_label(currency))
     top.set_title(f"{ticker}: next-day intervals over the backtest")
     top.legend(loc="upper left", fontsize="small")
-    for (name, label), color in zip(FORECASTER_LABELS.items(), FORECASTER_PALETTE, strict=False):
+    colors = forecaster_colors(len(FORECASTER_LABELS))
+    for (name, label), color in zip(FORECASTER_LABELS.items(), colors, strict=True):
         prefix = "" if name == "model" else f"{name}_"
         if f"{prefix}upper" not in frame or name in COMBINATIONS:
             continue
@@ -526,7 +543,8 @@ def coverage_and_pit(
     wide). ``coverage``: forecasters as columns, horizons as index."""
     fig = _new_figure()
     left, right = fig.subplots(1, 2)
-    for column, color in zip(coverage.columns, FORECASTER_PALETTE * 2, strict=False):
+    colors = forecaster_colors(len(coverage.columns))
+    for column, color in zip(coverage.columns, colors, strict=True):
         left.plot(coverage.index, coverage[column], marker="o", ms=4, color=color, label=column)
     left.axhline(level, color="black", ls="--", lw=1, label=f"nominal {level:.0%}")
     low = min(level - 0.1, float(np.nanmin(coverage.to_numpy())) - 0.02)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 from stock_lstm.cli.common import (
     _context,
@@ -130,18 +129,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_csv_ticker(settings: Any, ticker: str) -> None:
-    """With a CSV source, a ticker without a file is an error before anything starts."""
-    from stock_lstm.data.sources import CsvSource, source_from_spec
-
-    source = source_from_spec(settings.source)
-    if isinstance(source, CsvSource):
-        source.check_ticker(ticker)
-
-
 def _cmd_run(args: argparse.Namespace) -> int:
     from stock_lstm.errors import InvalidParameterError
     from stock_lstm.pipeline.runner import (
+        check_sources,
         check_training_parameters,
         coerce_parameter,
         run_pipeline,
@@ -166,7 +157,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     parameters = {name: coerce_parameter(value) for name, value in args.parameter}
     check_training_parameters(parameters)  # a bad value: one line before anything else
     settings = _settings_from(args)
-    _check_csv_ticker(settings, args.ticker)  # seconds before a kernel would find out
+    # Before the database is opened: a ticker without its CSV file changes nothing.
+    check_sources(args.ticker, settings, {"run": parameters})
     _reconcile_database(settings)
     status = "failed"
     train_seconds = None

@@ -21,7 +21,7 @@ import pandas as pd
 from stock_lstm.clock import Clock, utc_now
 from stock_lstm.data.frames import NormalizedPrices, normalize_ohlcv
 from stock_lstm.errors import DataSourceError, InvalidParameterError, StockLSTMError
-from stock_lstm.source_spec import CSV_PREFIX, YAHOO, parse_source
+from stock_lstm.source_spec import CSV_PREFIX, SOURCE_KINDS, YAHOO, parse_source
 from stock_lstm.tickers import ticker_file_stem, validate_ticker
 
 YAHOO_SOURCE_NAME = YAHOO
@@ -49,6 +49,14 @@ class PriceSource(Protocol):
     ) -> NormalizedPrices:
         """Prices from ``start`` to ``end`` (both inclusive); ``DataSourceError`` if none."""
         ...
+
+    def check_ticker(self, ticker: str) -> object:
+        """Refuse, in milliseconds, a ticker this source cannot have (a CSV folder without
+        its file), so a run stops before any kernel starts; a remote source cannot know."""
+        ...
+
+    # A source class also has ``from_spec(argument, *, history_years, clock)``: how
+    # ``source_from_spec`` builds it from the part of its spec after ``name:``.
 
 
 def check_date_range(start: date | None, end: date | None) -> None:
@@ -149,6 +157,14 @@ class YahooSource:
         self._clock = clock
         self._download = download or _yfinance_download
 
+    @classmethod
+    def from_spec(cls, argument: str, *, history_years: int, clock: Clock) -> YahooSource:
+        """The source a ``yahoo`` spec names."""
+        return cls(history_years=history_years, clock=clock)
+
+    def check_ticker(self, ticker: str) -> None:
+        """Yahoo is only asked when prices are read."""
+
     def fetch(
         self, ticker: str, start: date | None = None, end: date | None = None
     ) -> NormalizedPrices:
@@ -238,6 +254,11 @@ class CsvSource:
         self.directory = Path(directory)
         self.name = f"{CSV_PREFIX}{self.directory}"
 
+    @classmethod
+    def from_spec(cls, argument: str, *, history_years: int, clock: Clock) -> CsvSource:
+        """The source a ``csv:DIR`` spec names; its folder must exist (see check_folder)."""
+        return cls(Path(argument)).check_folder()
+
     def check_folder(self) -> CsvSource:
         """This source, or a ``DataSourceError`` when its folder does not exist (or is a file).
 
@@ -323,15 +344,18 @@ class CsvSource:
 
 
 def source_from_spec(spec: str, *, history_years: int = 10, clock: Clock = utc_now) -> PriceSource:
-    """Build a source from ``"yahoo"`` or ``"csv:DIR"`` (the ``--source`` option's value).
+    """Build a source from its spec (the ``--source`` option's value): the kind named in
+    ``source_spec.SOURCE_KINDS`` builds itself from the rest (``from_spec``).
 
     A ``csv:DIR`` whose folder does not exist is refused here (``DataSourceError``), so
     every command, server and notebook that names it stops before doing anything.
     """
+    import importlib
+
     try:
         parsed = parse_source(spec)
     except ValueError as exc:
         raise InvalidParameterError(str(exc)) from None
-    if parsed.folder is None:
-        return YahooSource(history_years=history_years, clock=clock)
-    return CsvSource(parsed.folder).check_folder()
+    module, _, attribute = SOURCE_KINDS[parsed.kind].path.partition(":")
+    kind = getattr(importlib.import_module(module), attribute)
+    return kind.from_spec(parsed.argument, history_years=history_years, clock=clock)  # type: ignore[no-any-return]

@@ -150,13 +150,11 @@ def check_kernel_settings(settings: Settings) -> None:
 def check_sources(ticker: str, settings: Settings, per_stage: Mapping[str, Any]) -> None:
     """Every price source the stages will read (a ``source`` parameter, else the setting)
     exists, and a CSV folder holds the ticker's file: seconds here, not a kernel later."""
-    from stock_lstm.data.sources import CsvSource, source_from_spec
+    from stock_lstm.data.sources import source_from_spec
 
     specs = {params.get("source") or settings.source for params in per_stage.values()}
-    for spec in sorted(specs, key=str):
-        source = source_from_spec(spec)
-        if isinstance(source, CsvSource):
-            source.check_ticker(ticker)
+    for spec in sorted(specs or {settings.source}, key=str):
+        source_from_spec(spec).check_ticker(ticker)
 
 
 def declared_parameters(notebook: Path) -> dict[str, Any]:
