@@ -9,10 +9,11 @@ KERNEL := stock-lstm
 TICKER ?= AAPL
 SOURCE ?=
 
-# Make variables that become notebook parameters when set, e.g. `make train EPOCHS=20`.
-PARAM_VARS := EPOCHS PATIENCE SEQUENCE_LENGTH HIDDEN_SIZE NUM_LAYERS DROPOUT LEARNING_RATE INPUTS OUTPUT \
-	BATCH_SIZE SEED TARGET STRATEGY HORIZON DAYS HISTORY_DAYS START END FORCE ORIGINS STEP \
-	REFIT_EVERY CHUNK_LENGTH NETWORK UNIVERSE_DIR UNTIL HELD_OUT
+# Make variables that become notebook parameters when set, e.g. `make train EPOCHS=20`: every
+# training parameter, read off TrainParams (its one declaration), then the notebooks' own.
+TRAIN_PARAM_VARS := $(shell python3 scripts/train_param_vars.py)
+PARAM_VARS := $(TRAIN_PARAM_VARS) DAYS HISTORY_DAYS START END FORCE ORIGINS STEP \
+	REFIT_EVERY UNIVERSE_DIR UNTIL HELD_OUT
 lower = $(shell echo '$(1)' | tr 'A-Z' 'a-z')
 PARAMS = $(foreach v,$(PARAM_VARS),$(if $($(v)),-p $(call lower,$(v)) $($(v)),))
 SOURCE_FLAG = $(if $(SOURCE),--source $(SOURCE),)
@@ -35,7 +36,7 @@ endif
 .DEFAULT_GOAL := help
 .PHONY: help setup sync eda train train-all predict pipeline backtest universe evaluate reports compare cluster cluster-status cluster-repair cluster-stop lab api test \
 	test-unit test-notebooks test-postgres migration bench \
-	lint format clean
+	lint format notebook-params clean
 
 # A target no rule makes: one line with the closest target and `make help`, exit 2.
 TARGETS := $(shell sed -n 's/^\([a-zA-Z_-]*\):.*\#\# .*/\1/p' $(firstword $(MAKEFILE_LIST)))
@@ -43,7 +44,7 @@ TARGETS := $(shell sed -n 's/^\([a-zA-Z_-]*\):.*\#\# .*/\1/p' $(firstword $(MAKE
 	$(error no target '$@':$(if $(call SUGGEST,$@,$(TARGETS)), $(call SUGGEST,$@,$(TARGETS)),) `make help` lists them)
 
 help: ## List the targets
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-16s %s\n", $$1, $$2}'
 
 setup: $(STAMP) ## Create .venv, install the package (+dev) and the Jupyter kernel
 
@@ -158,9 +159,13 @@ migration: $(STAMP) ## Autogenerate the next Alembic revision from the models (M
 	$(BIN)/ruff check --fix --quiet src/stock_lstm/db/migrations/versions
 	$(BIN)/ruff format --quiet src/stock_lstm/db/migrations/versions
 
-lint: $(STAMP) ## ruff check + ruff format --check
+lint: $(STAMP) ## ruff check + ruff format --check, and notebook 03's parameters current
 	$(BIN)/ruff check src tests notebooks scripts bench
 	$(BIN)/ruff format --check src tests notebooks scripts bench
+	$(BIN)/python scripts/notebook_params.py --check
+
+notebook-params: $(STAMP) ## Write notebook 03's training parameters from TrainParams
+	$(BIN)/python scripts/notebook_params.py
 
 format: $(STAMP) ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix src tests notebooks scripts bench

@@ -37,7 +37,7 @@ def main() -> None:
     config = BacktestConfig(horizon=5, origins=500, refit_every=100)
     before = replace(config, warm_start=False)
 
-    reference_params = replace(params, epochs=WARMUP_EPOCHS + TIMED_EPOCHS, patience=0)
+    reference_params = params.replace(epochs=WARMUP_EPOCHS + TIMED_EPOCHS, patience=0)
     data = prepare_data(
         prices, sequence_length=params.sequence_length, target=params.target, horizon=5
     )
@@ -59,7 +59,7 @@ def main() -> None:
         epochs.append(reference_epoch())
         seconds, now_fits = backtest(params, config)
         now.append(seconds)
-    old_seconds, old_fits = backtest(replace(params, chunk_length=0), before)
+    old_seconds, old_fits = backtest(params.replace(chunk_length=0), before)
     epoch = median(epochs)
     seconds = median(now)
     how = (

@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 import torch
@@ -87,7 +86,7 @@ def main() -> None:
     raw: dict[str, Any] = {"train_samples": samples, "val_samples": int(data.X_val.shape[0])}
     how = f"median of {repeats} runs x {TIMED_EPOCHS} epochs after {WARMUP_EPOCHS} warm-up"
     for batch in BATCH_SIZES:
-        params = replace(base, batch_size=batch)
+        params = base.replace(batch_size=batch)
         sides: dict[str, Callable[[TrainParams], tuple[float, dict[str, float]]]] = {
             "project": project,
             "reference": reference,
@@ -99,7 +98,7 @@ def main() -> None:
             for name, trainer in order if run % 2 == 0 else order[::-1]:
                 took, losses[name] = trainer(params)
                 seconds[name].append(took)
-        default_params = replace(params, epochs=WARMUP_EPOCHS + DEFAULT_THREAD_EPOCHS)
+        default_params = params.replace(epochs=WARMUP_EPOCHS + DEFAULT_THREAD_EPOCHS)
         default_s, _ = reference(default_params, DEFAULT_THREADS)
         project_default_s, _ = project(default_params, DEFAULT_THREADS)
         project_s, reference_s = median(seconds["project"]), median(seconds["reference"])

@@ -10,7 +10,6 @@ the number travels between machines. The aim is at most 10 minutes.
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from bench.common import REPO, emit, figure_args, prices_dir, row
@@ -37,7 +36,7 @@ def main() -> None:
     total = time.perf_counter() - began
 
     aapl = CsvSource(prices_dir()).fetch("AAPL").frame
-    tutorial = replace(params, output="point", epochs=2, batch_size=32, patience=0)
+    tutorial = params.replace(output="point", epochs=2, batch_size=32, patience=0)
     reference_data = prepare_data(
         aapl, sequence_length=60, target=tutorial.target, horizon=tutorial.training_horizon
     )

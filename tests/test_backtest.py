@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +51,7 @@ class ZeroModel(torch.nn.Module):
 
 def test_persistence_scores_rmae_exactly_one() -> None:
     def fit(window: pd.DataFrame, params: TrainParams) -> FittedWindow:
-        fitted = fit_window(window, replace(params, epochs=1))
+        fitted = fit_window(window, params.replace(epochs=1))
         return FittedWindow(ZeroModel(params.horizon), fitted.data)
 
     result = walk_forward(price_frame(), TINY, BacktestConfig(horizon=3, origins=40), fit=fit)

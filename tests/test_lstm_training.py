@@ -8,7 +8,6 @@ from __future__ import annotations
 import itertools
 import os
 import warnings
-from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -138,7 +137,7 @@ def test_best_weights_are_restored(learnable: PreparedData, trained: TrainResult
 
 
 def test_early_stopping_stops_and_restores_best(learnable: PreparedData) -> None:
-    params = replace(SMALL, epochs=200, patience=2, learning_rate=0.05)
+    params = SMALL.replace(epochs=200, patience=2, learning_rate=0.05)
     result = train_model(learnable, params, threads=1)
     assert result.stopped_early
     assert result.epochs_run < params.epochs
@@ -151,14 +150,14 @@ def test_early_stopping_stops_and_restores_best(learnable: PreparedData) -> None
 
 
 def test_patience_zero_runs_every_epoch(learnable: PreparedData) -> None:
-    params = replace(SMALL, epochs=12, patience=0, learning_rate=0.05)
+    params = SMALL.replace(epochs=12, patience=0, learning_rate=0.05)
     result = train_model(learnable, params, threads=1)
     assert result.epochs_run == 12 and len(result.history) == 12
     assert not result.stopped_early
 
 
 def test_same_seed_same_history(learnable: PreparedData) -> None:
-    params = replace(SMALL, epochs=4, num_layers=2, dropout=0.2, hidden_size=8)
+    params = SMALL.replace(epochs=4, num_layers=2, dropout=0.2, hidden_size=8)
     first = train_model(learnable, params, threads=1)
     second = train_model(learnable, params, threads=1)
     assert first.history == second.history
@@ -166,7 +165,7 @@ def test_same_seed_same_history(learnable: PreparedData) -> None:
         predict_scaled(first.model, learnable.X_test),
         predict_scaled(second.model, learnable.X_test),
     )
-    other = train_model(learnable, replace(params, seed=2), threads=1)
+    other = train_model(learnable, params.replace(seed=2), threads=1)
     assert other.history != first.history
 
 
@@ -174,7 +173,7 @@ def test_training_leaves_the_global_rng_alone(learnable: PreparedData) -> None:
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
-    train_model(learnable, replace(SMALL, epochs=1), threads=1)
+    train_model(learnable, SMALL.replace(epochs=1), threads=1)
     torch.testing.assert_close(torch.rand(3), expected)
 
 
@@ -189,7 +188,7 @@ def test_heap_tuning_is_undone_after_training_even_when_it_raises(
         return 1
 
     monkeypatch.setattr(training, "_mallopt", lambda: record)
-    train_model(learnable, replace(SMALL, epochs=1), threads=1)
+    train_model(learnable, SMALL.replace(epochs=1), threads=1)
     assert calls[-2:] == [
         (training._M_MMAP_MAX, training._DEFAULT_MMAP_MAX),
         (training._M_TRIM_THRESHOLD, training._DEFAULT_TRIM_THRESHOLD),
@@ -200,7 +199,7 @@ def test_heap_tuning_is_undone_after_training_even_when_it_raises(
         raise RuntimeError("a callback failed")
 
     with pytest.raises(RuntimeError):
-        train_model(learnable, replace(SMALL, epochs=2), threads=1, callbacks=[fail])
+        train_model(learnable, SMALL.replace(epochs=2), threads=1, callbacks=[fail])
     assert calls[0] == (training._M_MMAP_MAX, 0)
     assert calls[-1] == (training._M_TRIM_THRESHOLD, training._DEFAULT_TRIM_THRESHOLD)
     assert training._heap_users == 0
@@ -209,7 +208,7 @@ def test_heap_tuning_is_undone_after_training_even_when_it_raises(
 def test_callbacks_get_one_report_per_epoch(learnable: PreparedData) -> None:
     reports: list[EpochReport] = []
     counted: list[int] = []
-    params = replace(SMALL, epochs=5)
+    params = SMALL.replace(epochs=5)
     result = train_model(
         learnable, params, callbacks=[reports.append, lambda r: counted.append(r.epoch)]
     )
@@ -225,7 +224,7 @@ def test_callbacks_get_one_report_per_epoch(learnable: PreparedData) -> None:
 def test_progress_bar_goes_to_stderr(
     learnable: PreparedData, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    train_model(learnable, replace(SMALL, epochs=2), show_progress=True)
+    train_model(learnable, SMALL.replace(epochs=2), show_progress=True)
     captured = capsys.readouterr()
     assert "training" in captured.err and captured.out == ""
 
@@ -333,7 +332,7 @@ def test_unknown_key_is_rejected_with_the_known_ones() -> None:
 
 def test_train_model_validates_params(learnable: PreparedData) -> None:
     with pytest.raises(InvalidParameterError, match="batch_size"):
-        train_model(learnable, replace(SMALL, batch_size=0))
+        train_model(learnable, SMALL.replace(batch_size=0))
 
 
 # --- chunked training -------------------------------------------------------------------------
@@ -401,8 +400,8 @@ def test_a_chunk_forecast_never_reads_a_later_day() -> None:
 
 
 def test_chunked_training_learns_like_window_training(learnable: PreparedData) -> None:
-    windowed = train_model(learnable, replace(SMALL, chunk_length=0), threads=1)
-    chunked = train_model(learnable, replace(SMALL, chunk_length=20, epochs=60), threads=1)
+    windowed = train_model(learnable, SMALL.replace(chunk_length=0), threads=1)
+    chunked = train_model(learnable, SMALL.replace(chunk_length=20, epochs=60), threads=1)
     best = {
         name: min(h["val_loss"] for h in r.history)
         for name, r in (("windowed", windowed), ("chunked", chunked))

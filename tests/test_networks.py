@@ -3,8 +3,6 @@ artifact records its network; a model saved before networks had names still pred
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 import torch
 from api_helpers import TINY_PARAMS
@@ -40,7 +38,7 @@ def test_the_networks_are_listed_without_importing_torch() -> None:
     assert done.stdout.split() == [",".join(NETWORK_CLASSES), "False"], done.stderr
     assert PARAM_CHOICES["network"] == tuple(NETWORK_CLASSES) and TrainParams().network == "lstm"
     with pytest.raises(InvalidParameterError, match="network must be one of lstm, gru"):
-        replace(PARAMS, network="transformer").validate()
+        PARAMS.replace(network="transformer").validate()
 
 
 @pytest.mark.parametrize("name", list(NETWORK_CLASSES))
@@ -70,7 +68,7 @@ def test_an_artifact_without_a_network_is_an_lstm_and_an_unknown_one_is_refused(
 
 
 def test_a_gru_trains_registers_and_predicts(ctx: AppContext) -> None:
-    outcome = train_ticker(ctx, "AAPL", replace(PARAMS, network="gru"))
+    outcome = train_ticker(ctx, "AAPL", PARAMS.replace(network="gru"))
     assert isinstance(outcome.result.model, GRUForecaster)
     record = register_outcome(ctx, outcome, force=True)
     assert record.network == "gru" and record.to_dict()["network"] == "gru"

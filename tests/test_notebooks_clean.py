@@ -17,6 +17,8 @@ import papermill
 import pytest
 
 from stock_lstm.errors import InvalidParameterError
+from stock_lstm.models.params import PARAMETERS as TRAIN_PARAMETERS
+from stock_lstm.models.params import TrainParams, python_literal
 from stock_lstm.pipeline.notebook import (
     FIGURE_DPI,
     PANDAS_MAX_COLWIDTH,
@@ -34,22 +36,8 @@ PARAMETERS: dict[str, dict[str, str]] = {
     "02_eda": {**COMMON, "sequence_length": "60", "rolling_window": "21", "max_lag": "20"},
     "03_train": {
         **COMMON,
-        "epochs": "100",
-        "patience": "10",
-        "sequence_length": "60",
-        "hidden_size": "64",
-        "num_layers": "2",
-        "dropout": "0.2",
-        "learning_rate": "0.001",
-        "batch_size": "32",
-        "seed": "42",
-        "target": '"log_return"',
-        "strategy": '"direct"',
-        "horizon": "30",
-        "inputs": '"ohlcv"',
-        "output": '"student_t"',
-        "chunk_length": "60",
-        "network": '"lstm"',
+        # Generated from TrainParams (make notebook-params): each field's default.
+        **{name: python_literal(getattr(TrainParams(), name)) for name in TRAIN_PARAMETERS},
         "job_id": "None",
         "report_path": "None",
         "activate": "True",

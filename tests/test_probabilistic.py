@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -354,7 +353,7 @@ def test_ohlcv_inputs_need_the_log_return_target() -> None:
     with pytest.raises(InvalidParameterError, match="log_return"):
         TrainParams(target="price", inputs="ohlcv").validate()
     with pytest.raises(InvalidParameterError, match="direct"):
-        replace(TrainParams(), strategy="recursive", output="quantiles").validate()
+        TrainParams().replace(strategy="recursive", output="quantiles").validate()
 
 
 # --- the calibration a version carries between forecasts -----------------------------------

@@ -3,8 +3,6 @@ is the same, and from random weights (saying why) when it is not."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 import torch
 from api_helpers import TINY_PARAMS
@@ -42,7 +40,7 @@ def test_another_network_trains_from_random_weights_and_says_so(
     ctx: AppContext, caplog: pytest.LogCaptureFixture
 ) -> None:
     register_outcome(ctx, train_ticker(ctx, "AAPL", PARAMS), force=True)
-    bigger = replace(PARAMS, hidden_size=PARAMS.hidden_size * 2)
+    bigger = PARAMS.replace(hidden_size=PARAMS.hidden_size * 2)
     outcome = train_ticker(ctx, "AAPL", bigger, warm_start=True)
     assert outcome.warm_started_from is None
     assert "another network" in caplog.text and "random weights" in caplog.text

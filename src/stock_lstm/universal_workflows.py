@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -173,7 +172,7 @@ def fine_tune_from_universal(
             f"--from {version_id} fixes the network and its data ({', '.join(changed)} cannot "
             "change): give only training settings, or train without --from"
         )
-    tuned = replace(params, **{k: v for k, v in overrides.items() if k not in shape})
+    tuned = params.replace(**{k: v for k, v in overrides.items() if k not in shape})
     outcome = train_ticker(
         ctx, ticker, tuned, start_from=network, fine_tune=True, show_progress=show_progress
     )

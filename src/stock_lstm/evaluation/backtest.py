@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -182,7 +182,7 @@ def walk_forward(
     config = config.validate()
     params = params.validate()
     if params.strategy == "direct" and params.horizon < config.horizon:
-        params = replace(params, horizon=config.horizon)
+        params = params.replace(horizon=config.horizon)
     previous: list[FittedWindow] = []  # the last fit, for a warm start
 
     def default_fit(window: pd.DataFrame, p: Any) -> FittedWindow:

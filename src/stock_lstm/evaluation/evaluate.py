@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -396,4 +396,4 @@ def write_outputs(out_dir: Path, rows: list[dict[str, Any]], horizon: int) -> st
 def default_params(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     from stock_lstm.models.training import TrainParams
 
-    return replace(TrainParams(), **(overrides or {})).to_dict()
+    return TrainParams().replace(**(overrides or {})).to_dict()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 from stock_lstm.errors import InvalidParameterError
@@ -32,7 +32,7 @@ def _kinds() -> dict[str, type]:
     from stock_lstm.models.training import TrainParams
 
     defaults = TrainParams()
-    return {f.name: type(getattr(defaults, f.name)) for f in fields(TrainParams)}
+    return {name: type(getattr(defaults, name)) for name in TrainParams.model_fields}
 
 
 def _value(name: str, kind: type, text: str) -> Any:

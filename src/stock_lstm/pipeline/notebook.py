@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from pandas.io.formats.style import Styler
 
+    from stock_lstm.models.params import TrainParams
     from stock_lstm.workflows import AppContext
 
 #: ``[project] name`` in the pyproject.toml that marks the project root.
@@ -279,3 +281,12 @@ def parse_date(text: str | date | None, *, name: str = "date") -> date | None:
         raise InvalidParameterError(
             f"{name} {text!r} is not a date: pass an ISO date such as '2020-01-31', or None"
         ) from None
+
+
+def train_params_from(namespace: Mapping[str, Any]) -> TrainParams:
+    """The ``TrainParams`` a notebook's parameters cell declares: every training parameter
+    it holds (``globals()``), so a parameter added to ``TrainParams`` needs no line here."""
+    from stock_lstm.models.params import PARAMETERS, TrainParams
+
+    given = {name: namespace[name] for name in PARAMETERS if name in namespace}
+    return TrainParams.from_dict(given)

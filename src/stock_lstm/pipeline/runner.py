@@ -246,12 +246,11 @@ def _job_database(settings: Settings) -> Any:
 def _take_job(db: Any, job_id: str, ticker: str, parameters: Mapping[str, Any]) -> None:
     """Create (if the API did not) and own the job: this process renders its report after
     the kernel has exited, so the job must not die with the kernel."""
-    from dataclasses import fields
 
     from stock_lstm.models import jobs
     from stock_lstm.models.params import TrainParams
 
-    names = {field.name for field in fields(TrainParams)}
+    names = set(TrainParams.model_fields)
     try:
         params = TrainParams.from_dict({k: v for k, v in parameters.items() if k in names})
     except StockLSTMError:
@@ -298,11 +297,10 @@ def check_training_parameters(parameters: Mapping[str, Any]) -> None:
     """The training parameters among a run's, checked as the notebook will check them
     (``TrainParams``): a value out of range is one line in milliseconds, not a failed run
     after a kernel's start."""
-    from dataclasses import fields
 
     from stock_lstm.models.params import TrainParams
 
-    names = {field.name for field in fields(TrainParams)}
+    names = set(TrainParams.model_fields)
     given = {name: value for name, value in parameters.items() if name in names}
     if given:
         TrainParams.from_dict(given)
