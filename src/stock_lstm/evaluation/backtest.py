@@ -130,14 +130,7 @@ def fit_window(
     fractions = SplitFractions(
         1.0 - VALIDATION_FRACTION, VALIDATION_FRACTION, allow_empty_test=True
     )
-    data = prepare_data(
-        prices,
-        sequence_length=params.sequence_length,
-        fractions=fractions,
-        target=params.target,
-        horizon=params.training_horizon,
-        inputs=params.inputs,
-    )
+    data = prepare_data(prices, fractions=fractions, **params.data_options)
     warm = previous is not None and previous.data.X_train.shape[2] == data.X_train.shape[2]
     result = train_model(
         data,

@@ -188,14 +188,7 @@ def universal_fit_function(spec: UniverseSpec, dates: pd.DatetimeIndex) -> Any:
         fractions = SplitFractions(
             1.0 - VALIDATION_FRACTION, VALIDATION_FRACTION, allow_empty_test=True
         )
-        data = prepare_data(
-            window,
-            sequence_length=params.sequence_length,
-            fractions=fractions,
-            target=params.target,
-            horizon=params.training_horizon,
-            inputs=params.inputs,
-        )
+        data = prepare_data(window, fractions=fractions, **params.data_options)
         return FittedWindow(model, data, int(run["epochs_run"]), int(run["best_epoch"]), False)
 
     return fit

@@ -221,6 +221,17 @@ class TrainParams(BaseModel):
         checks nothing)."""
         return type(self)(**{**dict(self), **changes})
 
+    @property
+    def data_options(self) -> dict[str, Any]:
+        """What ``data.preprocessing.prepare_data`` takes from these parameters: the windows
+        the network sees, what it learns to predict and how many days each target holds."""
+        return {
+            "sequence_length": self.sequence_length,
+            "target": self.target,
+            "horizon": self.training_horizon,
+            "inputs": self.inputs,
+        }
+
     def architecture(self, options: tuple[str, ...]) -> dict[str, Any]:
         """The constructor arguments of a network taking ``options``: the parameters it
         names, then ``network_options``."""

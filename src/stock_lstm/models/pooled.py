@@ -116,14 +116,7 @@ def prepare_universe(
         train = n_train / len(frame)
         fractions = SplitFractions(train, 1.0 - train, allow_empty_test=True)
         try:
-            data = prepare_data(
-                frame,
-                sequence_length=params.sequence_length,
-                fractions=fractions,
-                target=params.target,
-                horizon=params.training_horizon,
-                inputs=params.inputs,
-            )
+            data = prepare_data(frame, fractions=fractions, **params.data_options)
         except (NotEnoughDataError, InvalidParameterError) as exc:
             skipped[ticker] = str(exc)
             continue

@@ -246,34 +246,20 @@ def train_model(
     is called with an :class:`EpochReport` after each epoch. The global torch RNG is left as it
     was, so training does not disturb the caller's random state.
     """
-    params.validate()
     _check_data(data)
     set_torch_threads(threads)
     X_train, y_train = _as_tensor(data.X_train), _as_tensor(data.y_train)
     X_val, y_val = _as_tensor(data.X_val), _as_tensor(data.y_val)
-    n_train = X_train.shape[0]
 
     with torch.random.fork_rng(devices=[]), _reuse_freed_memory():
         torch.manual_seed(params.seed)
         generator = torch.Generator().manual_seed(params.seed)
         model = new_network(params, int(X_train.shape[2]), int(y_train.shape[1]))
         optimizer = torch.optim.Adam(model.parameters(), lr=params.learning_rate)
-        patience = params.patience if patience is None else patience
-
-        history: list[dict[str, float]] = []
-        best_val_loss = math.inf
-        best_epoch = 0
-        best_state: dict[str, torch.Tensor] | None = None
+        best = _BestWeights(params.patience if patience is None else patience)
         if initial_state is not None:
             model.load_state_dict(initial_state)
-            model.eval()
-            best_val_loss = _evaluation_loss(model, X_val, y_val)
-            if math.isfinite(best_val_loss):
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            else:
-                best_val_loss = math.inf
-        epochs_without_improvement = 0
-        stopped_early = False
+            best.start_from(model, _evaluation_loss(model.eval(), X_val, y_val))
         started = time.perf_counter()
         progress = tqdm(
             range(1, params.epochs + 1),
@@ -285,7 +271,8 @@ def train_model(
         chunk_length = params.chunk_length if chunk_length is None else chunk_length
         # A backbone whose features may read later steps trains window by window.
         chunks = _chunked_series(X_train) if chunk_length and model.causal else None
-        epoch = 0
+        history: list[dict[str, float]] = []
+        epoch, stopped_early = 0, False
         for epoch in progress:
             model.train()
             if chunks is not None and chunk_length:
@@ -293,26 +280,11 @@ def train_model(
                     model, optimizer, chunks, y_train, chunk_length, params.batch_size, generator
                 )
             else:
-                permutation = torch.randperm(n_train, generator=generator)
-                loss_sum = torch.zeros(())
-                for start in range(0, n_train, params.batch_size):
-                    batch = permutation[start : start + params.batch_size]
-                    optimizer.zero_grad(set_to_none=True)
-                    loss = model.loss(model(X_train[batch]), y_train[batch])
-                    loss.backward()
-                    optimizer.step()
-                    loss_sum += loss.detach() * batch.shape[0]
-                train_loss = loss_sum.item() / n_train
-
-            model.eval()
-            val_loss = _evaluation_loss(model, X_val, y_val)
-            if val_loss < best_val_loss - IMPROVEMENT_TOLERANCE:
-                best_val_loss, best_epoch = val_loss, epoch
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                epochs_without_improvement = 0
-            else:
-                epochs_without_improvement += 1
-
+                train_loss = _window_epoch(
+                    model, optimizer, X_train, y_train, params.batch_size, generator
+                )
+            val_loss = _evaluation_loss(model.eval(), X_val, y_val)
+            best.observe(model, epoch, val_loss)
             history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
             progress.set_postfix(train=f"{train_loss:.3g}", val=f"{val_loss:.3g}", refresh=False)
             report = EpochReport(
@@ -320,36 +292,94 @@ def train_model(
                 total_epochs=params.epochs,
                 train_loss=train_loss,
                 val_loss=val_loss,
-                best_epoch=best_epoch,
-                best_val_loss=best_val_loss,
+                best_epoch=best.epoch,
+                best_val_loss=best.val_loss,
                 elapsed_seconds=time.perf_counter() - started,
             )
             for callback in callbacks:
                 callback(report)
-
-            if epoch < params.epochs and (
-                not math.isfinite(train_loss)
-                or (patience > 0 and epochs_without_improvement >= patience)
-            ):
+            if epoch < params.epochs and best.should_stop(train_loss):
                 stopped_early = True
                 break
         progress.close()
 
-    if best_state is None:
-        raise InvalidParameterError(
-            f"training diverged: the validation loss was never finite "
-            f"(learning_rate {params.learning_rate:g}): use a smaller --learning-rate"
-        )
-    model.load_state_dict(best_state)
-    model.eval()
+    best.restore(model, params.learning_rate)
     return TrainResult(
         model=model,
         history=history,
-        best_epoch=best_epoch,
+        best_epoch=best.epoch,
         epochs_run=epoch,
         stopped_early=stopped_early,
         train_seconds=time.perf_counter() - started,
     )
+
+
+class _BestWeights:
+    """Early stopping's memory: the weights of the best validation epoch so far, and how
+    many epochs have passed without beating it (``patience`` 0: never stop early)."""
+
+    def __init__(self, patience: int) -> None:
+        self.patience = patience
+        self.val_loss = math.inf
+        self.epoch = 0
+        self.state: dict[str, torch.Tensor] | None = None
+        self.epochs_without_improvement = 0
+
+    def start_from(self, model: NetworkForecaster, val_loss: float) -> None:
+        """Warm start: the given weights, scored before any step, are the bar to beat."""
+        if math.isfinite(val_loss):
+            self.val_loss = val_loss
+            self.state = _copy_state(model)
+
+    def observe(self, model: NetworkForecaster, epoch: int, val_loss: float) -> None:
+        if val_loss < self.val_loss - IMPROVEMENT_TOLERANCE:
+            self.val_loss, self.epoch = val_loss, epoch
+            self.state = _copy_state(model)
+            self.epochs_without_improvement = 0
+        else:
+            self.epochs_without_improvement += 1
+
+    def should_stop(self, train_loss: float) -> bool:
+        """The training loss stopped being finite, or ``patience`` epochs did not improve."""
+        return not math.isfinite(train_loss) or (
+            self.patience > 0 and self.epochs_without_improvement >= self.patience
+        )
+
+    def restore(self, model: NetworkForecaster, learning_rate: float) -> None:
+        """Load the best weights into ``model`` (in eval mode)."""
+        if self.state is None:
+            raise InvalidParameterError(
+                f"training diverged: the validation loss was never finite "
+                f"(learning_rate {learning_rate:g}): use a smaller --learning-rate"
+            )
+        model.load_state_dict(self.state)
+        model.eval()
+
+
+def _copy_state(model: NetworkForecaster) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _window_epoch(
+    model: NetworkForecaster,
+    optimizer: torch.optim.Optimizer,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int,
+    generator: torch.Generator,
+) -> float:
+    """One pass over the training windows in a seeded random order, ``batch_size`` a step."""
+    n = X.shape[0]
+    permutation = torch.randperm(n, generator=generator)
+    loss_sum = torch.zeros(())
+    for start in range(0, n, batch_size):
+        batch = permutation[start : start + batch_size]
+        optimizer.zero_grad(set_to_none=True)
+        loss = model.loss(model(X[batch]), y[batch])
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach() * batch.shape[0]
+    return loss_sum.item() / n
 
 
 def predict_scaled(model: NetworkForecaster, X: np.ndarray, batch_size: int = 2048) -> np.ndarray:

@@ -306,6 +306,69 @@ def check_training_parameters(parameters: Mapping[str, Any]) -> None:
         TrainParams.from_dict(given)
 
 
+def _runner_parameters(stage: str, html_path: Path, result: RunResult) -> dict[str, Any]:
+    """What the runner tells a stage besides the user's parameters: where its report goes
+    (a registering stage records it), the version this run trained (04 says whether it
+    forecast with it: a gate may have kept the previous one active), the run folder (05
+    writes its CSV and summary there)."""
+    extra: dict[str, Any] = {}
+    if stage in REGISTERING_STAGES:
+        extra["report_path"] = str(html_path)
+    if stage == "predict" and result.version_id:
+        extra["trained_version"] = result.version_id
+    if stage == "backtest":
+        extra["output_dir"] = str(result.run_dir)
+    return extra
+
+
+def _execute_stage(
+    stage: str,
+    notebook: Path,
+    output: Path,
+    parameters: Mapping[str, Any],
+    *,
+    progress: bool,
+    log_output: bool,
+    execution_timeout: float | None,
+) -> StageResult:
+    """Run one stage's notebook with papermill and render its HTML; a failure is the
+    stage's status and first error line, never an exception."""
+    import papermill
+    from nbclient.exceptions import CellTimeoutError
+    from papermill.exceptions import PapermillExecutionError
+
+    began = time.perf_counter()
+    stage_result = StageResult(stage, "ok", output.name)
+    try:
+        papermill.execute_notebook(
+            str(notebook),
+            str(output),
+            parameters=dict(parameters),
+            kernel_name=KERNEL_NAME,
+            progress_bar=progress,
+            log_output=log_output,
+            cwd=os.getcwd(),
+            execution_timeout=execution_timeout,
+        )
+    except PapermillExecutionError as exc:
+        stage_result.status, stage_result.error = "failed", _first_line(exc)
+    except CellTimeoutError:
+        stage_result.status = "failed"
+        stage_result.error = (
+            f"stopped: a cell ran past the limit of {(execution_timeout or 0) / 3600:g} h "
+            "(STOCK_LSTM_JOB_TIMEOUT_HOURS)"
+        )
+    except Exception as exc:  # kernel died, could not start, ...
+        stage_result.status, stage_result.error = "failed", _first_line(exc)
+    stage_result.seconds = round(time.perf_counter() - began, 2)
+    if output.exists():
+        try:
+            stage_result.html = render_html(output).name
+        except Exception as exc:
+            log.warning("could not render %s: %s", output, exc)
+    return stage_result
+
+
 def run_pipeline(
     stages: list[str],
     ticker: str,
@@ -329,10 +392,6 @@ def run_pipeline(
     ticker = validate_ticker(ticker)
     stages = resolve_stages(stages)
     check_training_parameters(parameters or {})  # before a kernel starts or a run is listed
-
-    import papermill
-    from nbclient.exceptions import CellTimeoutError
-    from papermill.exceptions import PapermillExecutionError
 
     notebooks_dir = notebooks_dir or default_notebooks_dir()
     per_stage = split_parameters(stages, dict(parameters or {}), notebooks_dir)
@@ -369,44 +428,17 @@ def run_pipeline(
             job_id = stage_parameters.get("job_id") if stage in REGISTERING_STAGES else None
             if job_id:
                 _take_job(database(), str(job_id), ticker, stage_parameters)
-            if stage in REGISTERING_STAGES:
-                stage_parameters["report_path"] = str(html_path)
-            if stage == "predict" and result.version_id:
-                # 04 says whether it forecast with this run's model (a gate may have kept
-                # the previous one active).
-                stage_parameters["trained_version"] = result.version_id
-            if stage == "backtest":
-                stage_parameters["output_dir"] = str(run_dir)
+            stage_parameters.update(_runner_parameters(stage, html_path, result))
             log.info("running %s for %s -> %s", stem, ticker, output)
-            began = time.perf_counter()
-            stage_result = StageResult(stage, "ok", output.name)
-            try:
-                papermill.execute_notebook(
-                    str(notebooks_dir / f"{stem}.ipynb"),
-                    str(output),
-                    parameters=stage_parameters,
-                    kernel_name=KERNEL_NAME,
-                    progress_bar=progress,
-                    log_output=log_output,
-                    cwd=os.getcwd(),
-                    execution_timeout=execution_timeout,
-                )
-            except PapermillExecutionError as exc:
-                stage_result.status, stage_result.error = "failed", _first_line(exc)
-            except CellTimeoutError:
-                stage_result.status = "failed"
-                stage_result.error = (
-                    f"stopped: a cell ran past the limit of {(execution_timeout or 0) / 3600:g} h "
-                    "(STOCK_LSTM_JOB_TIMEOUT_HOURS)"
-                )
-            except Exception as exc:  # kernel died, could not start, ...
-                stage_result.status, stage_result.error = "failed", _first_line(exc)
-            stage_result.seconds = round(time.perf_counter() - began, 2)
-            if output.exists():
-                try:
-                    stage_result.html = render_html(output).name
-                except Exception as exc:
-                    log.warning("could not render %s: %s", output, exc)
+            stage_result = _execute_stage(
+                stage,
+                notebooks_dir / f"{stem}.ipynb",
+                output,
+                stage_parameters,
+                progress=progress,
+                log_output=log_output,
+                execution_timeout=execution_timeout,
+            )
             result.stages.append(stage_result)
             if stage in REGISTERING_STAGES and stage_result.status == "ok":
                 result.version_id, result.metrics = _registered_version(database(), str(html_path))

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from stock_lstm.errors import ModelNotFoundError
 from stock_lstm.models import jobs
 from stock_lstm.models.records import GateDecision
 from stock_lstm.models.registry import (
+    AlreadyRegisteredError,
     ModelRecord,
     TrainingDataSummary,
     active_version_id,
@@ -21,6 +23,9 @@ from stock_lstm.workflows.context import (
     fingerprint_prices,
 )
 from stock_lstm.workflows.train import TrainOutcome
+
+if TYPE_CHECKING:
+    from stock_lstm.models.artifacts import SavedArtifacts
 
 log = logging.getLogger(__name__)
 
@@ -92,48 +97,10 @@ def register_outcome(
     most: if another attempt of it (a Dask task retried after its
     worker died) registered first, that model is returned and these files are deleted.
     """
-    from stock_lstm.models.artifacts import SavedArtifacts, new_version_id, save_artifacts
-    from stock_lstm.models.registry import AlreadyRegisteredError, get_model
-
-    prices = outcome.prices
-    try:  # one indexed column: decoding every version of a nightly-retrained ticker was slow
-        has_active = bool(active_version_id(ctx.db, outcome.ticker))
-    except ModelNotFoundError:
-        has_active = False
-    should_activate, gate = gate_decision(
-        outcome.evaluation.metrics.validation.rmae_h1,
-        threshold=ctx.settings.gate_threshold,
-        has_active_model=has_active,
-        force=force,
-    )
+    should_activate, gate = _gate(ctx, outcome, force=force)
     outcome.gate = gate
-    try:
-        models_dir = Path(ctx.settings.models_dir)
-        artifacts = save_artifacts(
-            directory=models_dir,
-            version_id=new_version_id(
-                outcome.ticker, models_dir, ctx.clock(), taken=lambda v: _registered(ctx, v)
-            ),
-            model_config=outcome.result.model.config(),
-            network=outcome.result.model.network,
-            state_dict=outcome.result.model.state_dict(),
-            scaler=outcome.data.scaler,
-            metadata={
-                "ticker": outcome.ticker,
-                "feature_columns": list(outcome.data.feature_columns),
-                "target_column": outcome.data.target_column,
-                "target_index": outcome.data.target_index,
-                "sequence_length": outcome.data.sequence_length,
-                "target": outcome.params.target,
-                "strategy": outcome.params.strategy,
-                "horizon": outcome.params.horizon,
-            },
-        )
-        outcome.artifacts = artifacts
-    except Exception as exc:
-        if job_id:
-            jobs.mark_failed(ctx.db, job_id, str(exc) or type(exc).__name__, clock=ctx.clock)
-        raise
+    artifacts = _save(ctx, outcome, job_id)
+    prices = outcome.prices
     try:
         record = register_model(
             ctx.db,
@@ -162,30 +129,96 @@ def register_outcome(
             complete_job=report_path is None,
         )
     except AlreadyRegisteredError as exc:
-        artifacts.model_path.unlink(missing_ok=True)
-        artifacts.scaler_path.unlink(missing_ok=True)
+        _delete(artifacts)
         log.warning("%s", exc)
-        record = get_model(ctx.db, exc.version_id)
-        # This attempt's train_ticker marked the job running again: it is done (once its
-        # report exists, when it has one).
-        if report_path is None:
-            jobs.mark_completed(ctx.db, exc.job_id, record.version_id, clock=ctx.clock)
-        outcome.gate = record.metrics.gate or gate
-        outcome.artifacts = SavedArtifacts(
-            record.version_id,
-            Path(record.model_path),
-            Path(record.scaler_path),
-            record.model_sha256,
-            record.scaler_sha256,
-        )
+        record = _adopt_earlier_registration(ctx, outcome, exc, gate, report_path)
     except BaseException as exc:
-        artifacts.model_path.unlink(missing_ok=True)
-        artifacts.scaler_path.unlink(missing_ok=True)
+        _delete(artifacts)
         outcome.artifacts = None
         if job_id:
             jobs.mark_failed(ctx.db, job_id, str(exc) or type(exc).__name__, clock=ctx.clock)
         raise
     outcome.record = record
+    return record
+
+
+def _gate(ctx: AppContext, outcome: TrainOutcome, *, force: bool) -> tuple[bool, GateDecision]:
+    """Whether the new version may become active, and the gate's verdict on it."""
+    try:  # one indexed column: decoding every version of a nightly-retrained ticker was slow
+        has_active = bool(active_version_id(ctx.db, outcome.ticker))
+    except ModelNotFoundError:
+        has_active = False
+    return gate_decision(
+        outcome.evaluation.metrics.validation.rmae_h1,
+        threshold=ctx.settings.gate_threshold,
+        has_active_model=has_active,
+        force=force,
+    )
+
+
+def _save(ctx: AppContext, outcome: TrainOutcome, job_id: str | None) -> SavedArtifacts:
+    """Write the version's files (atomically, under a version id reserved for it); a
+    failure here fails the job."""
+    from stock_lstm.models.artifacts import new_version_id, save_artifacts
+
+    try:
+        models_dir = Path(ctx.settings.models_dir)
+        outcome.artifacts = save_artifacts(
+            directory=models_dir,
+            version_id=new_version_id(
+                outcome.ticker, models_dir, ctx.clock(), taken=lambda v: _registered(ctx, v)
+            ),
+            model_config=outcome.result.model.config(),
+            network=outcome.result.model.network,
+            state_dict=outcome.result.model.state_dict(),
+            scaler=outcome.data.scaler,
+            metadata={
+                "ticker": outcome.ticker,
+                "feature_columns": list(outcome.data.feature_columns),
+                "target_column": outcome.data.target_column,
+                "target_index": outcome.data.target_index,
+                "sequence_length": outcome.data.sequence_length,
+                "target": outcome.params.target,
+                "strategy": outcome.params.strategy,
+                "horizon": outcome.params.horizon,
+            },
+        )
+    except Exception as exc:
+        if job_id:
+            jobs.mark_failed(ctx.db, job_id, str(exc) or type(exc).__name__, clock=ctx.clock)
+        raise
+    return outcome.artifacts
+
+
+def _delete(artifacts: SavedArtifacts) -> None:
+    artifacts.model_path.unlink(missing_ok=True)
+    artifacts.scaler_path.unlink(missing_ok=True)
+
+
+def _adopt_earlier_registration(
+    ctx: AppContext,
+    outcome: TrainOutcome,
+    exc: AlreadyRegisteredError,
+    gate: GateDecision,
+    report_path: str | None,
+) -> ModelRecord:
+    """Another attempt of this job (a Dask task retried after its worker died) registered
+    first: its version is this outcome's, and this attempt's job is done (once its report
+    exists, when it has one: this attempt's train_ticker marked the job running again)."""
+    from stock_lstm.models.artifacts import SavedArtifacts
+    from stock_lstm.models.registry import get_model
+
+    record = get_model(ctx.db, exc.version_id)
+    if report_path is None:
+        jobs.mark_completed(ctx.db, exc.job_id, record.version_id, clock=ctx.clock)
+    outcome.gate = record.metrics.gate or gate
+    outcome.artifacts = SavedArtifacts(
+        record.version_id,
+        Path(record.model_path),
+        Path(record.scaler_path),
+        record.model_sha256,
+        record.scaler_sha256,
+    )
     return record
 
 

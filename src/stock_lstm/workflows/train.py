@@ -172,14 +172,7 @@ def train_ticker(
             f"{fractions.label()} split",
         )
         prices = with_market(ctx, prices, params.inputs, force=force_sync, start=start, end=end)
-        data = prepare_data(
-            prices,
-            sequence_length=params.sequence_length,
-            fractions=fractions,
-            target=params.target,
-            horizon=params.training_horizon,
-            inputs=params.inputs,
-        )
+        data = prepare_data(prices, fractions=fractions, **params.data_options)
         all_callbacks = [*callbacks]
         if job_id:
             all_callbacks.append(_job_progress_writer(ctx, job_id))
