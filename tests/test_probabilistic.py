@@ -377,7 +377,8 @@ def test_predict_carries_the_calibration_forward_and_persists_it(ctx: AppContext
     )
     register_outcome(ctx, train_ticker(ctx, "TEST", params, end=cut))
     record = get_active_model(ctx.db, "TEST")
-    registered = CalibrationState.from_dict(record.metrics.calibration)
+    assert record.metrics.calibration is not None
+    registered = CalibrationState.from_record(record.metrics.calibration)
     assert registered.through == cut.isoformat()
     assert load_calibration_state(ctx.db, record.version_id) is None
 

@@ -105,7 +105,7 @@ def evaluate_model(
         ),
         conformal=start.conformal,
         interval_level=interval_level,
-        calibration=state.to_dict(),
+        calibration=state.to_record(),
         intervals_h1=intervals_at(probabilistic, interval_level),
         served_anchors=tuple(
             best_anchor(probabilistic, h, CHOICE_LEVEL) or FALLBACK_ANCHOR

@@ -63,7 +63,7 @@ class LoadedModel:
         that starts from the version's last training close."""
         saved = self.record.metrics.calibration
         if saved is not None:
-            return CalibrationState.from_dict(saved)
+            return CalibrationState.from_record(saved)
         horizon = self.max_days
         return CalibrationState(
             levels=CALIBRATION_LEVELS,

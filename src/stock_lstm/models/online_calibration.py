@@ -33,9 +33,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from stock_lstm.models.records import CalibrationRecord
 
 #: Quantile levels of a distributional head: the median and the bounds of the 50/80/90/95%
 #: central intervals (kept here, free of torch, so scoring code can read them cheaply).
@@ -244,6 +247,16 @@ class CalibrationState:
             updates=int(values.get("updates", 0)),
             step=float(values.get("step", DEFAULT_STEP)),
         )
+
+    @classmethod
+    def from_record(cls, record: CalibrationRecord) -> CalibrationState:
+        """The state a version's metrics recorded."""
+        return cls.from_dict(record.model_dump(exclude_none=True))
+
+    def to_record(self) -> CalibrationRecord:
+        from stock_lstm.models.records import CalibrationRecord
+
+        return CalibrationRecord.model_validate(self.to_dict())
 
     def level_index(self, level: float) -> int | None:
         rounded = [round(value, 6) for value in self.levels]

@@ -113,6 +113,19 @@ class TrainingRun(Record):
     stopped_early: bool | None = None
 
 
+class CalibrationRecord(Record):
+    """The online interval calibration a version carries from its test slice into its
+    forecasts: ``models.online_calibration.CalibrationState`` in its JSON form."""
+
+    levels: tuple[float, ...] = Field(description="Interval levels, e.g. 0.5, 0.8, 0.9, 0.95.")
+    theta: tuple[tuple[float, ...], ...] = Field(
+        description="Per horizon (h=1 first), the band's log-width multiplier at each level."
+    )
+    through: str = Field(description="ISO date of the last close the calibration has seen.")
+    updates: int = Field(0, description="Outcomes that updated it.")
+    step: float | None = Field(None, description="The tracker's step size.")
+
+
 class TrainingMetrics(Record):
     """Everything a registered version's evaluation recorded (the registry's ``metrics``)."""
 
@@ -125,10 +138,8 @@ class TrainingMetrics(Record):
         description="Static split-conformal quantiles by level, per horizon (log space).",
     )
     interval_level: float | None = None
-    calibration: dict[str, Any] | None = Field(
-        None,
-        description="The online interval calibration after the test slice "
-        "(models.online_calibration.CalibrationState.to_dict()).",
+    calibration: CalibrationRecord | None = Field(
+        None, description="The online interval calibration after the test slice."
     )
     intervals_h1: dict[str, IntervalScores] = Field(
         default_factory=dict, description="By forecaster: model, model_static, garch_t, ewma."
