@@ -21,13 +21,16 @@ table list ``ANCHORS``.
 from __future__ import annotations
 
 import warnings
-from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from abc import abstractmethod
 from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 from scipy import stats
+
+from stock_lstm.evaluation.forecasters import Forecaster, PriceHistory, QuantileForecast
+
+__all__ = ["ANCHORS", "ANCHOR_CLASSES", "Anchor", "PriceHistory", "QuantileForecast"]
 
 #: At most ten years of trading days estimate an anchor: older regimes say little.
 FIT_WINDOW_DAYS = 2520
@@ -37,49 +40,7 @@ EWMA_LAMBDA = 0.94
 _PERCENT = 100.0
 
 
-@dataclass(frozen=True)
-class PriceHistory:
-    """What an anchor may read: daily closes and, where the source has them, highs and lows
-    (same rows). Rows after an origin are never read for that origin's forecast."""
-
-    close: np.ndarray
-    high: np.ndarray | None = None
-    low: np.ndarray | None = None
-
-    @classmethod
-    def of(cls, prices: PriceHistory | pd.DataFrame | np.ndarray) -> PriceHistory:
-        """A history from a price frame (``close`` and, if present, ``high``/``low``
-        columns), from bare closes, or as given."""
-        if isinstance(prices, PriceHistory):
-            return prices
-        if isinstance(prices, pd.DataFrame):
-            columns = {str(c).lower(): c for c in prices.columns}
-
-            def column(name: str) -> np.ndarray | None:
-                key = columns.get(name)
-                return None if key is None else prices[key].to_numpy(dtype=np.float64)
-
-            close = column("close")
-            if close is None:
-                raise ValueError("a price frame needs a close column")
-            return cls(close, column("high"), column("low"))
-        return cls(np.asarray(prices, dtype=np.float64))
-
-    @property
-    def log_returns(self) -> np.ndarray:
-        """``log_returns[p]`` is the log-return into row ``p + 1``."""
-        return np.diff(np.log(self.close))
-
-
-@dataclass(frozen=True)
-class QuantileForecast:
-    """Price quantiles (n origins, H horizons, Q levels) of one forecaster."""
-
-    levels: tuple[float, ...]
-    prices: np.ndarray
-
-
-class Anchor(ABC):
+class Anchor(Forecaster):
     """A classical interval forecaster: ``fit`` on the history before ``fit_end_row``, then
     ``predict`` at origins at or after it. Subclasses set ``name`` and ``label``."""
 

@@ -20,7 +20,7 @@ import pandas as pd
 
 from stock_lstm.errors import InvalidParameterError, NotEnoughDataError
 from stock_lstm.evaluation.anchors import ANCHORS
-from stock_lstm.evaluation.baselines import drift_paths, mean_log_return, persistence_paths
+from stock_lstm.evaluation.baselines import baseline_paths
 from stock_lstm.evaluation.combination import (
     CHOICE_LEVEL,
     choose_anchors,
@@ -280,7 +280,7 @@ def _forecast_group(
     """One fit's forecasts at its origins, and every forecaster's price intervals (n, H, L)
     (see ``evaluation.intervals``); the anchors are fitted on the same window as the model."""
     from stock_lstm.data.preprocessing import input_windows
-    from stock_lstm.evaluation.anchors import PriceHistory
+    from stock_lstm.evaluation.forecasters import PriceHistory
     from stock_lstm.models.forecasting import predict_distribution
 
     closes = prices["close"].to_numpy(dtype=np.float64)
@@ -293,19 +293,20 @@ def _forecast_group(
         model, data.encoder, strategy, windows, closes[group], horizon
     )
     rows = group[:, None] + np.arange(1, horizon + 1)
-    mu = mean_log_return(closes[:first_origin])
+    history = PriceHistory.of(prices)
+    baselines = baseline_paths(history, first_origin, group, horizon)
     part = HoldoutForecasts(
         origins=group,
         origin_dates=prices.index[group],
         last_close=closes[group],
         forecast=forecast,
         actual=closes[rows],
-        persistence=persistence_paths(closes[group], horizon),
-        drift=drift_paths(closes[group], mu, horizon),
+        persistence=baselines["persistence"],
+        drift=baselines["drift"],
         quantiles=quantiles,
         quantile_levels=tuple(getattr(model, "quantiles", ())),
     )
-    return part, interval_forecasts(part, PriceHistory.of(prices), start).bounds
+    return part, interval_forecasts(part, history, start).bounds
 
 
 def _concatenate(parts: list[HoldoutForecasts]) -> HoldoutForecasts:

@@ -1,4 +1,5 @@
-"""Naive forecasts a model has to beat before its numbers mean anything.
+"""Naive forecasts a model has to beat before its numbers mean anything, as forecasters
+(``evaluation.forecasters``) like the anchors.
 
 For daily closes the persistence forecast (tomorrow = today) is hard to beat: prices are close
 to a random walk, so an LSTM that merely lags the series scores about the same.
@@ -7,6 +8,8 @@ to a random walk, so an LSTM that merely lags the series scores about the same.
 from __future__ import annotations
 
 import numpy as np
+
+from stock_lstm.evaluation.forecasters import Forecaster, PriceHistory, QuantileForecast
 
 
 def persistence_forecast(last_observed: np.ndarray) -> np.ndarray:
@@ -41,3 +44,69 @@ def mean_log_return(prices: np.ndarray) -> float:
     if values.size < 2:
         return 0.0
     return float(np.mean(np.diff(np.log(values))))
+
+
+class Persistence(Forecaster):
+    """Tomorrow = today, at every horizon: the random walk every model must beat."""
+
+    name = "persistence"
+    label = "persistence (tomorrow = today)"
+
+    def fit(self, history: PriceHistory, fit_end_row: int) -> Persistence:
+        self.history = history  # nothing to estimate
+        return self
+
+    def predict(
+        self, origin_rows: np.ndarray, horizon: int, levels: tuple[float, ...]
+    ) -> QuantileForecast:
+        paths = persistence_paths(self.history.close[np.asarray(origin_rows)], horizon)
+        return QuantileForecast(tuple(levels), np.repeat(paths[..., None], len(levels), axis=2))
+
+
+class Drift(Forecaster):
+    """The random walk with drift: the mean daily log-return of the rows before
+    ``fit_end_row`` (the model's training rows: drift and model see the same past)."""
+
+    name = "drift"
+    label = "random walk with drift"
+
+    def fit(self, history: PriceHistory, fit_end_row: int) -> Drift:
+        self.history = history
+        self.mu = mean_log_return(history.close[:fit_end_row])
+        return self
+
+    def predict(
+        self, origin_rows: np.ndarray, horizon: int, levels: tuple[float, ...]
+    ) -> QuantileForecast:
+        last = self.history.close[np.asarray(origin_rows)]
+        paths = drift_paths(last, self.mu, horizon)
+        return QuantileForecast(tuple(levels), np.repeat(paths[..., None], len(levels), axis=2))
+
+
+#: The point baselines every model is scored beside, by name: name -> "module:Class".
+BASELINE_CLASSES: dict[str, str] = {
+    "persistence": "stock_lstm.evaluation.baselines:Persistence",
+    "drift": "stock_lstm.evaluation.baselines:Drift",
+}
+
+
+def make_baseline(name: str) -> Forecaster:
+    """A fresh point baseline by name; ``ValueError`` names the choices otherwise."""
+    import importlib
+
+    if name not in BASELINE_CLASSES:
+        raise ValueError(f"unknown forecaster {name!r}: choose from {', '.join(BASELINE_CLASSES)}")
+    module, _, attribute = BASELINE_CLASSES[name].partition(":")
+    return getattr(importlib.import_module(module), attribute)()  # type: ignore[no-any-return]
+
+
+def baseline_paths(
+    history: PriceHistory, fit_end_row: int, origin_rows: np.ndarray, horizon: int
+) -> dict[str, np.ndarray]:
+    """Each point baseline fitted on the rows before ``fit_end_row``: its (n, horizon) path
+    from every origin row, by name."""
+    paths = {}
+    for name in BASELINE_CLASSES:
+        fitted = make_baseline(name).fit(history, fit_end_row)
+        paths[name] = fitted.predict(origin_rows, horizon, (0.5,)).median
+    return paths

@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 
 from stock_lstm.data.preprocessing import PreparedData, origins_between
-from stock_lstm.evaluation.baselines import drift_paths, mean_log_return, persistence_paths
+from stock_lstm.evaluation.baselines import baseline_paths
 from stock_lstm.evaluation.conformal import coverage
+from stock_lstm.evaluation.forecasters import PriceHistory
 from stock_lstm.evaluation.metrics import score
 from stock_lstm.evaluation.significance import diebold_mariano, wilson_interval
 from stock_lstm.models.records import (
@@ -67,15 +68,15 @@ def slice_forecasts(
     )
     rows = origins[:, None] + np.arange(1, horizon + 1)
     actual = np.where(rows < end_row, closes[np.minimum(rows, len(closes) - 1)], np.nan)
-    mu = mean_log_return(closes[: data.train_rows])
+    baselines = baseline_paths(PriceHistory(closes), data.train_rows, origins, horizon)
     return HoldoutForecasts(
         origins=origins,
         origin_dates=data.prices.index[origins],
         last_close=last_close,
         forecast=forecast,
         actual=actual,
-        persistence=persistence_paths(last_close, horizon),
-        drift=drift_paths(last_close, mu, horizon),
+        persistence=baselines["persistence"],
+        drift=baselines["drift"],
         quantiles=quantiles,
         quantile_levels=tuple(getattr(model, "quantiles", ())),
     )
