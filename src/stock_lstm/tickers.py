@@ -12,8 +12,19 @@ MAX_TICKER_LENGTH = 16
 _TICKER_PATTERN = re.compile(r"^\^?[A-Z0-9][A-Z0-9.\-=]*$")
 
 
-def validate_ticker(raw: object) -> str:
-    """Return the canonical (upper-case, stripped) ticker or raise ``InvalidTickerError``."""
+class Ticker(str):
+    """A ticker that passed :func:`validate_ticker`: canonical, and safe in a file name or
+    a query. Functions down a call chain take it as it is, so a ticker is checked once, at
+    the boundary it came in through (the predict path checked one four times)."""
+
+    __slots__ = ()
+
+
+def validate_ticker(raw: object) -> Ticker:
+    """Return the canonical (upper-case, stripped) ticker or raise ``InvalidTickerError``;
+    a :class:`Ticker` is returned as it is."""
+    if isinstance(raw, Ticker):
+        return raw
     if not isinstance(raw, str):
         raise InvalidTickerError(f"ticker must be text, got {type(raw).__name__}")
     ticker = raw.strip().upper()
@@ -29,7 +40,7 @@ def validate_ticker(raw: object) -> str:
             f"ticker {raw!r} is malformed: use letters, digits and . - = ^ only "
             "(e.g. AAPL, BRK-B, PETR4.SA, ^GSPC)"
         )
-    return ticker
+    return Ticker(ticker)
 
 
 def ticker_file_stem(ticker: str) -> str:

@@ -216,9 +216,11 @@ def save_artifacts(
     scaler_bytes = json.dumps(encoder_state(scaler), indent=1).encode()
     payload = {
         "format": ARTIFACT_FORMAT,
-        "network": network,
-        "config": dict(model_config),
-        "metadata": dict(metadata or {}),
+        "network": str(network),
+        # Plain JSON values (a Ticker is a str subclass): weights_only loading refuses any
+        # class it does not know, and these must load in every later version.
+        "config": json.loads(json.dumps(dict(model_config))),
+        "metadata": json.loads(json.dumps(dict(metadata or {}))),
         "state_dict": state_dict,
     }
     try:
