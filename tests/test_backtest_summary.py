@@ -136,7 +136,8 @@ def test_a_level_key_is_told_from_a_score_name() -> None:
 #: are how those scores are made and stay; typed attributes replace every read.
 STRING_KEY_READ = re.compile(
     r"""(?:\[\s*f?["'](?:0\.\d+|\{level:g\}|coverage|winkler|crps|kupiec_p)["']\s*\]"""
-    r"""|(?:summary|extra)\s*\[|(?:summary|extra)\.get\(|\.get\(\s*["']0\.\d+["'])"""
+    r"""|\b(?:summary|extra)\s*\[[^\]]*\]|\b(?:summary|extra)\.get\("""
+    r"""|\.get\(\s*["']0\.\d+["'])"""
     r"""(?!\s*=[^=])"""
 )
 #: The records themselves read the raw JSON they validate (and its older forms).
@@ -177,3 +178,4 @@ def test_the_string_key_check_finds_the_reads_it_is_for() -> None:
     assert all(STRING_KEY_READ.search(line) for line in caught)
     assert not STRING_KEY_READ.search('scores["kupiec_p"] = kupiec_test(misses, level)')
     assert not STRING_KEY_READ.search('frame["epochs_per_fit"].notna()')
+    assert not STRING_KEY_READ.search('extra["report_path"] = str(html_path)')

@@ -11,10 +11,11 @@ from stock_lstm.evaluation.baselines import (
     BASELINE_CLASSES,
     baseline_paths,
     drift_paths,
+    make_forecaster,
     mean_log_return,
     persistence_paths,
 )
-from stock_lstm.evaluation.forecasters import Forecaster, PriceHistory, make_forecaster
+from stock_lstm.evaluation.forecasters import Forecaster, PriceHistory
 
 
 def _history(n: int = 300) -> PriceHistory:

@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 
 from stock_lstm.clock import Clock, utc_now
 from stock_lstm.data.frames import INDEX_NAME, PRICE_COLUMNS, NormalizedPrices, empty_price_frame
-from stock_lstm.data.price_frames import PriceFrames
+from stock_lstm.data.price_frames import CacheSummary, PriceFrames
 from stock_lstm.data.sources import PriceSource, check_date_range
 from stock_lstm.db import Database, PriceCache
 from stock_lstm.errors import DataSourceError, InvalidParameterError, NotEnoughDataError
@@ -98,21 +98,6 @@ class SyncResult:
                 data[key] = value.isoformat()
         data["drop_reasons"] = dict(self.drop_reasons)
         return data
-
-
-@dataclass(frozen=True)
-class CacheSummary:
-    """What identifies the rows cached for one ticker (within a date range, if given).
-
-    Compared by :class:`~stock_lstm.data.price_frames.PriceFrames` to tell whether a frame
-    loaded earlier still describes the rows held."""
-
-    rows: int
-    first_date: date | None
-    last_date: date | None
-    updated_at: datetime | None
-    #: Sums of the close and volume columns: with the rest, what identifies the rows held.
-    checksum: tuple[float | None, float | None] = (None, None)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from stock_lstm.errors import InvalidParameterError
@@ -17,7 +18,20 @@ from stock_lstm.lru import LruCache
 if TYPE_CHECKING:
     import pandas as pd
 
-    from stock_lstm.data.cache import CacheSummary
+
+@dataclass(frozen=True)
+class CacheSummary:
+    """What identifies the rows cached for one ticker (within a date range, if given).
+
+    Compared by :class:`PriceFrames` to tell whether a frame loaded earlier still describes
+    the rows held (``data.cache`` makes them)."""
+
+    rows: int
+    first_date: date | None
+    last_date: date | None
+    updated_at: datetime | None
+    #: Sums of the close and volume columns: with the rest, what identifies the rows held.
+    checksum: tuple[float | None, float | None] = (None, None)
 
 
 class PriceFrames:

@@ -100,6 +100,13 @@ def make_baseline(name: str) -> Forecaster:
     return getattr(importlib.import_module(module), attribute)()  # type: ignore[no-any-return]
 
 
+def make_forecaster(name: str) -> Forecaster:
+    """A fresh forecaster by name: a point baseline or an anchor."""
+    from stock_lstm.evaluation.anchors import ANCHOR_CLASSES, make_anchor
+
+    return make_anchor(name) if name in ANCHOR_CLASSES else make_baseline(name)
+
+
 def baseline_paths(
     history: PriceHistory, fit_end_row: int, origin_rows: np.ndarray, horizon: int
 ) -> dict[str, np.ndarray]:

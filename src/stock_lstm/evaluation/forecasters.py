@@ -4,8 +4,9 @@ price history before a row, then ``predict`` price quantiles at origin rows at o
 statsforecast's shape (``fit``, then ``predict(h, level)``), where the naive forecasts are
 ordinary models: the point baselines (``evaluation.baselines``: persistence, drift) and the
 classical anchors (``evaluation.anchors``: GARCH-t, GJR-GARCH, HAR, EWMA) are all
-:class:`Forecaster` s, made by name from their registries (``make_forecaster``), and a
-point forecaster's quantiles are its point at every level.
+:class:`Forecaster` s, made by name from their registries
+(``evaluation.baselines.make_forecaster``), and a point forecaster's quantiles are its point
+at every level.
 """
 
 from __future__ import annotations
@@ -83,11 +84,3 @@ class Forecaster(ABC):
         self, origin_rows: np.ndarray, horizon: int, levels: tuple[float, ...]
     ) -> QuantileForecast:
         """Price quantiles (n, horizon, Q) of the next ``horizon`` closes at each origin."""
-
-
-def make_forecaster(name: str) -> Forecaster:
-    """A fresh forecaster by name: a point baseline or an anchor."""
-    from stock_lstm.evaluation.anchors import ANCHOR_CLASSES, make_anchor
-    from stock_lstm.evaluation.baselines import make_baseline
-
-    return make_anchor(name) if name in ANCHOR_CLASSES else make_baseline(name)

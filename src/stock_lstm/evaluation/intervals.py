@@ -250,3 +250,18 @@ def interval_table(probabilistic: Probabilistic, horizon: int = 1, level: float 
             "turbulent": regimes[2],
         }
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def coverage_table(probabilistic: Probabilistic, level: float = 0.9) -> Any:
+    """Each interval forecaster's coverage at ``level`` by horizon (columns by readable
+    name, as notebook 05 plots them)."""
+    import pandas as pd
+
+    table = pd.DataFrame(
+        {
+            FORECASTER_LABELS.get(name, name): [row.at(level).coverage for row in rows]
+            for name, rows in probabilistic.items()
+        }
+    )
+    table.index = pd.RangeIndex(1, len(table) + 1, name="horizon")
+    return table

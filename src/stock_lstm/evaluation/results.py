@@ -193,22 +193,6 @@ class BacktestSummary(Record):
         table.index.name = "horizon"
         return table
 
-    def coverage_table(self, level: float = 0.9) -> Any:
-        """Each interval forecaster's coverage at ``level`` by horizon (columns by readable
-        name, as notebook 05 plots them)."""
-        import pandas as pd
-
-        from stock_lstm.evaluation.intervals import FORECASTER_LABELS
-
-        table = pd.DataFrame(
-            {
-                FORECASTER_LABELS.get(name, name): [row.at(level).coverage for row in rows]
-                for name, rows in self.probabilistic.items()
-            }
-        )
-        table.index = pd.RangeIndex(1, len(table) + 1, name="horizon")
-        return table
-
     def to_json_text(self) -> str:
         """The one JSON form ``summary.json`` holds (NaN written as null)."""
         return self.model_dump_json(indent=2)

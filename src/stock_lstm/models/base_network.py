@@ -20,7 +20,19 @@ import torch
 from torch import nn
 
 from stock_lstm.errors import InvalidParameterError
-from stock_lstm.models.heads import Head, make_head
+from stock_lstm.models.heads import Head
+
+
+def make_head(name: str, quantiles: tuple[float, ...] = ()) -> Head:
+    """A head by name (``models.networks.HEAD_CLASSES``), reading its quantiles at
+    ``quantiles``."""
+    from stock_lstm.models.networks import head_class
+
+    cls = head_class(name)
+    if not (isinstance(cls, type) and issubclass(cls, Head)) or cls.name != name:
+        raise TypeError(f"the head registered as {name!r} is not a Head named {name!r}")
+    return cls(quantiles)
+
 
 #: Constructor arguments every network takes; the rest of a subclass's are its options.
 SHARED_ARGUMENTS = ("n_features", "horizon", "quantiles", "distribution")

@@ -11,7 +11,8 @@ scores them. The training parameter ``output`` names the head (``HEAD_CLASSES``)
 * ``student_t``: location, scale and degrees of freedom per day, negative log-likelihood;
   its quantiles are read off the t.
 
-A new head is one :class:`Head` subclass and one line in ``models.networks.HEAD_CLASSES``.
+A new head is one :class:`Head` subclass and one line in ``models.networks.HEAD_CLASSES``
+(``models.base_network.make_head`` builds one by name).
 """
 
 from __future__ import annotations
@@ -199,14 +200,3 @@ class StudentTHead(Head):
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         t = torch.distributions.StudentT(output[..., 2], output[..., 0], output[..., 1])
         return -t.log_prob(target).mean()
-
-
-def make_head(name: str, quantiles: tuple[float, ...] = ()) -> Head:
-    """A head by name (``models.networks.HEAD_CLASSES``), reading its quantiles at
-    ``quantiles``."""
-    from stock_lstm.models.networks import head_class
-
-    cls = head_class(name)
-    if not (isinstance(cls, type) and issubclass(cls, Head)) or cls.name != name:
-        raise TypeError(f"the head registered as {name!r} is not a Head named {name!r}")
-    return cls(quantiles)

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import functools
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from stock_lstm.errors import ArtifactError, InvalidParameterError
 
-if TYPE_CHECKING:
-    from stock_lstm.models.base_network import NetworkForecaster
-    from stock_lstm.models.heads import Head
+#: The classes are typed where they are used (``models.base_network.NetworkForecaster``,
+#: ``models.heads.Head``): importing them here, even for type checking, would make the
+#: registry and the classes it names import each other.
+NetworkClass = type[Any]
 
 #: name -> "module:Class". Strings, imported on first use, so listing the names (the
 #: ``network`` parameter's choices, the CLI's, the API's schema) never imports torch.
@@ -43,28 +44,28 @@ def _import(path: str) -> Any:
 
 
 @functools.cache
-def _network_class(name: str, path: str) -> type[NetworkForecaster]:
+def _network_class(name: str, path: str) -> NetworkClass:
     return _import(path)  # type: ignore[no-any-return]
 
 
-def network_class(name: str) -> type[NetworkForecaster]:
+def network_class(name: str) -> NetworkClass:
     """The class registered as ``name`` (``KeyError`` for an unknown one)."""
     return _network_class(name, NETWORK_CLASSES[name])
 
 
-def head_class(name: str) -> type[Head]:
+def head_class(name: str) -> type[Any]:
     """The head registered as ``name``; ``InvalidParameterError`` names the choices."""
     if name not in HEAD_CLASSES:
         raise InvalidParameterError(f"unknown head {name!r}: choose from {', '.join(HEAD_CLASSES)}")
     return _import(HEAD_CLASSES[name])  # type: ignore[no-any-return]
 
 
-def build_network(name: str, **config: Any) -> NetworkForecaster:
+def build_network(name: str, **config: Any) -> Any:
     """A new network of kind ``name`` (``TrainParams`` validated the name already)."""
     return network_class(name)(**config)
 
 
-def network_for_artifact(payload: dict[str, Any]) -> type[NetworkForecaster]:
+def network_for_artifact(payload: dict[str, Any]) -> NetworkClass:
     """The class an artifact's payload was saved from; ``ArtifactError`` for an unknown name
     (an artifact from a newer version of this code)."""
     name = payload.get("network", LEGACY_NETWORK)
