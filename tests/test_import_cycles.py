@@ -28,7 +28,7 @@ def _imports(path: Path, modules: dict[str, Path]) -> set[str]:
             found |= {name for name in candidates if name in modules} or {node.module}
         elif isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names if alias.name in modules}
-    return {name for name in found if not modules[name].name == "__init__.py"}
+    return {name for name in found if modules[name].name != "__init__.py"}
 
 
 def import_cycles(modules: dict[str, Path]) -> list[list[str]]:
