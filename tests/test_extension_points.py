@@ -60,6 +60,12 @@ class TCNForecaster(NetworkForecaster):
         # Each option kept under its own name: config() records it from there.
         self.channels, self.kernel_size, self.depth = channels, kernel_size, depth
 
+    @classmethod
+    def step_cost(cls, options):
+        # Each level: a kernel_size x channels^2 convolution; the levels run in turn.
+        work = options["depth"] * options["kernel_size"] * options["channels"] ** 2
+        return float(work), float(options["depth"])
+
     def encode(self, x):
         h = x.transpose(1, 2)
         for conv in self.tcn:
@@ -172,6 +178,13 @@ def test_a_network_only_option_is_one_constructor_argument() -> None:
     model = new_network(params, n_features=4, horizon=2)
     assert model.kernel_size == 5 and model.config()["kernel_size"] == 5
     assert "network_options" not in TrainParams().to_dict() or not TrainParams().network_options
+
+    # The API's bound on a job reads the network's own cost: twice the kernel, twice the work.
+    def cost(kernel_size: int) -> float:
+        options = {"kernel_size": kernel_size, "channels": 128}
+        return TrainParams(network="tcn", network_options=options).relative_cost
+
+    assert cost(4) == pytest.approx(16.0) and cost(8) == pytest.approx(2 * cost(4))
     with pytest.raises(Exception, match="kernel_sise"):
         new_network(TrainParams(network="tcn", network_options={"kernel_sise": 5}), 4, 2)
 

@@ -14,6 +14,7 @@ that read no later step: a backbone that gives them sets ``causal = True``.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
@@ -101,6 +102,20 @@ class NetworkForecaster(nn.Module):
             and name not in SHARED_ARGUMENTS
             and parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
         )
+
+    @classmethod
+    def option_values(cls, given: Mapping[str, Any]) -> dict[str, Any]:
+        """Every option's value: ``given``'s, else the constructor's default."""
+        signature = inspect.signature(cls.__init__)
+        return {name: given.get(name, signature.parameters[name].default) for name in cls.options()}
+
+    @classmethod
+    def step_cost(cls, options: Mapping[str, Any]) -> tuple[float, float]:
+        """What one time step of one window costs with these options (``option_values``):
+        its arithmetic (multiply-adds, up to a constant) and how many operations in it run
+        one after another. The API bounds a job by it (``TrainParams.relative_cost``); a
+        network that does not say is costed as one layer of its ``features`` width."""
+        return 1.0, 1.0
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, seq_len, n_features) -> features (batch, steps, features); the last step's

@@ -8,7 +8,8 @@ names to the classes.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -74,6 +75,12 @@ class RecurrentForecaster(NetworkForecaster):
         self.hidden_size = hidden_size
         self.num_layers = num_layers
         self.dropout = float(dropout)
+
+    @classmethod
+    def step_cost(cls, options: Mapping[str, Any]) -> tuple[float, float]:
+        """A step runs every layer in turn, each about ``hidden_size^2`` multiply-adds."""
+        layers, width = int(options["num_layers"]), int(options["hidden_size"])
+        return float(layers * width**2), float(layers)
 
     @property
     def recurrent(self) -> nn.RNNBase:

@@ -244,21 +244,27 @@ class TrainParams(BaseModel):
     def relative_cost(self) -> float:
         """Compute of a full training (no early stop) in multiples of the default's.
 
-        A chunk of ``c`` origins runs ``sequence_length + c - 1`` LSTM time steps (``c = 1``
-        window by window: ``chunk_length`` 0), each costing about ``num_layers x
-        hidden_size^2``: that is the arithmetic. A gradient step of ``max(batch_size, c)``
-        origins runs its time steps one after another whatever its width: that is the
-        latency, which small batches and chunks multiply. The cost is the larger of the two
-        ratios to the default's, times ``epochs``: a bound on what one request can make a
-        worker do (the data's length is fixed by the ticker, not the request);
-        ``chunk_length 1, batch_size 1`` costs 30x the default per epoch.
+        A chunk of ``c`` origins runs ``sequence_length + c - 1`` time steps (``c = 1``
+        window by window: ``chunk_length`` 0), each costing what the network's
+        ``step_cost`` says (an LSTM: ``num_layers x hidden_size^2`` multiply-adds, its
+        layers one after another): that is the arithmetic. A gradient step of
+        ``max(batch_size, c)`` origins runs its time steps one after another whatever its
+        width: that is the latency, which small batches and chunks multiply. The cost is the
+        larger of the two ratios to the default's, times ``epochs``: a bound on what one
+        request can make a worker do (the data's length is fixed by the ticker, not the
+        request); ``chunk_length 1, batch_size 1`` costs 30x the default per epoch. Imports
+        the network's class (torch): the API, which asks, has it loaded.
         """
+        from stock_lstm.models.networks import network_class
 
         def work(params: TrainParams) -> tuple[float, float]:
+            network = network_class(params.network)
+            options = network.option_values(params.architecture(network.options()))
+            step_work, step_depth = network.step_cost(options)
             chunk = max(1, params.chunk_length)
-            steps = (params.sequence_length + chunk - 1) * params.num_layers * params.epochs
-            arithmetic = steps / chunk * params.hidden_size**2
-            latency = steps / max(params.batch_size, chunk)
+            steps = (params.sequence_length + chunk - 1) * params.epochs
+            arithmetic = steps / chunk * step_work
+            latency = steps * step_depth / max(params.batch_size, chunk)
             return arithmetic, latency
 
         (mine_a, mine_l), (default_a, default_l) = work(self), work(TrainParams())
