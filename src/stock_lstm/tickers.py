@@ -15,7 +15,7 @@ _TICKER_PATTERN = re.compile(r"^\^?[A-Z0-9][A-Z0-9.\-=]*$")
 class Ticker(str):
     """A ticker that passed :func:`validate_ticker`: canonical, and safe in a file name or
     a query. Functions down a call chain take it as it is, so a ticker is checked once, at
-    the boundary it came in through (the predict path checked one four times)."""
+    the boundary it came in through, however many layers it then passes."""
 
     __slots__ = ()
 
