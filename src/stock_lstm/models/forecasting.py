@@ -451,6 +451,56 @@ def _combine(
     return (lower, upper), np.sqrt(point * last_close), names
 
 
+def _check_request(loaded: LoadedModel, prices: Any, days: int) -> int:
+    """Refuse more days than the model forecasts, or fewer rows than its window reads;
+    returns the rows it reads."""
+    if days > loaded.max_days:
+        raise InvalidParameterError(
+            f"model {loaded.record.version_id} forecasts at most {loaded.max_days} days, "
+            f"got {days}: ask for fewer days or retrain with a larger --horizon"
+        )
+    needed = loaded.sequence_length + loaded.encoder.first_valid_row
+    if len(prices) < needed:
+        raise NotEnoughDataError(
+            f"{loaded.record.ticker} has {len(prices)} cached rows; the model needs the last "
+            f"{needed}: run `stock-lstm sync {loaded.record.ticker}`"
+        )
+    return int(needed)
+
+
+def _dated_points(
+    dates: list[date],
+    point: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    fan: np.ndarray,
+    fan_levels: tuple[float, ...],
+    level_index: int | None,
+) -> list[ForecastPoint]:
+    """One point per trading day (arrays (days,) and (days, L)): the median, the served
+    level's bounds and the fan's quantiles, rounded; a bound that is not finite is None."""
+
+    def rounded(value: float) -> float | None:
+        return round(float(value), 6) if np.isfinite(value) else None
+
+    points = []
+    for step, day in enumerate(dates):
+        low = high = None
+        if level_index is not None:
+            low, high = rounded(lower[step, level_index]), rounded(upper[step, level_index])
+        bands = {f"{q:g}": rounded(fan[step, k]) for k, q in enumerate(fan_levels)}
+        points.append(
+            ForecastPoint(
+                day,
+                round(float(point[step]), 6),
+                low,
+                high,
+                bands if all(v is not None for v in bands.values()) else None,
+            )
+        )
+    return points
+
+
 def make_forecast(
     loaded: LoadedModel,
     prices: Any,
@@ -466,17 +516,7 @@ def make_forecast(
     (``TrainingMetrics.served_anchors``) serves the model's equal-weight combination with
     them: the serving rule docs/evaluation.md writes down, chosen by backtest."""
     days = validate_days(days)
-    if days > loaded.max_days:
-        raise InvalidParameterError(
-            f"model {loaded.record.version_id} forecasts at most {loaded.max_days} days, "
-            f"got {days}: ask for fewer days or retrain with a larger --horizon"
-        )
-    needed = loaded.sequence_length + loaded.encoder.first_valid_row
-    if len(prices) < needed:
-        raise NotEnoughDataError(
-            f"{loaded.record.ticker} has {len(prices)} cached rows; the model needs the last "
-            f"{needed}: run `stock-lstm sync {loaded.record.ticker}`"
-        )
+    needed = _check_request(loaded, prices, days)
     values = _price_rows(loaded, prices.iloc[-needed:])
     last_close = float(prices["close"].iloc[-1])
     last_date = prices.index[-1].date()
@@ -520,25 +560,9 @@ def make_forecast(
     if gate is not None and gate.failed:
         warnings.append(f"gate: failed: {gate.reason}")
 
-    def rounded(value: float) -> float | None:
-        return round(float(value), 6) if np.isfinite(value) else None
-
-    predictions = []
-    for step, day in enumerate(dates):
-        lower = upper = None
-        if level_index is not None:
-            lower = rounded(lower_all[0, step, level_index])
-            upper = rounded(upper_all[0, step, level_index])
-        bands = {f"{q:g}": rounded(fan[0, step, k]) for k, q in enumerate(fan_levels)}
-        predictions.append(
-            ForecastPoint(
-                day,
-                round(float(point[0, step]), 6),
-                lower,
-                upper,
-                bands if all(v is not None for v in bands.values()) else None,
-            )
-        )
+    predictions = _dated_points(
+        dates, point[0], lower_all[0], upper_all[0], fan[0], fan_levels, level_index
+    )
     has_interval = any(p.lower is not None for p in predictions)
     forecast = Forecast(
         ticker=loaded.record.ticker,
