@@ -144,5 +144,5 @@ def test_a_new_point_metric_is_declared_once(monkeypatch: pytest.MonkeyPatch) ->
     from stock_lstm.evaluation.results import BacktestSummary
 
     summary = BacktestSummary(horizons=(row,))
-    assert "model maxerr" in format_backtest_points(summary).splitlines()[0]
+    assert "model MAXERR" in format_backtest_points(summary).splitlines()[0]
     assert "persistence MAXERR" in summary.point_table().columns

@@ -95,37 +95,30 @@ def format_backtest_headline(summary: BacktestSummary) -> list[str]:
 
 
 def format_backtest_points(summary: BacktestSummary) -> str:
-    """Per horizon, every recorded point metric of ``evaluation.metrics.POINT_METRICS`` for
-    the model and persistence, then rMAE, drift's rMAE, the DM p-value, direction and the
-    interval's coverage: a metric added there shows here without touching this function."""
-    from stock_lstm.evaluation.metrics import POINT_METRICS
-
-    metrics = [
-        name
-        for name in POINT_METRICS
-        if any(row.model.get(name) is not None for row in summary.horizons)
-    ]
-    header = f"{'h':>3}" + "".join(
-        f"{f'model {name}':>{_width(name)}}{f'persist. {name}':>{_width(name) + 3}}"
-        for name in metrics
-    )
-    lines = [header + f"{'rMAE':>8}{'drift rMAE':>12}{'DM p':>8}{'direction':>11}{'coverage':>10}"]
-    for row in summary.horizons:
-        cells = "".join(
-            f"{_number(row.model.get(name), 4):>{_width(name)}}"
-            f"{_number(row.persistence.get(name), 4):>{_width(name) + 3}}"
-            for name in metrics
-        )
-        lines.append(
-            f"{row.horizon:>3}{cells}{_number(row.rmae, 3):>8}{_number(row.rmae_drift, 3):>12}"
-            f"{_number(row.dm_p_value, 3):>8}{_number(row.directional_accuracy, 3):>11}"
-            f"{_number(row.coverage, 3):>10}"
-        )
-    return "\n".join(lines)
+    """Notebook 05's point table (``BacktestSummary.point_table``: every recorded metric of
+    ``evaluation.metrics.POINT_METRICS``) as the CLI prints it: the model and persistence per
+    metric, then the ratios, the DM p-value, direction and coverage (drift's own errors and
+    rMAE's band stay in the notebook, for width)."""
+    table = summary.point_table()
+    table = table[[c for c in table.columns if not c.startswith(("drift ", "rMAE 95%"))]]
+    table = table.rename(columns=_short_header)
+    table.index.name = "h"
+    digits = {c: 4 if c.startswith(("model ", "persist ")) else 3 for c in table.columns}
+    formatters = {c: (lambda v, d=d: _number(v, d)) for c, d in digits.items()}
+    return str(table.to_string(formatters=formatters, na_rep="-"))
 
 
-def _width(metric: str) -> int:
-    return max(len(metric) + 7, 12)
+def _short_header(column: str) -> str:
+    return _SHORT_HEADERS.get(column, column.replace("persistence", "persist"))
+
+
+#: Terminal-width names of the point table's columns (the notebook keeps the long ones).
+_SHORT_HEADERS = {
+    "rMAE (model)": "rMAE",
+    "rMAE (drift)": "drift rMAE",
+    "DM p-value": "DM p",
+    "direction hit rate": "direction",
+}
 
 
 def format_backtest_intervals(summary: BacktestSummary, level: float = 0.9) -> str:
