@@ -19,7 +19,6 @@ from stock_lstm.cli.common import (
     given_train_params,
 )
 from stock_lstm.cli.formatting import format_backtest_intervals, format_backtest_points
-from stock_lstm.models.params import PARAM_CHOICES
 
 
 def add_backtest(
@@ -111,6 +110,10 @@ def add_sweep(
     sweep.set_defaults(handler=_cmd_sweep)
 
 
+#: Training parameters evaluate sets itself: the horizon (--horizon) and the seed (--seeds).
+EVALUATE_SKIPS = ("horizon", "seed")
+
+
 def add_evaluate(
     commands: argparse._SubParsersAction[argparse.ArgumentParser],
     common: argparse.ArgumentParser,
@@ -148,36 +151,9 @@ def add_evaluate(
         action="store_true",
         help="also score the point model on the close (the default before quantiles; one seed)",
     )
-    evaluate.add_argument(
-        "--strategy",
-        choices=("direct", "recursive"),
-        help="the evaluated model's strategy (default: the project default, direct)",
-    )
-    evaluate.add_argument(
-        "--target",
-        choices=("log_return", "price"),
-        help="the evaluated model's target (default: the project default, log_return)",
-    )
-    evaluate.add_argument(
-        "--inputs",
-        choices=PARAM_CHOICES["inputs"],
-        help="the evaluated model's inputs (ohlcv)",
-    )
-    evaluate.add_argument(
-        "--output",
-        choices=("student_t", "quantiles", "point"),
-        help="the evaluated model's head (student_t)",
-    )
-    evaluate.add_argument("--epochs", type=int, help="maximum epochs per fit (default 100)")
-    evaluate.add_argument(
-        "--network", choices=PARAM_CHOICES["network"], help="the evaluated model's network (lstm)"
-    )
-    evaluate.add_argument(
-        "--chunk-length",
-        type=int,
-        help="origins trained per LSTM pass (default 60; 0: window by window, the protocol "
-        "before chunked training)",
-    )
+    # The evaluated model's training parameters (all but the horizon, scored by --horizon,
+    # and the seed, given by --seeds): the same flags as train's, from the same declarations.
+    add_train_param_flags(evaluate, skip=EVALUATE_SKIPS)
     evaluate.add_argument(
         "--cold-start",
         action="store_true",
@@ -425,19 +401,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         origins=args.origins,
         refit_every=args.refit_every,
         base_params=default_params(
-            {
-                "horizon": max(args.horizon, 1),
-                **{
-                    name: getattr(args, name)
-                    for name in ("strategy", "target", "inputs", "output", "epochs")
-                    if getattr(args, name)
-                },
-                **{
-                    name: getattr(args, name)
-                    for name in ("chunk_length", "network")
-                    if getattr(args, name) is not None
-                },
-            }
+            {"horizon": max(args.horizon, 1), **given_train_params(args, skip=EVALUATE_SKIPS)}
         ),
         include_original=args.original,
         include_point=args.point_model,
