@@ -1,7 +1,8 @@
 """A new anchor is one class and one registry line, and then it is in every table: the
 backtest's summary and CSV, the interval table, the CLI's, the plots' legend and the
-strongest-anchor choice. Run in a fresh interpreter, as a user's edited registry would be:
-the forecaster lists are read when the package is imported."""
+strongest-anchor choice. A new combination is one ``COMBINATIONS`` entry, scored alike.
+Run in a fresh interpreter, as a user's edited registry would be: the forecaster lists are
+read when the package is imported."""
 
 from __future__ import annotations
 
@@ -78,5 +79,51 @@ def test_a_new_anchor_is_one_class_and_shows_everywhere(tmp_path: Path) -> None:
         text=True,
         timeout=300,
         env={**os.environ, "PYTHONPATH": str(tmp_path), "MPLBACKEND": "Agg"},
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
+
+
+COMBINATION_DRIVER = """
+from stock_lstm.evaluation import combination
+
+combination.COMBINATIONS["model_ewma"] = combination.Combination(  # the one entry
+    "model_ewma", "model + EWMA (toy)", anchor="ewma"
+)
+
+import numpy as np
+
+from stock_lstm.cli.formatting import format_backtest_intervals
+from stock_lstm.data.frames import normalize_ohlcv
+from stock_lstm.data.synthetic import synthetic_prices
+from stock_lstm.evaluation.backtest import BacktestConfig, headline, walk_forward
+from stock_lstm.evaluation.intervals import interval_table
+from stock_lstm.models.training import TrainParams
+
+prices = normalize_ohlcv(synthetic_prices("ZZZ", rows=400, seed=4), "ZZZ").frame
+params = TrainParams(epochs=1, sequence_length=10, hidden_size=4, horizon=2)
+result = walk_forward(prices, params, BacktestConfig(horizon=2, origins=30, refit_every=15))
+summary, frame = result.summary, result.frame
+assert summary.probabilistic["model_ewma"][1].at(0.9).coverage is not None
+# Its bounds are the geometric mean of the model's and EWMA's, as every combination's.
+expected = np.sqrt(frame["upper"] * frame["ewma_upper"])
+assert np.allclose(np.maximum.accumulate(
+    expected.to_numpy().reshape(-1, 2), axis=1).ravel(), frame["model_ewma_upper"], rtol=1e-9)
+assert "model + EWMA (toy)" in interval_table(summary.probabilistic).index
+assert "model + EWMA (toy)" in format_backtest_intervals(summary)
+assert "model_ewma_winkler90_h1" in headline(summary)
+print("ok")
+"""
+
+
+def test_a_new_combination_is_one_entry_and_is_scored_like_every_forecaster(
+    tmp_path: Path,
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(COMBINATION_DRIVER)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "MPLBACKEND": "Agg"},
     )
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]

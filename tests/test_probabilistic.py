@@ -278,15 +278,17 @@ def test_the_combination_averages_the_online_model_and_garch_in_log_space() -> N
         conformal={f"{level:g}": [0.02, 0.03] for level in (0.5, 0.8, 0.9, 0.95)},
         theta=np.zeros((horizon, 4)),
     )
-    bounds = interval_forecasts(forecasts, closes, start).bounds
-    for side in (0, 1):
-        expected = np.sqrt(bounds["model"][side] * bounds["garch_t"][side])
-        np.testing.assert_allclose(bounds["model_garch"][side], expected, rtol=1e-12)
-    assert (bounds["model_garch"][0] < bounds["model_garch"][1]).all()
+    intervals = interval_forecasts(forecasts, closes, start).forecasts
+    combined = intervals["model_garch"]
+    for side in ("lower", "upper", "centre"):
+        expected = np.sqrt(getattr(intervals["model"], side) * getattr(intervals["garch_t"], side))
+        np.testing.assert_allclose(getattr(combined, side), expected, rtol=1e-12)
+    np.testing.assert_allclose(combined.centre, np.sqrt(forecasts.forecast * last[:, None]))
+    assert (combined.lower < combined.upper).all()
     for name in ("model", "model_static", "model_garch"):  # scored as fans, as served
-        lower, upper = bounds[name]
+        lower, upper = intervals[name].lower, intervals[name].upper
         assert (np.diff(lower, axis=1) <= 0).all() and (np.diff(upper, axis=1) >= 0).all()
-    scores = probabilistic_scores(forecasts, bounds)
+    scores = probabilistic_scores(forecasts, intervals)
     assert list(scores) == [
         "model",
         "model_static",

@@ -19,18 +19,13 @@ import numpy as np
 import pandas as pd
 
 from stock_lstm.errors import InvalidParameterError, NotEnoughDataError
-from stock_lstm.evaluation.anchors import ANCHORS
 from stock_lstm.evaluation.baselines import baseline_paths
-from stock_lstm.evaluation.combination import (
-    CHOICE_LEVEL,
-    choose_anchors,
-    combine_with_chosen,
-    winkler_percent,
-)
+from stock_lstm.evaluation.combination import add_combinations
+from stock_lstm.evaluation.forecasters import IntervalForecast
 from stock_lstm.evaluation.holdout import HoldoutForecasts, horizon_metrics
 from stock_lstm.evaluation.intervals import (
     FORECASTERS,
-    Bounds,
+    Intervals,
     best_anchor,
     interval_forecasts,
     probabilistic_scores,
@@ -38,7 +33,7 @@ from stock_lstm.evaluation.intervals import (
 )
 from stock_lstm.evaluation.probabilistic import volatility_terciles
 from stock_lstm.evaluation.results import BacktestSummary, FitWindow
-from stock_lstm.models.online_calibration import CALIBRATION_LEVELS, widening
+from stock_lstm.models.online_calibration import CALIBRATION_LEVELS
 
 BACKTEST_COLUMNS = (
     "origin_date",
@@ -190,7 +185,7 @@ def walk_forward(
     groups = [origins[i : i + group_size] for i in range(0, len(origins), group_size)]
 
     parts: list[HoldoutForecasts] = []
-    intervals: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    interval_parts: list[Intervals] = []
     fits: list[FitWindow] = []
     for index, group in enumerate(groups):
         first_origin = int(group[0])
@@ -202,8 +197,7 @@ def walk_forward(
             fitted.model, data, params.strategy, prices, group, config.horizon
         )
         parts.append(part)
-        for name, bounds in group_intervals.items():
-            intervals.setdefault(name, []).append(bounds)
+        interval_parts.append(group_intervals)
         fits.append(
             FitWindow(
                 fit=index + 1,
@@ -220,14 +214,14 @@ def walk_forward(
             progress(index + 1, len(groups))
 
     combined = _concatenate(parts)
-    bounds = {
-        name: (np.concatenate([b[0] for b in parts_]), np.concatenate([b[1] for b in parts_]))
-        for name, parts_ in intervals.items()
-    }
-    choices = _combine_with_strongest_so_far(combined, bounds, groups)
+    intervals = _concatenate_intervals(interval_parts)
+    # Each block's combination with the anchor strongest before it (evaluation.combination).
+    choices = add_combinations(
+        intervals, combined.actual, combined.last_close, combined.origins, groups
+    )
     level_index = CALIBRATION_LEVELS.index(config.interval_level)
-    lower, upper = (bound[..., level_index] for bound in bounds["model"])
-    frame = _long_frame(combined, bounds, level_index, dates)
+    lower, upper = intervals["model"].at_level(level_index)
+    frame = _long_frame(combined, intervals, level_index, dates)
     regimes = volatility_terciles(closes, combined.origins)
     summary = BacktestSummary(
         params=params.to_dict(),
@@ -238,35 +232,11 @@ def walk_forward(
         fits=len(fits),
         epochs_per_fit=tuple(fit_row.epochs_run for fit_row in fits),
         horizons=tuple(horizon_metrics(combined, lower, upper)),
-        probabilistic=probabilistic_scores(combined, bounds, regimes),
-        anchor_choices=tuple(tuple(block) for block in choices),
+        probabilistic=probabilistic_scores(combined, intervals, regimes),
+        anchor_choices=tuple(tuple(block) for block in choices.get("model_anchor", ())),
         fit_windows=tuple(fits),
     )
     return BacktestResult(frame, summary)
-
-
-def _combine_with_strongest_so_far(
-    forecasts: HoldoutForecasts, bounds: Bounds, groups: list[np.ndarray]
-) -> list[list[str]]:
-    """Add "model_anchor" to ``bounds`` (``evaluation.combination``): the model with, per
-    block and horizon, the anchor strongest on the outcomes known before the block. Returns
-    the choices, per block then horizon, for the summary."""
-    level = CALIBRATION_LEVELS.index(CHOICE_LEVEL)
-    losses = {
-        name: winkler_percent(
-            forecasts.actual, lower[..., level], upper[..., level], forecasts.last_close
-        )
-        for name, (lower, upper) in bounds.items()
-        if name in ANCHORS
-    }
-    horizon = forecasts.actual.shape[1]
-    targets = forecasts.origins[:, None] + np.arange(1, horizon + 1)
-    choices = choose_anchors(losses, targets, [int(group[0]) for group in groups])
-    combined = combine_with_chosen(
-        bounds["model"], bounds, choices, [len(group) for group in groups]
-    )
-    bounds["model_anchor"] = widening(*combined)
-    return choices
 
 
 def _forecast_group(
@@ -276,7 +246,7 @@ def _forecast_group(
     prices: pd.DataFrame,
     group: np.ndarray,
     horizon: int,
-) -> tuple[HoldoutForecasts, Bounds]:
+) -> tuple[HoldoutForecasts, Intervals]:
     """One fit's forecasts at its origins, and every forecaster's price intervals (n, H, L)
     (see ``evaluation.intervals``); the anchors are fitted on the same window as the model."""
     from stock_lstm.data.preprocessing import input_windows
@@ -306,7 +276,7 @@ def _forecast_group(
         quantiles=quantiles,
         quantile_levels=tuple(getattr(model, "quantiles", ())),
     )
-    return part, interval_forecasts(part, history, start).bounds
+    return part, interval_forecasts(part, history, start, combine=False).forecasts
 
 
 def _concatenate(parts: list[HoldoutForecasts]) -> HoldoutForecasts:
@@ -324,9 +294,22 @@ def _concatenate(parts: list[HoldoutForecasts]) -> HoldoutForecasts:
     )
 
 
+def _concatenate_intervals(parts: list[Intervals]) -> Intervals:
+    """Each forecaster's forecasts of consecutive fits, as one."""
+    return {
+        name: IntervalForecast(
+            *(
+                np.concatenate([getattr(part[name], side) for part in parts])
+                for side in ("lower", "upper", "centre")
+            )
+        )
+        for name in parts[0]
+    }
+
+
 def _long_frame(
     forecasts: HoldoutForecasts,
-    bounds: dict[str, tuple[np.ndarray, np.ndarray]],
+    intervals: Intervals,
     level_index: int,
     dates: pd.DatetimeIndex,
 ) -> pd.DataFrame:
@@ -345,10 +328,10 @@ def _long_frame(
         "drift": forecasts.drift.ravel(),
     }
     for name in FORECASTERS:
-        lower, upper = bounds[name]
+        lower, upper = intervals[name].at_level(level_index)
         prefix = "" if name == "model" else f"{name}_"
-        columns[f"{prefix}lower"] = lower[..., level_index].ravel()
-        columns[f"{prefix}upper"] = upper[..., level_index].ravel()
+        columns[f"{prefix}lower"] = lower.ravel()
+        columns[f"{prefix}upper"] = upper.ravel()
     if forecasts.quantiles is not None:
         for k, level in enumerate(forecasts.quantile_levels):
             columns[f"q{level:g}"] = forecasts.quantiles[..., k].ravel()

@@ -18,11 +18,14 @@ the same way with the anchor strongest on the version's test slice, per horizon
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from stock_lstm.evaluation.anchors import ANCHORS
+from stock_lstm.evaluation.forecasters import IntervalForecast
+from stock_lstm.models.online_calibration import CALIBRATION_LEVELS, widening
 
 #: The anchor of a block with no scored history: the strongest on the reference table
 #: (``../shared/data/anchor-reference.csv``: HAR on the range, on the 20 shared tickers).
@@ -101,6 +104,97 @@ def combine_with_chosen(
     if start != lower.shape[0]:
         raise ValueError(f"blocks cover {start} origins, the bounds {lower.shape[0]}")
     return lower, upper
+
+
+@dataclass(frozen=True)
+class Combination:
+    """An interval forecaster made of two others, with nothing fitted: ``member``'s intervals
+    averaged in log space with an anchor's (each price bound, and the median, the geometric
+    mean of the two), made a fan (``online_calibration.widening``) as every served interval is.
+
+    ``anchor`` names a fixed partner; ``None`` takes, per block of origins and horizon, the
+    anchor strongest on the outcomes known before the block (``choose_anchors``). That needs
+    blocks with a "before": a walk-forward backtest has them, one test slice has not.
+    A new combination is one more entry in ``COMBINATIONS``.
+    """
+
+    name: str
+    label: str
+    anchor: str | None = None
+    member: str = "model"
+
+    @property
+    def needs_earlier_blocks(self) -> bool:
+        """Whether its anchor is chosen from earlier blocks' outcomes (backtests only)."""
+        return self.anchor is None
+
+    def choose(
+        self,
+        intervals: Mapping[str, IntervalForecast],
+        actual: np.ndarray,
+        last_close: np.ndarray,
+        origins: np.ndarray,
+        block_first_rows: Sequence[int],
+    ) -> list[list[str]]:
+        """The anchor of each block (by its first origin row) and horizon."""
+        horizon = actual.shape[1]
+        if self.anchor is not None:
+            return [[self.anchor] * horizon for _ in block_first_rows]
+        level = CALIBRATION_LEVELS.index(CHOICE_LEVEL)
+        losses = {
+            name: winkler_percent(actual, *forecast.at_level(level), last_close)
+            for name, forecast in intervals.items()
+            if name in ANCHORS
+        }
+        targets = origins[:, None] + np.arange(1, horizon + 1)
+        return choose_anchors(losses, targets, block_first_rows)
+
+    def combine(
+        self,
+        intervals: Mapping[str, IntervalForecast],
+        choices: list[list[str]],
+        block_sizes: Sequence[int],
+    ) -> IntervalForecast:
+        """The combined forecast of consecutive blocks of origins."""
+        member = intervals[self.member]
+        bounds = {name: (f.lower, f.upper) for name, f in intervals.items()}
+        centres = {name: (f.centre, f.centre) for name, f in intervals.items()}
+        sizes = block_sizes
+        lower, upper = combine_with_chosen((member.lower, member.upper), bounds, choices, sizes)
+        centre, _ = combine_with_chosen((member.centre, member.centre), centres, choices, sizes)
+        return IntervalForecast(*widening(lower, upper), centre)
+
+
+#: The combinations every training report and backtest scores, by name: weighed by the
+#: serving rule (docs/evaluation.md) beside the forecasters they combine.
+COMBINATIONS: dict[str, Combination] = {
+    "model_garch": Combination("model_garch", "model + GARCH-t (average)", anchor="garch_t"),
+    "model_anchor": Combination("model_anchor", "model + strongest anchor so far"),
+}
+
+
+def add_combinations(
+    intervals: dict[str, IntervalForecast],
+    actual: np.ndarray,
+    last_close: np.ndarray,
+    origins: np.ndarray,
+    blocks: Sequence[np.ndarray] | None = None,
+) -> dict[str, list[list[str]]]:
+    """Add every combination's forecast to ``intervals`` (in place). ``blocks``: the
+    consecutive origin blocks of a walk-forward backtest, one per fit; without them (one
+    test slice) the combinations that choose from earlier blocks are left out. Returns each
+    added combination's choices, per block then horizon, for the summary."""
+    block_list = [np.asarray(block) for block in blocks] if blocks is not None else [origins]
+    firsts = [int(block[0]) for block in block_list]
+    sizes = [len(block) for block in block_list]
+    chosen = {}
+    for name, combination in COMBINATIONS.items():
+        if blocks is None and combination.needs_earlier_blocks:
+            continue
+        choices = combination.choose(intervals, actual, last_close, origins, firsts)
+        intervals[name] = combination.combine(intervals, choices, sizes)
+        chosen[name] = choices
+    return chosen
 
 
 def anchor_log_bounds(name: str, prices: Any, days: int) -> tuple[np.ndarray, np.ndarray]:

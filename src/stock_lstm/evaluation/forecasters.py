@@ -84,3 +84,23 @@ class Forecaster(ABC):
         self, origin_rows: np.ndarray, horizon: int, levels: tuple[float, ...]
     ) -> QuantileForecast:
         """Price quantiles (n, horizon, Q) of the next ``horizon`` closes at each origin."""
+
+
+@dataclass(frozen=True)
+class IntervalForecast:
+    """One interval forecaster's forecast at a set of origins, as every score reads it:
+    central price intervals (n, H, L at ``online_calibration.CALIBRATION_LEVELS``) and the
+    median (n, H) its pinball loss and CRPS are centred on.
+
+    The median travels with the bounds so scoring never asks who made them: the model's is
+    its point forecast, an anchor's is persistence (anchors forecast the spread, not the
+    level), a combination's is its members' geometric mean.
+    """
+
+    lower: np.ndarray
+    upper: np.ndarray
+    centre: np.ndarray
+
+    def at_level(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """The (n, H) lower and upper bounds at ``CALIBRATION_LEVELS[index]``."""
+        return self.lower[..., index], self.upper[..., index]

@@ -5,13 +5,15 @@ see ``models.online_calibration``) and are then corrected origin by origin as cl
 ("model"); the same start without corrections ("model_static") is what an interval
 calibrated once at training gives. The classical anchors (``evaluation.anchors``: GARCH-t,
 GJR-GARCH-skew-t, HAR on the range, EWMA) are fitted on the rows before the first origin,
-and every score is also read against the strongest of them (``best_anchor``). "model_garch"
-is the equal-weight combination of the model's online interval and GARCH-t's: each bound the
-average of the two in log-return space (quantile averaging, "Vincentization"; Lichtendahl,
-Grushka-Cockayne & Winkler 2013), no weight fitted. It is scored, not served: forecast
-combination is the field's standard answer to two close competitors, and this row says
-whether it pays here. Training reports (the test slice) and walk-forward backtests both go
-through here, so they score the same things the same way.
+and every score is also read against the strongest of them (``best_anchor``). The
+combinations (``evaluation.combination.COMBINATIONS``: the model's online interval averaged
+in log space with GARCH-t's, or with the strongest anchor so far; quantile averaging,
+"Vincentization", Lichtendahl, Grushka-Cockayne & Winkler 2013, no weight fitted) are
+forecasters like the others: forecast combination is the field's standard answer to two
+close competitors, and their rows say whether it pays here. Every forecaster's forecast is
+an ``IntervalForecast`` (bounds and median), and one loop scores them all. Training reports
+(the test slice) and walk-forward backtests both go through here, so they score the same
+things the same way.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from typing import Any
 import numpy as np
 
 from stock_lstm.evaluation.anchors import ANCHORS, PriceHistory, anchor_labels, make_anchor
+from stock_lstm.evaluation.combination import COMBINATIONS, add_combinations
 from stock_lstm.evaluation.conformal import calibrate
+from stock_lstm.evaluation.forecasters import IntervalForecast
 from stock_lstm.evaluation.holdout import HoldoutForecasts, slice_forecasts
 from stock_lstm.evaluation.probabilistic import INTERVAL_LEVELS, horizon_scores
 from stock_lstm.evaluation.results import Probabilistic, ProbabilisticScores, scores_at
@@ -42,17 +46,10 @@ from stock_lstm.models.online_calibration import (
 )
 
 #: Interval forecasters scored everywhere, in the order tables show them.
-FORECASTERS = ("model", "model_static", "model_garch", "model_anchor", *ANCHORS)
-#: Forecasters only a walk-forward backtest has: "model_anchor" picks its anchor from the
-#: blocks before (``evaluation.combination``); one test slice has no "before".
-BACKTEST_ONLY = ("model_anchor",)
-#: The equal-weight combinations of the model with an anchor: scored, and weighed by the
-#: serving rule (docs/evaluation.md), beside the forecasters they combine.
-COMBINATIONS = ("model_garch", "model_anchor")
-#: The combination of the model's online interval and this anchor's (see the module doc).
-COMBINED_ANCHOR = "garch_t"
+FORECASTERS = ("model", "model_static", *COMBINATIONS, *ANCHORS)
 
-Bounds = dict[str, tuple[np.ndarray, np.ndarray]]
+#: Every interval forecaster's forecast on a set of origins, by name.
+Intervals = dict[str, IntervalForecast]
 
 
 @dataclass(frozen=True)
@@ -85,10 +82,10 @@ def calibration_from_validation(validation: HoldoutForecasts) -> StartingCalibra
 
 @dataclass
 class IntervalForecasts:
-    """Price bounds (n, H, L at ``CALIBRATION_LEVELS``) of every forecaster, and the model's
-    calibration after the last known outcome (``tracked.theta``)."""
+    """Every forecaster's intervals on one slice, and the model's calibration after the last
+    known outcome (``tracked.theta``)."""
 
-    bounds: Bounds
+    forecasts: Intervals
     tracked: TrackResult
 
 
@@ -107,10 +104,13 @@ def interval_forecasts(
     start: StartingCalibration,
     *,
     anchors: bool = True,
+    combine: bool = True,
 ) -> IntervalForecasts:
     """Intervals of the model (online and static) and, with ``anchors``, of every anchor
-    fitted on the rows of ``prices`` before the first origin. ``forecasts.actual`` may hold NaN for
-    outcomes not yet known; those never update the calibration."""
+    fitted on the rows of ``prices`` before the first origin and (``combine``) of each
+    combination a single slice can make; a backtest combines after joining its fits'
+    slices. ``forecasts.actual`` may hold NaN for outcomes not yet known; those never update
+    the calibration."""
     last_close = forecasts.last_close
     lower, upper = base_intervals(
         forecasts.forecast,
@@ -123,11 +123,10 @@ def interval_forecasts(
         start.theta, lower, upper, log_outcomes(forecasts.actual, last_close), forecasts.origins
     )
     online = widening(*calibrated(lower, upper, tracked.theta_used))
-    bounds: Bounds = {
-        "model": to_prices(*online, last_close),
-        "model_static": to_prices(
-            *widening(*calibrated(lower, upper, start.theta[None])), last_close
-        ),
+    static = widening(*calibrated(lower, upper, start.theta[None]))
+    intervals: Intervals = {
+        "model": IntervalForecast(*to_prices(*online, last_close), forecasts.forecast),
+        "model_static": IntervalForecast(*to_prices(*static, last_close), forecasts.forecast),
     }
     if anchors:
         history = PriceHistory.of(prices)
@@ -138,69 +137,59 @@ def interval_forecasts(
             anchor_bounds = base_intervals_from_quantiles(
                 quantiles.prices, QUANTILE_LEVELS, last_close
             )
-            bounds[name] = to_prices(*anchor_bounds, last_close)
-            if name == COMBINED_ANCHOR:
-                combined = [(a + b) / 2 for a, b in zip(online, anchor_bounds, strict=True)]
-                bounds["model_garch"] = to_prices(*combined, last_close)
-    return IntervalForecasts(bounds, tracked)
+            # An anchor forecasts the spread, not the level: its median is persistence.
+            intervals[name] = IntervalForecast(
+                *to_prices(*anchor_bounds, last_close), forecasts.persistence
+            )
+        if combine:
+            add_combinations(intervals, forecasts.actual, last_close, forecasts.origins)
+    return IntervalForecasts(intervals, tracked)
 
 
 def probabilistic_scores(
-    forecasts: HoldoutForecasts, bounds: Bounds, regimes: np.ndarray | None = None
+    forecasts: HoldoutForecasts, intervals: Intervals, regimes: np.ndarray | None = None
 ) -> dict[str, tuple[ProbabilisticScores, ...]]:
     """Per forecaster, one row per horizon of ``probabilistic.horizon_scores``.
 
-    Every forecaster's distribution is read off its own intervals and centre (the model's
-    median, persistence for the anchors), so the model's pinball loss and CRPS include its
-    calibration, exactly as the anchors' do.
+    Every forecaster's distribution is read off its own intervals and median, so the
+    model's pinball loss and CRPS include its calibration, exactly as the anchors' do.
     """
     out: dict[str, tuple[ProbabilisticScores, ...]] = {}
     for name in FORECASTERS:
-        if name not in bounds:
-            continue
-        lower, upper = bounds[name]
-        centre = _centre(name, forecasts)
-        quantiles, levels = interval_quantiles(lower, upper, centre)
-        rows = []
-        for h in range(forecasts.horizon):
-            if np.isfinite(forecasts.actual[:, h]).sum() < 2:
-                break
-            intervals = {
-                level: (
-                    lower[:, h, CALIBRATION_LEVELS.index(level)],
-                    upper[:, h, CALIBRATION_LEVELS.index(level)],
-                )
-                for level in INTERVAL_LEVELS
-            }
-            scores = horizon_scores(
-                forecasts.actual[:, h],
-                forecasts.last_close,
-                quantiles[:, h, :],
-                levels,
-                intervals,
-                regimes,
-            )
-            rows.append(ProbabilisticScores.model_validate({"horizon": h + 1, **scores}))
-        out[name] = tuple(rows)
+        if name in intervals:
+            out[name] = _scores_by_horizon(forecasts, intervals[name], regimes)
     return out
 
 
-def _centre(name: str, forecasts: HoldoutForecasts) -> np.ndarray:
-    """A forecaster's median: persistence for an anchor, the model's for the model, and the
-    geometric mean of the two for their combination (the average in log space)."""
-    if name in ANCHORS:
-        return forecasts.persistence
-    if name in ("model_garch", "model_anchor"):
-        return np.sqrt(forecasts.forecast * forecasts.persistence)
-    return forecasts.forecast
+def _scores_by_horizon(
+    forecasts: HoldoutForecasts, forecast: IntervalForecast, regimes: np.ndarray | None
+) -> tuple[ProbabilisticScores, ...]:
+    quantiles, levels = interval_quantiles(forecast.lower, forecast.upper, forecast.centre)
+    rows = []
+    for h in range(forecasts.horizon):
+        if np.isfinite(forecasts.actual[:, h]).sum() < 2:
+            break
+        intervals = {
+            level: tuple(side[:, h] for side in forecast.at_level(CALIBRATION_LEVELS.index(level)))
+            for level in INTERVAL_LEVELS
+        }
+        scores = horizon_scores(
+            forecasts.actual[:, h],
+            forecasts.last_close,
+            quantiles[:, h, :],
+            levels,
+            intervals,
+            regimes,
+        )
+        rows.append(ProbabilisticScores.model_validate({"horizon": h + 1, **scores}))
+    return tuple(rows)
 
 
 #: Readable names of the forecasters, for tables and legends.
 FORECASTER_LABELS = {
     "model": "model (online calibration)",
     "model_static": "model, frozen at the fit",
-    "model_garch": "model + GARCH-t (average)",
-    "model_anchor": "model + strongest anchor so far",
+    **{name: combination.label for name, combination in COMBINATIONS.items()},
     **anchor_labels(),
 }
 

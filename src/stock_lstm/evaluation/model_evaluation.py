@@ -23,7 +23,7 @@ from stock_lstm.evaluation.holdout import (
     slice_forecasts,
 )
 from stock_lstm.evaluation.intervals import (
-    Bounds,
+    Intervals,
     best_anchor,
     calibration_from_validation,
     interval_forecasts,
@@ -57,8 +57,8 @@ class TestEvaluation:
     interval_level: float = DEFAULT_INTERVAL_LEVEL
     #: Every interval forecaster's scores on the test slice, by horizon.
     probabilistic: dict[str, tuple[ProbabilisticScores, ...]] = field(default_factory=dict)
-    #: Every interval forecaster's price bounds (n, H, L) on the test slice.
-    bounds: Bounds = field(default_factory=dict)
+    #: Every interval forecaster's forecasts on the test slice.
+    intervals: Intervals = field(default_factory=dict)
 
 
 def evaluate_model(
@@ -83,11 +83,10 @@ def evaluate_model(
     test = slice_forecasts(model, data, strategy, "test", horizon)
     closes = data.prices.to_numpy(dtype=np.float64)
     intervals = interval_forecasts(test, price_history(data), start)
-    level = CALIBRATION_LEVELS.index(interval_level)
-    lower, upper = (bound[..., level] for bound in intervals.bounds["model"])
+    lower, upper = intervals.forecasts["model"].at_level(CALIBRATION_LEVELS.index(interval_level))
     rows = horizon_metrics(test, lower, upper)
     probabilistic = probabilistic_scores(
-        test, intervals.bounds, volatility_terciles(closes, test.origins)
+        test, intervals.forecasts, volatility_terciles(closes, test.origins)
     )
     state = CalibrationState(
         levels=CALIBRATION_LEVELS,
@@ -123,7 +122,7 @@ def evaluate_model(
         upper=upper,
         interval_level=interval_level,
         probabilistic=probabilistic,
-        bounds=intervals.bounds,
+        intervals=intervals.forecasts,
     )
 
 
