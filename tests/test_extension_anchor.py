@@ -70,17 +70,22 @@ print("ok")
 """
 
 
-def test_a_new_anchor_is_one_class_and_shows_everywhere(tmp_path: Path) -> None:
-    (tmp_path / "toy_anchor.py").write_text(textwrap.dedent(TOY_ANCHOR))
+def _run_in_a_fresh_interpreter(driver: str, folder: Path) -> None:
+    """Run ``driver`` with ``folder`` (the toy modules) on the path; it prints "ok"."""
     done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(DRIVER)],
-        cwd=tmp_path,
+        [sys.executable, "-c", textwrap.dedent(driver)],
+        cwd=folder,
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, "PYTHONPATH": str(tmp_path), "MPLBACKEND": "Agg"},
+        env={**os.environ, "PYTHONPATH": str(folder), "MPLBACKEND": "Agg"},
     )
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
+
+
+def test_a_new_anchor_is_one_class_and_shows_everywhere(tmp_path: Path) -> None:
+    (tmp_path / "toy_anchor.py").write_text(textwrap.dedent(TOY_ANCHOR))
+    _run_in_a_fresh_interpreter(DRIVER, tmp_path)
 
 
 COMBINATION_DRIVER = """
@@ -118,12 +123,4 @@ print("ok")
 def test_a_new_combination_is_one_entry_and_is_scored_like_every_forecaster(
     tmp_path: Path,
 ) -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(COMBINATION_DRIVER)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "MPLBACKEND": "Agg"},
-    )
-    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
+    _run_in_a_fresh_interpreter(COMBINATION_DRIVER, tmp_path)
