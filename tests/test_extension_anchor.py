@@ -92,7 +92,7 @@ COMBINATION_DRIVER = """
 from stock_lstm.evaluation import combination
 
 combination.COMBINATIONS["model_ewma"] = combination.Combination(  # the one entry
-    "model_ewma", "model + EWMA (toy)", anchor="ewma"
+    "model + EWMA (toy)", anchor="ewma"
 )
 
 import numpy as np

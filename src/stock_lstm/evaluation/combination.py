@@ -92,18 +92,33 @@ def combine_with_chosen(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The model's price bounds averaged in log space with each block's and horizon's chosen
     anchor. Bounds are (n, H) or (n, H, L) price arrays; blocks are consecutive origins."""
-    lower, upper = (np.array(side, dtype=np.float64, copy=True) for side in model)
+    lower, upper = (
+        geometric_mean_with_chosen(
+            model[side], {name: pair[side] for name, pair in anchors.items()}, choices, block_sizes
+        )
+        for side in (0, 1)
+    )
+    return lower, upper
+
+
+def geometric_mean_with_chosen(
+    values: np.ndarray,
+    partners: Mapping[str, np.ndarray],
+    choices: list[list[str]],
+    block_sizes: Sequence[int],
+) -> np.ndarray:
+    """``values`` (n, H, ...) averaged in log space with each block's and horizon's chosen
+    partner: one bound of an interval, or a median."""
+    out = np.array(values, dtype=np.float64, copy=True)
     start = 0
     for size, per_horizon in zip(block_sizes, choices, strict=True):
         rows = slice(start, start + size)
         for h, name in enumerate(per_horizon):
-            anchor_lower, anchor_upper = anchors[name]
-            lower[rows, h] = np.sqrt(lower[rows, h] * anchor_lower[rows, h])
-            upper[rows, h] = np.sqrt(upper[rows, h] * anchor_upper[rows, h])
+            out[rows, h] = np.sqrt(out[rows, h] * partners[name][rows, h])
         start += size
-    if start != lower.shape[0]:
-        raise ValueError(f"blocks cover {start} origins, the bounds {lower.shape[0]}")
-    return lower, upper
+    if start != out.shape[0]:
+        raise ValueError(f"blocks cover {start} origins, the bounds {out.shape[0]}")
+    return out
 
 
 @dataclass(frozen=True)
@@ -118,7 +133,6 @@ class Combination:
     A new combination is one more entry in ``COMBINATIONS``.
     """
 
-    name: str
     label: str
     anchor: str | None = None
     member: str = "model"
@@ -157,19 +171,23 @@ class Combination:
     ) -> IntervalForecast:
         """The combined forecast of consecutive blocks of origins."""
         member = intervals[self.member]
-        bounds = {name: (f.lower, f.upper) for name, f in intervals.items()}
-        centres = {name: (f.centre, f.centre) for name, f in intervals.items()}
-        sizes = block_sizes
-        lower, upper = combine_with_chosen((member.lower, member.upper), bounds, choices, sizes)
-        centre, _ = combine_with_chosen((member.centre, member.centre), centres, choices, sizes)
+        lower, upper, centre = (
+            geometric_mean_with_chosen(
+                getattr(member, side),
+                {name: getattr(forecast, side) for name, forecast in intervals.items()},
+                choices,
+                block_sizes,
+            )
+            for side in ("lower", "upper", "centre")
+        )
         return IntervalForecast(*widening(lower, upper), centre)
 
 
 #: The combinations every training report and backtest scores, by name: weighed by the
 #: serving rule (docs/evaluation.md) beside the forecasters they combine.
 COMBINATIONS: dict[str, Combination] = {
-    "model_garch": Combination("model_garch", "model + GARCH-t (average)", anchor="garch_t"),
-    "model_anchor": Combination("model_anchor", "model + strongest anchor so far"),
+    "model_garch": Combination("model + GARCH-t (average)", anchor="garch_t"),
+    "model_anchor": Combination("model + strongest anchor so far"),
 }
 
 
