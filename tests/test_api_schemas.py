@@ -40,7 +40,6 @@ LEGACY_METRICS = {
 }
 NO_SCORE = {
     "rmae_ci": [None, None],
-    "rmae_drift": None,
     "directional_accuracy": None,
     "directional_ci": [None, None],
 }
@@ -52,10 +51,12 @@ METRICS_JSON = {
             "horizon": 1,
             "n": 20,
             "model": {"mae": 1.5, "rmse": 2.0, "mape": 1.2},
-            "persistence": {"mae": 1.53, "rmse": 2.1, "mape": 1.25},
-            "drift": {},
+            "baselines": {"persistence": {"mae": 1.53, "rmse": 2.1, "mape": 1.25}},
             "rmae": 0.98,
             **NO_SCORE,
+            # computed from the baselines: persistence (rMAE's base) and the others' rMAE
+            "persistence": {"mae": 1.53, "rmse": 2.1, "mape": 1.25},
+            "baseline_rmae": {},
         }
     ],
     "validation": {"n": None, "mae": None, "persistence_mae": None, "rmae_h1": None},

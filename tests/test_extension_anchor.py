@@ -1,6 +1,7 @@
 """A new anchor is one class and one registry line, and then it is in every table: the
 backtest's summary and CSV, the interval table, the CLI's, the plots' legend and the
-strongest-anchor choice. A new combination is one ``COMBINATIONS`` entry, scored alike.
+strongest-anchor choice. A new combination is one ``COMBINATIONS`` entry, scored alike, and
+a new point baseline one class and one ``BASELINE_CLASSES`` line, in every point table.
 Run in a fresh interpreter, as a user's edited registry would be: the forecaster lists are
 read when the package is imported."""
 
@@ -124,3 +125,68 @@ def test_a_new_combination_is_one_entry_and_is_scored_like_every_forecaster(
     tmp_path: Path,
 ) -> None:
     _run_in_a_fresh_interpreter(COMBINATION_DRIVER, tmp_path)
+
+
+TOY_BASELINE = '''
+"""A toy point baseline: the mean of the last five closes, at every horizon."""
+
+import numpy as np
+
+from stock_lstm.evaluation.forecasters import Forecaster, QuantileForecast
+
+
+class MovingAverage(Forecaster):
+    name = "ma5"
+    label = "five-day moving average (toy)"
+
+    def fit(self, history, fit_end_row):
+        self.history = history
+        return self
+
+    def predict(self, origin_rows, horizon, levels):
+        close = self.history.close
+        means = np.array([close[row - 4 : row + 1].mean() for row in origin_rows])
+        paths = np.repeat(means[:, None], horizon, axis=1)
+        return QuantileForecast(tuple(levels), np.repeat(paths[..., None], len(levels), axis=2))
+'''
+
+BASELINE_DRIVER = """
+from stock_lstm.evaluation import baselines
+
+baselines.BASELINE_CLASSES["ma5"] = "toy_baseline:MovingAverage"  # the one line
+
+import numpy as np
+
+from stock_lstm.cli.formatting import format_backtest_points
+from stock_lstm.data.frames import normalize_ohlcv
+from stock_lstm.data.synthetic import synthetic_prices
+from stock_lstm.evaluation.backtest import BacktestConfig, headline, walk_forward
+from stock_lstm.evaluation.eda import baseline_comparison
+from stock_lstm.models.records import TrainingMetrics
+from stock_lstm.models.training import TrainParams
+
+prices = normalize_ohlcv(synthetic_prices("ZZZ", rows=400, seed=4), "ZZZ").frame
+params = TrainParams(epochs=1, sequence_length=10, hidden_size=4, horizon=2)
+result = walk_forward(prices, params, BacktestConfig(horizon=2, origins=30))
+summary, frame = result.summary, result.frame
+first = summary.at_horizon(1)
+rows = frame[frame["horizon"] == 1]
+expected_mae = np.mean(np.abs(rows["ma5"] - rows["actual"]))
+assert np.isclose(first.baselines["ma5"]["mae"], expected_mae), first.baselines
+assert np.isclose(first.baseline_rmae["ma5"], expected_mae / first.persistence["mae"])
+table = summary.point_table()
+assert {"ma5 MAE", "rMAE (ma5)"} <= set(table.columns), list(table.columns)
+assert "ma5 rMAE" in format_backtest_points(summary)
+assert headline(summary)["rmae_ma5_h1"] == first.baseline_rmae["ma5"]
+# The registry's JSON form keeps it, and the reports' comparison shows it.
+stored = TrainingMetrics.from_json(TrainingMetrics(horizons=summary.horizons).to_json())
+assert baseline_comparison(stored).loc["MAE", "ma5"] == first.baselines["ma5"]["mae"]
+print("ok")
+"""
+
+
+def test_a_new_point_baseline_is_one_class_and_reaches_the_point_tables(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "toy_baseline.py").write_text(textwrap.dedent(TOY_BASELINE))
+    _run_in_a_fresh_interpreter(BASELINE_DRIVER, tmp_path)

@@ -95,8 +95,7 @@ def test_backtest_rows_carry_the_rmae_band_around_the_rmae() -> None:
         origin_dates=pd.bdate_range("2020-01-02", periods=n),
         actual=actual,
         forecast=last[:, None] + rng.normal(0, 0.3, (n, horizon)),
-        persistence=np.repeat(last[:, None], horizon, axis=1),
-        drift=np.repeat(last[:, None], horizon, axis=1),
+        baselines=dict.fromkeys(("persistence", "drift"), np.repeat(last[:, None], horizon, 1)),
         last_close=last,
     )
     for row in horizon_metrics(forecasts):

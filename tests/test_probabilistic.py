@@ -271,8 +271,7 @@ def test_the_combination_averages_the_online_model_and_garch_in_log_space() -> N
         last_close=last,
         forecast=last[:, None] * 1.002 * np.ones((1, horizon)),
         actual=closes[rows],
-        persistence=np.repeat(last[:, None], horizon, axis=1),
-        drift=np.repeat(last[:, None], horizon, axis=1),
+        baselines=dict.fromkeys(("persistence", "drift"), np.repeat(last[:, None], horizon, 1)),
     )
     start = StartingCalibration(
         conformal={f"{level:g}": [0.02, 0.03] for level in (0.5, 0.8, 0.9, 0.95)},

@@ -113,8 +113,7 @@ def _forecasts(n: int = 30) -> HoldoutForecasts:
         last_close=last,
         forecast=(last * 1.001)[:, None],
         actual=actual[:, None],
-        persistence=last[:, None],
-        drift=(last * 1.0005)[:, None],
+        baselines={"persistence": last[:, None], "drift": (last * 1.0005)[:, None]},
     )
 
 
@@ -131,7 +130,7 @@ def test_a_new_point_metric_is_declared_once(monkeypatch: pytest.MonkeyPatch) ->
     (row,) = horizon_metrics(forecasts)
     expected = max_error(forecasts.actual[:, 0], forecasts.forecast[:, 0])
     assert row.model["maxerr"] == pytest.approx(expected)
-    assert "maxerr" in row.persistence and "maxerr" in row.drift
+    assert "maxerr" in row.persistence and "maxerr" in row.baselines["drift"]
 
     record = TrainingMetrics.from_json(TrainingMetrics(horizons=(row,)).to_json())
     assert record.next_day is not None and record.next_day.model["maxerr"] == row.model["maxerr"]

@@ -4,6 +4,7 @@ and a backtest's typed summary, no I/O."""
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from stock_lstm.models.records import TrainingMetrics
@@ -97,10 +98,13 @@ def format_backtest_headline(summary: BacktestSummary) -> list[str]:
 def format_backtest_points(summary: BacktestSummary) -> str:
     """Notebook 05's point table (``BacktestSummary.point_table``: every recorded metric of
     ``evaluation.metrics.POINT_METRICS``) as the CLI prints it: the model and persistence per
-    metric, then the ratios, the DM p-value, direction and coverage (drift's own errors and
-    rMAE's band stay in the notebook, for width)."""
+    metric, then the ratios, the DM p-value, direction and coverage (the other baselines' own
+    errors and rMAE's band stay in the notebook, for width)."""
+    from stock_lstm.evaluation.baselines import BASELINE_CLASSES
+
+    narrow = tuple(f"{name} " for name in BASELINE_CLASSES if name != "persistence")
     table = summary.point_table()
-    table = table[[c for c in table.columns if not c.startswith(("drift ", "rMAE 95%"))]]
+    table = table[[c for c in table.columns if not c.startswith((*narrow, "rMAE 95%"))]]
     table = table.rename(columns=_short_header)
     table.index.name = "h"
     digits = {c: 4 if c.startswith(("model ", "persist ")) else 3 for c in table.columns}
@@ -109,13 +113,15 @@ def format_backtest_points(summary: BacktestSummary) -> str:
 
 
 def _short_header(column: str) -> str:
+    baseline = re.fullmatch(r"rMAE \((\w+)\)", column)
+    if column not in _SHORT_HEADERS and baseline:
+        return f"{baseline.group(1)} rMAE"
     return _SHORT_HEADERS.get(column, column.replace("persistence", "persist"))
 
 
 #: Terminal-width names of the point table's columns (the notebook keeps the long ones).
 _SHORT_HEADERS = {
     "rMAE (model)": "rMAE",
-    "rMAE (drift)": "drift rMAE",
     "DM p-value": "DM p",
     "direction hit rate": "direction",
 }

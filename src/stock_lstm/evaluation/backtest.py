@@ -4,8 +4,8 @@ For each origin (a trading day whose close is the last one observed) the model f
 the next ``horizon`` closes. Models are fitted on an expanding window that ends the day
 *before* the first origin they serve (refitted every ``refit_every`` origins), with the
 encoder/scaler fitted on that window's training rows only, so no fit ever sees data at or
-after an origin it is scored on. Persistence and drift are scored on exactly the same
-origins and target days.
+after an origin it is scored on. Every point baseline (persistence, drift: ``BASELINE_CLASSES``)
+is scored on exactly the same origins and target days.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from stock_lstm.errors import InvalidParameterError, NotEnoughDataError
-from stock_lstm.evaluation.baselines import baseline_paths
+from stock_lstm.evaluation.baselines import BASELINE_CLASSES, baseline_paths
 from stock_lstm.evaluation.combination import add_combinations
 from stock_lstm.evaluation.forecasters import IntervalForecast
 from stock_lstm.evaluation.holdout import HoldoutForecasts, horizon_metrics
@@ -41,8 +41,7 @@ BACKTEST_COLUMNS = (
     "target_date",
     "actual",
     "model",
-    "persistence",
-    "drift",
+    *BASELINE_CLASSES,
     *(
         f"{'' if name == 'model' else name + '_'}{side}"
         for name in FORECASTERS
@@ -264,15 +263,13 @@ def _forecast_group(
     )
     rows = group[:, None] + np.arange(1, horizon + 1)
     history = PriceHistory.of(prices)
-    baselines = baseline_paths(history, first_origin, group, horizon)
     part = HoldoutForecasts(
         origins=group,
         origin_dates=prices.index[group],
         last_close=closes[group],
         forecast=forecast,
         actual=closes[rows],
-        persistence=baselines["persistence"],
-        drift=baselines["drift"],
+        baselines=baseline_paths(history, first_origin, group, horizon),
         quantiles=quantiles,
         quantile_levels=tuple(getattr(model, "quantiles", ())),
     )
@@ -287,8 +284,9 @@ def _concatenate(parts: list[HoldoutForecasts]) -> HoldoutForecasts:
         last_close=np.concatenate([p.last_close for p in parts]),
         forecast=np.concatenate([p.forecast for p in parts]),
         actual=np.concatenate([p.actual for p in parts]),
-        persistence=np.concatenate([p.persistence for p in parts]),
-        drift=np.concatenate([p.drift for p in parts]),
+        baselines={
+            name: np.concatenate([p.baselines[name] for p in parts]) for name in parts[0].baselines
+        },
         quantiles=np.concatenate([p.quantiles for p in parts]) if has_quantiles else None,
         quantile_levels=parts[0].quantile_levels if has_quantiles else (),
     )
@@ -324,8 +322,7 @@ def _long_frame(
         "target_date": dates[target_rows.ravel()].date,
         "actual": forecasts.actual.ravel(),
         "model": forecasts.forecast.ravel(),
-        "persistence": forecasts.persistence.ravel(),
-        "drift": forecasts.drift.ravel(),
+        **{name: paths.ravel() for name, paths in forecasts.baselines.items()},
     }
     for name in FORECASTERS:
         lower, upper = intervals[name].at_level(level_index)
@@ -353,7 +350,9 @@ def headline(summary: BacktestSummary, horizons: tuple[int, ...] = (1, 5)) -> di
     for h in horizons:
         row = summary.at_horizon(h)
         out[f"rmae_h{h}"] = row.rmae if row else math.nan
-        out[f"rmae_drift_h{h}"] = row.rmae_drift if row else math.nan
+        for name in BASELINE_CLASSES:
+            if name != "persistence":
+                out[f"rmae_{name}_h{h}"] = row.baseline_rmae.get(name) if row else math.nan
     coverages = [row.coverage for row in summary.horizons if row.coverage is not None]
     out["coverage_mean"] = float(np.mean(coverages)) if coverages else None
     probabilistic = summary.probabilistic

@@ -330,8 +330,8 @@ def baseline_comparison(
     ``metrics`` is ``TestEvaluation.metrics`` or a registry record's ``metrics``; the rows
     are ``evaluation.metrics.POINT_METRICS`` that were recorded. Columns: ``unit``
     (``currency`` for price-unit metrics when given, else ``price``), ``model``,
-    ``persistence``, ``drift`` (when recorded) and ``ratio`` (model / persistence: below 1
-    the model's error is smaller).
+    ``persistence``, each other baseline recorded (``drift``) and ``ratio`` (model /
+    persistence: below 1 the model's error is smaller).
     """
     first = _recorded(metrics).next_day
     if first is None or "mae" not in first.model or "mae" not in first.persistence:
@@ -348,8 +348,9 @@ def baseline_comparison(
             "model": float(first.model[name]),
             "persistence": float(first.persistence[name]),
         }
-        if first.drift.get(name) is not None:
-            row["drift"] = float(first.drift[name])
+        for baseline, scores in first.baselines.items():
+            if baseline != "persistence" and scores.get(name) is not None:
+                row[baseline] = float(scores[name])
         rows[name.upper()] = row
     table = pd.DataFrame.from_dict(rows, orient="index")
     table["ratio"] = table["model"] / table["persistence"]

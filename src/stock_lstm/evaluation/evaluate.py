@@ -129,6 +129,7 @@ def summarize(rows: list[dict[str, Any]], horizon: int) -> tuple[pd.DataFrame, s
     the model (online calibration), the model frozen at the fit, the point model's, every
     anchor and the strongest anchor of each ticker."""
     from stock_lstm.evaluation.anchors import ANCHORS
+    from stock_lstm.evaluation.baselines import BASELINE_CLASSES
     from stock_lstm.evaluation.intervals import FORECASTERS
 
     frame = pd.DataFrame(rows)
@@ -149,8 +150,10 @@ def summarize(rows: list[dict[str, Any]], horizon: int) -> tuple[pd.DataFrame, s
             h: group[h].mean(),
             "dm_p_h1": group["dm_p_h1"].mean(),
             "directional_accuracy_h1": group["directional_accuracy_h1"].mean(),
-            "drift_rmae_h1": group["rmae_drift_h1"].mean(),
         }
+        for name in BASELINE_CLASSES:
+            if f"rmae_{name}_h1" in group:
+                row[f"{name}_rmae_h1"] = group[f"rmae_{name}_h1"].mean()
         for name in FORECASTERS:
             for step in horizons:
                 for metric in ("coverage90", "winkler90", "crps"):

@@ -1,7 +1,8 @@
 """A trained model's forecasts on a slice (validation or test) and their point scores,
 horizon by horizon.
 
-The model, persistence and drift are scored on exactly the same origins and target days.
+The model and every point baseline (``evaluation.baselines.BASELINE_CLASSES``: persistence,
+drift) are scored on exactly the same origins and target days.
 The intervals and the whole evaluation of a training are built on these in
 ``evaluation.model_evaluation``. Nothing here trains or writes anything.
 """
@@ -9,6 +10,7 @@ The intervals and the whole evaluation of a training are built on these in
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,9 +23,7 @@ from stock_lstm.evaluation.conformal import coverage
 from stock_lstm.evaluation.forecasters import PriceHistory
 from stock_lstm.evaluation.metrics import score
 from stock_lstm.evaluation.significance import diebold_mariano, wilson_interval
-from stock_lstm.models.records import (
-    HorizonScores,
-)
+from stock_lstm.models.records import HorizonScores
 
 DEFAULT_INTERVAL_LEVEL = 0.9
 
@@ -37,8 +37,8 @@ class HoldoutForecasts:
     last_close: np.ndarray
     forecast: np.ndarray
     actual: np.ndarray
-    persistence: np.ndarray
-    drift: np.ndarray
+    #: Each point baseline's (n, horizon) forecast by name; ``persistence`` is always there.
+    baselines: Mapping[str, np.ndarray]
     #: Price quantiles (n, horizon, Q) of a quantile head, at ``quantile_levels``.
     quantiles: np.ndarray | None = None
     quantile_levels: tuple[float, ...] = ()
@@ -46,6 +46,11 @@ class HoldoutForecasts:
     @property
     def horizon(self) -> int:
         return int(self.forecast.shape[1])
+
+    @property
+    def persistence(self) -> np.ndarray:
+        """Tomorrow = today: the baseline every rMAE divides by."""
+        return self.baselines["persistence"]
 
 
 def slice_forecasts(
@@ -68,15 +73,13 @@ def slice_forecasts(
     )
     rows = origins[:, None] + np.arange(1, horizon + 1)
     actual = np.where(rows < end_row, closes[np.minimum(rows, len(closes) - 1)], np.nan)
-    baselines = baseline_paths(PriceHistory(closes), data.train_rows, origins, horizon)
     return HoldoutForecasts(
         origins=origins,
         origin_dates=data.prices.index[origins],
         last_close=last_close,
         forecast=forecast,
         actual=actual,
-        persistence=baselines["persistence"],
-        drift=baselines["drift"],
+        baselines=baseline_paths(PriceHistory(closes), data.train_rows, origins, horizon),
         quantiles=quantiles,
         quantile_levels=tuple(getattr(model, "quantiles", ())),
     )
@@ -91,7 +94,7 @@ def horizon_metrics(
     lower: np.ndarray | None = None,
     upper: np.ndarray | None = None,
 ) -> list[HorizonScores]:
-    """One row per horizon: model, persistence and drift scores, rMAE, direction, DM, coverage.
+    """One row per horizon: model and baseline scores, rMAE, direction, DM, coverage.
 
     rMAE = MAE(model) / MAE(persistence) on the same dates (1 = no better than tomorrow =
     today). Directional accuracy counts days where the model's predicted move has the sign of
@@ -105,9 +108,10 @@ def horizon_metrics(
         actual = forecasts.actual[valid, h]
         model = forecasts.forecast[valid, h]
         persistence = forecasts.persistence[valid, h]
-        drift = forecasts.drift[valid, h]
         model_score = score(actual, model)
-        persistence_score = score(actual, persistence)
+        baseline_scores = {
+            name: score(actual, paths[valid, h]) for name, paths in forecasts.baselines.items()
+        }
         actual_move = actual - forecasts.last_close[valid]
         model_move = model - forecasts.last_close[valid]
         moved = actual_move != 0
@@ -118,18 +122,16 @@ def horizon_metrics(
         # rMAE's 95% band from the same test: 1 + (the mean |error| difference's interval)
         # / persistence MAE; it excludes 1 exactly when the DM p-value is below 0.05.
         low, high = dm.interval()
-        base_mae = persistence_score["mae"]
+        base_mae = baseline_scores["persistence"]["mae"]
         row: dict[str, Any] = {
             "horizon": h + 1,
             "n": int(valid.sum()),
             "model": model_score,
-            "persistence": persistence_score,
-            "drift": score(actual, drift),
-            "rmae": _finite(model_score["mae"] / persistence_score["mae"]),
+            "baselines": baseline_scores,
+            "rmae": _finite(model_score["mae"] / base_mae),
             "rmae_ci": [_finite(1 + low / base_mae), _finite(1 + high / base_mae)]
             if base_mae
             else [None, None],
-            "rmae_drift": _finite(score(actual, drift)["mae"] / persistence_score["mae"]),
             "directional_accuracy": _finite(hits / trials) if trials else None,
             "directional_ci": [_finite(ci_low), _finite(ci_high)],
             "dm_statistic": _finite(dm.statistic),

@@ -133,6 +133,5 @@ def _first_horizon(forecasts: HoldoutForecasts) -> HoldoutForecasts:
         last_close=forecasts.last_close,
         forecast=forecasts.forecast[:, :1],
         actual=forecasts.actual[:, :1],
-        persistence=forecasts.persistence[:, :1],
-        drift=forecasts.drift[:, :1],
+        baselines={name: paths[:, :1] for name, paths in forecasts.baselines.items()},
     )

@@ -157,9 +157,10 @@ class BacktestSummary(Record):
 
     def point_table(self) -> Any:
         """One row per horizon: every recorded point metric of ``evaluation.metrics`` for the
-        model, persistence and drift, rMAE of the model and of drift with the model's 95% band
-        (Diebold-Mariano), the DM p-value, the direction hit rate and the interval's coverage.
-        A metric added to ``POINT_METRICS`` appears here with nothing else to edit."""
+        model and every point baseline, rMAE of the model (with its 95% band from
+        Diebold-Mariano) and of each baseline other than persistence, the DM p-value, the
+        direction hit rate and the interval's coverage. A metric added to ``POINT_METRICS`` or
+        a baseline added to ``BASELINE_CLASSES`` appears here with nothing else to edit."""
         import pandas as pd
 
         from stock_lstm.evaluation.metrics import POINT_METRICS
@@ -169,11 +170,7 @@ class BacktestSummary(Record):
         for row in self.horizons:
             cells: dict[str, Any] = {}
             for name in POINT_METRICS:
-                for who, scores in (
-                    ("model", row.model),
-                    ("persistence", row.persistence),
-                    ("drift", row.drift),
-                ):
+                for who, scores in (("model", row.model), *row.baselines.items()):
                     if scores.get(name) is not None:
                         cells[f"{who} {name.upper()}"] = scores[name]
             low, high = row.rmae_ci
@@ -182,7 +179,7 @@ class BacktestSummary(Record):
                     "rMAE (model)": row.rmae,
                     "rMAE 95% low": low,
                     "rMAE 95% high": high,
-                    "rMAE (drift)": row.rmae_drift,
+                    **{f"rMAE ({name})": ratio for name, ratio in row.baseline_rmae.items()},
                     "DM p-value": row.dm_p_value,
                     "direction hit rate": row.directional_accuracy,
                     level: row.coverage,

@@ -130,13 +130,19 @@ class SweepResult:
 
     @property
     def baselines(self) -> dict[str, Any]:
-        """Persistence and drift at h=1: the same for every point (same origins, same days)."""
+        """Each point baseline at h=1: the same for every point (same origins, same days)."""
+        from stock_lstm.evaluation.baselines import BASELINE_CLASSES
+
         ok = next((row for row in self.rows if row.get("status") == "ok"), None)
         if ok is None:
             return {}
         return {
-            "persistence": {"rmae_h1": 1.0, "mae_h1": ok["persistence_mae_h1"]},
-            "drift": {"rmae_h1": ok["rmae_drift_h1"], "mae_h1": ok["drift_mae_h1"]},
+            name: {
+                "rmae_h1": 1.0 if name == "persistence" else ok.get(f"rmae_{name}_h1"),
+                "mae_h1": ok.get(f"{name}_mae_h1"),
+            }
+            for name in BASELINE_CLASSES
+            if f"{name}_mae_h1" in ok
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -184,7 +190,7 @@ def format_sweep(result: SweepResult) -> str:
         failed, value = rank_key(row)
         entries.append((math.inf if failed else value, 1, text))
     for name, values in result.baselines.items():
-        shown = PERSISTENCE_LABEL if name == "persistence" else "drift"
+        shown = PERSISTENCE_LABEL if name == "persistence" else name
         text = (
             f"{'':>4}  {shown:<{width}}{_num(values['rmae_h1'], '9.3f')}"
             f"{_num(values['mae_h1'], '11.4f')}"

@@ -54,15 +54,16 @@ class HorizonScores(Record):
     horizon: int = Field(ge=1)
     n: int = Field(0, ge=0, description="Forecasts scored.")
     model: Scores
-    persistence: Scores = Field(description="Tomorrow = today, on the same days.")
-    drift: Scores = Field(default_factory=dict)
+    baselines: dict[str, Scores] = Field(
+        description="Each point baseline's scores on the same days, by its name in "
+        "evaluation.baselines.BASELINE_CLASSES; persistence is the one rMAE divides by."
+    )
     rmae: float | None = Field(
         None, description="Model MAE / persistence MAE (below 1: a lower error)."
     )
     rmae_ci: tuple[float | None, float | None] = Field(
         (None, None), description="95% band of rMAE from the Diebold-Mariano test."
     )
-    rmae_drift: float | None = None
     directional_accuracy: float | None = None
     directional_ci: tuple[float | None, float | None] = (None, None)
     dm_statistic: float | None = None
@@ -71,6 +72,34 @@ class HorizonScores(Record):
     actual_move_std: float | None = None
     coverage: float | None = Field(None, description="Share of closes inside the interval.")
     interval_width: float | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_named_baselines(cls, values: Any) -> Any:
+        """Rows from before ``baselines`` held persistence and drift as fields of their own."""
+        if isinstance(values, Mapping) and "baselines" not in values:
+            values = dict(values)
+            named = {name: values.get(name) for name in ("persistence", "drift")}
+            values["baselines"] = {name: scores for name, scores in named.items() if scores}
+        return values
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def persistence(self) -> Scores:
+        """Tomorrow = today, on the same days: the reference of every rMAE."""
+        return dict(self.baselines.get("persistence") or {})
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def baseline_rmae(self) -> dict[str, float | None]:
+        """Each baseline other than persistence: its MAE / persistence MAE."""
+        base = self.persistence.get("mae")
+        ratios: dict[str, float | None] = {}
+        for name, scores in self.baselines.items():
+            mae = scores.get("mae")
+            if name != "persistence":
+                ratios[name] = mae / base if mae is not None and base else None
+        return ratios
 
 
 class ValidationScores(Record):
@@ -220,7 +249,7 @@ class TrainingMetrics(Record):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def drift(self) -> Scores:
-        return dict(self.next_day.drift) if self.next_day else {}
+        return dict(self.next_day.baselines.get("drift") or {}) if self.next_day else {}
 
     def to_json(self) -> dict[str, Any]:
         """The one JSON form the registry stores and the API returns."""

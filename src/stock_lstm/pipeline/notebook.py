@@ -110,7 +110,6 @@ def for_people(values: dict[str, object]) -> dict[str, str]:
 HEADERS = {
     "n": "forecasts",
     "rmae": "rMAE",
-    "rmae_drift": "rMAE (drift)",
     "model_mae": "model MAE",
     "persistence_mae": "persistence MAE",
     "directional_accuracy": "direction hit rate",
