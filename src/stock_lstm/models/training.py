@@ -260,48 +260,18 @@ def train_model(
         if initial_state is not None:
             model.load_state_dict(initial_state)
             best.start_from(model, _evaluation_loss(model.eval(), X_val, y_val))
-        started = time.perf_counter()
-        progress = tqdm(
-            range(1, params.epochs + 1),
-            desc="training",
-            unit="epoch",
-            file=sys.stderr,
-            disable=not show_progress,
-        )
         chunk_length = params.chunk_length if chunk_length is None else chunk_length
         # A backbone whose features may read later steps trains window by window.
         chunks = _chunked_series(X_train) if chunk_length and model.causal else None
-        history: list[dict[str, float]] = []
-        epoch, stopped_early = 0, False
-        for epoch in progress:
-            model.train()
-            if chunks is not None and chunk_length:
-                train_loss = _chunk_epoch(
-                    model, optimizer, chunks, y_train, chunk_length, params.batch_size, generator
-                )
-            else:
-                train_loss = _window_epoch(
-                    model, optimizer, X_train, y_train, params.batch_size, generator
-                )
-            val_loss = _evaluation_loss(model.eval(), X_val, y_val)
-            best.observe(model, epoch, val_loss)
-            history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
-            progress.set_postfix(train=f"{train_loss:.3g}", val=f"{val_loss:.3g}", refresh=False)
-            report = EpochReport(
-                epoch=epoch,
-                total_epochs=params.epochs,
-                train_loss=train_loss,
-                val_loss=val_loss,
-                best_epoch=best.epoch,
-                best_val_loss=best.val_loss,
-                elapsed_seconds=time.perf_counter() - started,
-            )
-            for callback in callbacks:
-                callback(report)
-            if epoch < params.epochs and best.should_stop(train_loss):
-                stopped_early = True
-                break
-        progress.close()
+        started = time.perf_counter()
+        history, epoch, stopped_early = _run_epochs(
+            _EpochInputs(model, optimizer, X_train, y_train, X_val, y_val, chunks, chunk_length),
+            params,
+            best,
+            generator,
+            callbacks=callbacks,
+            show_progress=show_progress,
+        )
 
     best.restore(model, params.learning_rate)
     return TrainResult(
@@ -312,6 +282,81 @@ def train_model(
         stopped_early=stopped_early,
         train_seconds=time.perf_counter() - started,
     )
+
+
+@dataclass(frozen=True)
+class _EpochInputs:
+    """What every epoch of one fit reads: the network, its optimizer and the tensors."""
+
+    model: NetworkForecaster
+    optimizer: torch.optim.Optimizer
+    X_train: torch.Tensor
+    y_train: torch.Tensor
+    X_val: torch.Tensor
+    y_val: torch.Tensor
+    #: The training series cut into chunks, when the backbone trains chunk by chunk.
+    chunks: torch.Tensor | None
+    chunk_length: int | None
+
+
+def _run_epochs(
+    inputs: _EpochInputs,
+    params: TrainParams,
+    best: _BestWeights,
+    generator: torch.Generator,
+    *,
+    callbacks: Sequence[ProgressCallback],
+    show_progress: bool,
+) -> tuple[list[dict[str, float]], int, bool]:
+    """The epochs of one fit until the last or an early stop: the loss history, the epochs
+    run and whether it stopped early. ``best`` keeps the best validation weights."""
+    model, optimizer = inputs.model, inputs.optimizer
+    started = time.perf_counter()
+    progress = tqdm(
+        range(1, params.epochs + 1),
+        desc="training",
+        unit="epoch",
+        file=sys.stderr,
+        disable=not show_progress,
+    )
+    history: list[dict[str, float]] = []
+    epoch, stopped_early = 0, False
+    for epoch in progress:
+        model.train()
+        if inputs.chunks is not None and inputs.chunk_length:
+            train_loss = _chunk_epoch(
+                model,
+                optimizer,
+                inputs.chunks,
+                inputs.y_train,
+                inputs.chunk_length,
+                params.batch_size,
+                generator,
+            )
+        else:
+            train_loss = _window_epoch(
+                model, optimizer, inputs.X_train, inputs.y_train, params.batch_size, generator
+            )
+        val_loss = _evaluation_loss(model.eval(), inputs.X_val, inputs.y_val)
+        best.observe(model, epoch, val_loss)
+        history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
+        progress.set_postfix(train=f"{train_loss:.3g}", val=f"{val_loss:.3g}", refresh=False)
+        report = EpochReport(
+            epoch=epoch,
+            total_epochs=params.epochs,
+            train_loss=train_loss,
+            val_loss=val_loss,
+            best_epoch=best.epoch,
+            best_val_loss=best.val_loss,
+            elapsed_seconds=time.perf_counter() - started,
+        )
+        for callback in callbacks:
+            callback(report)
+        if epoch < params.epochs and best.should_stop(train_loss):
+            stopped_early = True
+            break
+    progress.close()
+    return history, epoch, stopped_early
 
 
 class _BestWeights:
