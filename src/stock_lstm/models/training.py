@@ -237,14 +237,9 @@ def train_model(
     any step, are the bar every epoch must beat, so a refit that cannot improve on them keeps
     them. ``patience`` overrides ``params.patience`` (warm refits need fewer epochs).
 
-    Each epoch shuffles the training windows (seeded by ``params.seed``), takes Adam steps on
-    the MSE of scaled targets (the negative log-likelihood for ``output="student_t"``, the
-    pinball loss for ``output="quantiles"``), then scores the
-    whole validation set. Training stops after ``params.patience`` epochs without improvement
-    (0: never early) or when the training loss stops being finite; the weights of the best
-    validation epoch are restored. Every callback
-    is called with an :class:`EpochReport` after each epoch. The global torch RNG is left as it
-    was, so training does not disturb the caller's random state.
+    The epochs are :func:`_run_epochs`; the weights of the best validation epoch are restored
+    after them. The global torch RNG is left as it was, so training does not disturb the
+    caller's random state.
     """
     _check_data(data)
     set_torch_threads(threads)
@@ -309,8 +304,16 @@ def _run_epochs(
     show_progress: bool,
 ) -> tuple[list[dict[str, float]], int, bool]:
     """The epochs of one fit until the last or an early stop: the loss history, the epochs
-    run and whether it stopped early. ``best`` keeps the best validation weights."""
-    model, optimizer = inputs.model, inputs.optimizer
+    run and whether it stopped early. ``best`` keeps the best validation weights.
+
+    Each epoch shuffles the training windows (seeded by ``params.seed``), takes Adam steps on
+    the MSE of scaled targets (the negative log-likelihood for ``output="student_t"``, the
+    pinball loss for ``output="quantiles"``), then scores the whole validation set. Training
+    stops after ``best.patience`` epochs without improvement (0: never early) or when the
+    training loss stops being finite. Every callback is called with an :class:`EpochReport`
+    after each epoch.
+    """
+    model = inputs.model
     started = time.perf_counter()
     progress = tqdm(
         range(1, params.epochs + 1),
@@ -322,21 +325,7 @@ def _run_epochs(
     history: list[dict[str, float]] = []
     epoch, stopped_early = 0, False
     for epoch in progress:
-        model.train()
-        if inputs.chunks is not None and inputs.chunk_length:
-            train_loss = _chunk_epoch(
-                model,
-                optimizer,
-                inputs.chunks,
-                inputs.y_train,
-                inputs.chunk_length,
-                params.batch_size,
-                generator,
-            )
-        else:
-            train_loss = _window_epoch(
-                model, optimizer, inputs.X_train, inputs.y_train, params.batch_size, generator
-            )
+        train_loss = _train_epoch(inputs, params.batch_size, generator)
         val_loss = _evaluation_loss(model.eval(), inputs.X_val, inputs.y_val)
         best.observe(model, epoch, val_loss)
         history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
@@ -357,6 +346,25 @@ def _run_epochs(
             break
     progress.close()
     return history, epoch, stopped_early
+
+
+def _train_epoch(inputs: _EpochInputs, batch_size: int, generator: torch.Generator) -> float:
+    """One pass of Adam steps over the training set, chunk by chunk when the backbone trains
+    that way, else window by window; the epoch's mean training loss."""
+    inputs.model.train()
+    if inputs.chunks is not None and inputs.chunk_length:
+        return _chunk_epoch(
+            inputs.model,
+            inputs.optimizer,
+            inputs.chunks,
+            inputs.y_train,
+            inputs.chunk_length,
+            batch_size,
+            generator,
+        )
+    return _window_epoch(
+        inputs.model, inputs.optimizer, inputs.X_train, inputs.y_train, batch_size, generator
+    )
 
 
 class _BestWeights:
