@@ -123,12 +123,27 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
+def _strongest_anchor(row: dict[str, Any], step: int) -> dict[str, Any]:
+    """The anchor with the lowest mean 90% Winkler score at ``step`` among a ticker's
+    averaged ``row``, and that score; empty when no anchor was scored."""
+    from stock_lstm.evaluation.anchors import ANCHORS
+
+    anchors = {a: row.get(f"{a}_winkler90_h{step}") for a in ANCHORS}
+    anchors = {a: v for a, v in anchors.items() if v is not None and np.isfinite(v)}
+    if not anchors:
+        return {}
+    strongest = min(anchors, key=anchors.__getitem__)
+    return {
+        f"best_anchor_h{step}": strongest,
+        f"best_anchor_winkler90_h{step}": anchors[strongest],
+    }
+
+
 def summarize(rows: list[dict[str, Any]], horizon: int) -> tuple[pd.DataFrame, str]:
     """Per-ticker table (model averaged over seeds, with its seed spread) and markdown: the
     point forecast beside persistence, then the 90% intervals at h=1 and at ``horizon`` of
     the model (online calibration), the model frozen at the fit, the point model's, every
     anchor and the strongest anchor of each ticker."""
-    from stock_lstm.evaluation.anchors import ANCHORS
     from stock_lstm.evaluation.baselines import BASELINE_CLASSES
     from stock_lstm.evaluation.intervals import FORECASTERS
 
@@ -163,12 +178,7 @@ def summarize(rows: list[dict[str, Any]], horizon: int) -> tuple[pd.DataFrame, s
             if f"{name}_kupiec90_h1" in group:
                 row[f"{name}_kupiec90_h1"] = group[f"{name}_kupiec90_h1"].mean()
         for step in horizons:
-            anchors = {a: row.get(f"{a}_winkler90_h{step}") for a in ANCHORS}
-            anchors = {a: v for a, v in anchors.items() if v is not None and np.isfinite(v)}
-            if anchors:
-                strongest = min(anchors, key=anchors.__getitem__)
-                row[f"best_anchor_h{step}"] = strongest
-                row[f"best_anchor_winkler90_h{step}"] = anchors[strongest]
+            row.update(_strongest_anchor(row, step))
             column = f"model_winkler90_h{step}"
             if column in group:
                 row[f"{column}_spread"] = group[column].max() - group[column].min()
